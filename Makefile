@@ -1,0 +1,34 @@
+# Two commands are all the set-up there is: `make book` and `make test` create the virtual
+# environment on first use (and again whenever pyproject.toml changes).
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= demo
+DATA    ?=
+EXTRAS  ?= cpu,dev
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.installed
+
+.PHONY: book test status clean help
+
+help:
+	@echo "make book [PROFILE=demo|smoke|full] [DATA=/path/to/MURA-v1.1]  build the thesis"
+	@echo "make test                                                       run the test suite"
+	@echo "make status [PROFILE=...]                                       which chapters would re-run"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/mura-thesis build --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
+status: $(STAMP)
+	$(BIN)/mura-thesis status --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf _build build

@@ -1,0 +1,67 @@
+"""Helpers that every chapter uses: quiet set-up, a consistent figure style, safe gluing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from numbers import Number
+from typing import Any
+
+FIGURE_WIDTH = 7.0  # inches: the width of the book's text column at 100 dpi
+
+
+def quiet_logs() -> None:
+    """Silence TensorFlow/absl chatter before TensorFlow is imported anywhere."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*Your input ran out of data.*")
+
+
+def setup_notebook() -> None:
+    """Call once at the top of every chapter: quiet logs, figure style, table display."""
+    quiet_logs()
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    matplotlib.rcParams.update(
+        {
+            "figure.figsize": (FIGURE_WIDTH, 4.0),
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "savefig.bbox": "tight",
+            "axes.titlesize": "medium",
+        }
+    )
+    plt.ioff()
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.max_rows", 60)
+
+
+def to_builtin(value: Any) -> Any:
+    """numpy scalars and 0-d arrays to plain Python numbers (``{glue:text}`` needs them)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if isinstance(value, Number):
+        return value
+    return value
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """``myst_nb.glue`` that stores numbers as Python numbers, so that format specs work.
+
+    Figures and tables are glued as they are; ``display=False`` keeps the cell output clean.
+    """
+    from myst_nb import glue as _glue
+
+    value = to_builtin(value)
+    _glue(name, value, display=display)
+    return value

@@ -1,0 +1,190 @@
+"""Keras 3 models: the thesis' ab-initio CNN, pretrained backbones with a new head, and a
+multi-view study model.
+
+Only the backend-neutral Keras API is used (``keras.layers``, ``keras.ops``), so the same
+models train on TensorFlow, JAX or PyTorch.  Every model takes ``uint8``-range grayscale
+images of shape (size, size, 1) and returns one abnormality probability; scaling,
+augmentation and each backbone's own preprocessing happen inside the model, on the device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+from keras import layers
+
+BACKBONES = {
+    # name: (constructor, preprocess_input module, smallest input size)
+    "vgg16": ("VGG16", "vgg16", 32),
+    "densenet169": ("DenseNet169", "densenet", 32),
+    "resnet50": ("ResNet50", "resnet", 32),
+    "efficientnetb0": ("EfficientNetB0", "efficientnet", 32),
+}
+MODEL_NAMES = ("cnn", *BACKBONES)
+
+
+def augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
+    """The paper's augmentation (lateral flips, rotations up to 30 degrees) plus small zoom and
+    contrast changes; active only in training, and run on the device as part of the model."""
+    steps = [layers.RandomFlip("horizontal", seed=seed)]
+    if rotation_degrees:
+        steps.append(layers.RandomRotation(rotation_degrees / 360.0, fill_mode="constant", seed=seed + 1))
+    if zoom:
+        steps.append(layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 2))
+    if contrast:
+        steps.append(layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 3))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def build_cnn(
+    image_size: int = 64,
+    *,
+    depth: int = 4,
+    width: int = 32,
+    dropout: float = 0.3,
+    l2: float = 1e-4,
+    batch_norm: bool = True,
+    augment: bool = True,
+    seed: int = 0,
+) -> keras.Model:
+    """The ab-initio CNN: ``depth`` blocks of 3x3 convolution (+ batch normalisation) + ReLU +
+    2x2 max-pooling, doubling the width every block up to 8x, then global average pooling,
+    dropout and one sigmoid unit.  L2 weight decay applies to every kernel."""
+    _check_positive(image_size=image_size, depth=depth, width=width)
+    if image_size < 2**depth:
+        raise ValueError(f"image_size {image_size} is too small for {depth} pooling blocks (needs >= {2**depth}).")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    regulariser = keras.regularizers.L2(l2) if l2 else None
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = augmentation(seed)(inputs) if augment else inputs
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(x)
+    for block in range(depth):
+        filters = width * 2 ** min(block, 3)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, kernel_regularizer=regulariser, name=f"conv{block + 1}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"bn{block + 1}")(x)
+        x = layers.Activation("relu", name=f"relu{block + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if dropout:
+        x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", kernel_regularizer=regulariser, name="abnormal")(x)
+    return keras.Model(inputs, outputs, name="abinitio_cnn")
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """``"imagenet"``, ``None``, or a path to a local weights file (checked to exist)."""
+    if weights in (None, "none", "None", ""):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(os.path.expanduser(str(weights)))
+    if not path.is_file():
+        raise ValueError(f"weights must be 'imagenet', None or an existing weights file; {path} does not exist.")
+    return str(path)
+
+
+def build_backbone(name: str, image_size: int, weights: str | None = None) -> keras.Model:
+    """A ``keras.applications`` backbone without its classifier, global-average pooled."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
+    constructor, _, smallest = BACKBONES[name]
+    if image_size < smallest:
+        raise ValueError(f"{name} needs inputs of at least {smallest}px, got {image_size}.")
+    factory = getattr(keras.applications, constructor)
+    return factory(include_top=False, weights=resolve_weights(weights), input_shape=(image_size, image_size, 3), pooling="avg")
+
+
+def build_pretrained(
+    name: str,
+    image_size: int = 224,
+    *,
+    weights: str | None = "imagenet",
+    fine_tune: bool = False,
+    dropout: float = 0.0,
+    augment: bool = True,
+    seed: int = 0,
+) -> keras.Model:
+    """A backbone with a new single sigmoid head.
+
+    Grayscale input is repeated to three channels and passed through the backbone's own
+    ``preprocess_input`` (ImageNet mean/std or scaling, as the backbone was trained).  With
+    ``fine_tune=False`` the backbone is frozen (and run in inference mode, so batch
+    normalisation statistics stay as trained); only the head learns.
+    """
+    backbone = build_backbone(name, image_size, weights)
+    backbone.trainable = fine_tune
+    preprocess = getattr(keras.applications, BACKBONES[name][1]).preprocess_input
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = augmentation(seed)(inputs) if augment else inputs
+    x = layers.Concatenate(name="to_rgb")([x, x, x])
+    x = layers.Lambda(lambda t: preprocess(t), name="preprocess")(x) if name != "efficientnetb0" else x
+    x = backbone(x, training=False) if not fine_tune else backbone(x)
+    if dropout:
+        x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="abnormal")(x)
+    return keras.Model(inputs, outputs, name=f"{name}_{'finetuned' if fine_tune else 'frozen'}")
+
+
+def build_model(config) -> keras.Model:
+    """The model an :class:`~mura_lib.training.ExperimentConfig` describes."""
+    if config.model == "cnn":
+        return build_cnn(
+            config.image_size,
+            depth=config.depth,
+            width=config.width,
+            dropout=config.dropout,
+            l2=config.l2,
+            batch_norm=config.batch_norm,
+            augment=config.augment,
+            seed=config.seed,
+        )
+    if config.model in BACKBONES:
+        return build_pretrained(
+            config.model,
+            config.image_size,
+            weights=config.weights,
+            fine_tune=config.fine_tune,
+            dropout=config.dropout,
+            augment=config.augment,
+            seed=config.seed,
+        )
+    raise ValueError(f"Unknown model {config.model!r}; choose one of {MODEL_NAMES}.")
+
+
+class MaskedMean(layers.Layer):
+    """Mean over the views axis of (batch, views, features), ignoring padded views."""
+
+    def call(self, features, mask):
+        mask = keras.ops.cast(keras.ops.expand_dims(mask, -1), features.dtype)
+        total = keras.ops.sum(features * mask, axis=1)
+        count = keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        return total / count
+
+
+def build_multiview(image_model: keras.Model, max_views: int, *, feature_layer: str = "gap") -> keras.Model:
+    """A study model: one shared image network over every view of a study, its features
+    averaged over the study's views (padding masked out), then one sigmoid unit.
+
+    ``image_model`` is an image model whose layer ``feature_layer`` gives per-image features
+    (the ab-initio CNN's global-average-pooling layer by default).
+    """
+    if max_views < 1:
+        raise ValueError(f"max_views must be at least 1, got {max_views}")
+    size = image_model.input_shape[1]
+    encoder = keras.Model(image_model.input, image_model.get_layer(feature_layer).output, name="view_encoder")
+    views = keras.Input((max_views, size, size, 1), name="views")
+    mask = keras.Input((max_views,), name="view_mask")
+    features = layers.TimeDistributed(encoder, name="per_view")(views)
+    pooled = MaskedMean(name="study_mean")(features, mask)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="abnormal")(pooled)
+    return keras.Model([views, mask], outputs, name="multiview_study_model")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")

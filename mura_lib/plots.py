@@ -1,0 +1,116 @@
+"""Figures of the thesis, each a function of data that returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from sklearn import metrics as skm
+
+from .book import FIGURE_WIDTH
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc")) -> plt.Figure:
+    """Training and validation curves per epoch, one panel per metric, one colour per run."""
+    frames = []
+    for name, history in histories.items():
+        for metric in metrics:
+            for prefix, subset in (("", "training"), ("val_", "validation")):
+                column = prefix + metric
+                if column in history:
+                    frames.append(
+                        pd.DataFrame({"epoch": history["epoch"] + 1, "value": history[column], "metric": metric, "subset": subset, "run": name})
+                    )
+    data = pd.concat(frames, ignore_index=True)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(FIGURE_WIDTH, 3.2), squeeze=False)
+    labels = {"loss": "weighted cross-entropy", "auc": "image-level AUROC", "accuracy": "accuracy"}
+    for ax, metric in zip(axes[0], metrics):
+        part = data.loc[data["metric"] == metric]
+        sns.lineplot(part, x="epoch", y="value", hue="run" if len(histories) > 1 else None, style="subset", marker="o", ax=ax, estimator=None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(labels.get(metric, metric))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in axes[0][:-1]:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(studies: dict[str, pd.DataFrame], *, title: str | None = None, points: dict | None = None) -> plt.Figure:
+    """Study-level ROC curves, one per named set of study predictions.
+
+    ``points`` adds operating points (name -> (false positive rate, sensitivity)).
+    """
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for name, frame in studies.items():
+        fpr, tpr, _ = skm.roc_curve(frame["label"], frame["probability"])
+        auc = skm.roc_auc_score(frame["label"], frame["probability"])
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})", drawstyle="steps-post")
+    for name, (x, y) in (points or {}).items():
+        ax.plot([x], [y], marker="o", linestyle="none", label=name)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.legend(loc="lower right", fontsize="small")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figure:
+    predicted = (studies["probability"] > threshold).astype(int)
+    matrix = skm.confusion_matrix(studies["label"], predicted, labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                xticklabels=["normal", "abnormal"], yticklabels=["normal", "abnormal"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("radiologist's label")
+    fig.tight_layout()
+    return fig
+
+
+def kappa_comparison(table: pd.DataFrame) -> plt.Figure:
+    """Cohen's kappa per study type: columns are raters (radiologists, models)."""
+    data = table.reset_index().melt(id_vars=table.index.name or "index", var_name="rater", value_name="kappa")
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 3.6))
+    sns.barplot(data, x=table.index.name or "index", y="kappa", hue="rater", ax=ax)
+    ax.set_xlabel("study type")
+    ax.set_ylabel("Cohen's kappa")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize="small", ncols=3)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: list[np.ndarray], titles: list[str], *, columns: int, cell: float = 1.4) -> plt.Figure:
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * cell, rows * cell * 1.1), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, title in zip(axes.ravel(), images, titles):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def metric_against(results: pd.DataFrame, x: str, *, y: str = "auroc", hue: str | None = None, xlabel: str | None = None) -> plt.Figure:
+    """A metric with its bootstrap interval (columns ``y``, ``y_low``, ``y_high``) against ``x``."""
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH * 0.7, 3.4))
+    groups = results.groupby(hue) if hue else [(None, results)]
+    for name, group in groups:
+        group = group.sort_values(x)
+        ax.errorbar(group[x], group[y], yerr=[group[y] - group[f"{y}_low"], group[f"{y}_high"] - group[y]],
+                    marker="o", capsize=3, label=name)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel({"auroc": "study-level AUROC", "kappa": "Cohen's kappa"}.get(y, y))
+    if hue:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

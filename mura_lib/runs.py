@@ -1,0 +1,181 @@
+"""The run store: one folder per experiment, keyed by a hash of everything that determines it.
+
+A run folder holds ``config.json``, ``environment.json``, ``history.csv`` (one row per epoch),
+``predictions.csv`` (image-level probabilities on the validation and test subsets),
+``metrics.json`` (study-level test metrics), ``model.weights.h5`` and, while training,
+``checkpoint/``.  A run is complete when ``run.json`` says so; every file is written to a
+temporary name and renamed, so a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+RUNS_ENV_VAR = "MURA_RUNS"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Run:
+    """A finished run, read back from its folder."""
+
+    directory: Path
+
+    @property
+    def key(self) -> str:
+        return self.directory.name
+
+    @cached_property
+    def info(self) -> dict:
+        return json.loads((self.directory / "run.json").read_text())
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name", self.key)
+
+    @cached_property
+    def config(self):
+        from .training import ExperimentConfig
+
+        return ExperimentConfig.from_dict(json.loads((self.directory / "config.json").read_text()))
+
+    @cached_property
+    def environment(self) -> dict:
+        return json.loads((self.directory / "environment.json").read_text())
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch; an epoch logged twice (before and after a resume) keeps its last row."""
+        history = pd.read_csv(self.directory / "history.csv")
+        return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        return pd.read_csv(self.directory / "predictions.csv")
+
+    @cached_property
+    def metrics(self) -> dict:
+        return json.loads((self.directory / "metrics.json").read_text())
+
+    def study_predictions(self, subset: str = "test", rule: str = "mean") -> pd.DataFrame:
+        from .evaluation import aggregate_studies
+
+        return aggregate_studies(self.predictions.loc[self.predictions["subset"] == subset], rule=rule)
+
+    def load_model(self):
+        """The trained model, rebuilt from the configuration with the stored weights."""
+        from .models import build_model
+
+        model = build_model(self.config)
+        model.load_weights(self.directory / "model.weights.h5")
+        return model
+
+
+class RunStore:
+    """All runs under one folder (``runs/`` by default, or ``$MURA_RUNS``)."""
+
+    def __init__(self, root: str | os.PathLike = "runs"):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def is_complete(self, key: str) -> bool:
+        info = self.path(key) / "run.json"
+        return info.exists() and json.loads(info.read_text()).get("status") == "complete"
+
+    def start(self, key: str, config: dict, *, name: str, data_root: str) -> Path:
+        """Create (or reopen, to resume) the folder of run ``key``."""
+        directory = self.path(key)
+        directory.mkdir(parents=True, exist_ok=True)
+        info_path = directory / "run.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        resumed = bool(info) and (directory / "checkpoint").exists()
+        info.update({"key": key, "name": name, "status": "running", "data_root": data_root})
+        info.setdefault("created", _now())
+        if resumed:
+            info["resumed"] = info.get("resumed", 0) + 1
+        atomic_write_text(info_path, json.dumps(info, indent=1))
+        atomic_write_text(directory / "config.json", json.dumps(config, indent=1, sort_keys=True))
+        if not resumed:
+            # A fresh start: drop whatever an earlier attempt left before its first checkpoint.
+            (directory / "history.csv").unlink(missing_ok=True)
+            (directory / "best.weights.h5").unlink(missing_ok=True)
+        return directory
+
+    def finish(self, key: str, *, model, predictions: pd.DataFrame, environment: dict, data_summary: dict) -> Run:
+        from .evaluation import aggregate_studies, study_metrics
+
+        directory = self.path(key)
+        weights_tmp = directory / ".model.tmp.weights.h5"
+        model.save_weights(weights_tmp)
+        os.replace(weights_tmp, directory / "model.weights.h5")
+        atomic_write_text(directory / "predictions.csv", predictions.to_csv(index=False))
+        studies = aggregate_studies(predictions.loc[predictions["subset"] == "test"])
+        metrics = study_metrics(studies["label"], studies["probability"])
+        atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=1))
+        atomic_write_text(directory / "environment.json", json.dumps(environment, indent=1))
+        info = json.loads((directory / "run.json").read_text())
+        info.update({"status": "complete", "finished": _now(), "data": data_summary})
+        atomic_write_text(directory / "run.json", json.dumps(info, indent=1))
+        shutil.rmtree(directory / "checkpoint", ignore_errors=True)
+        return Run(directory)
+
+    def load(self, key: str) -> Run:
+        if not self.is_complete(key):
+            raise KeyError(f"No complete run {key!r} in {self.root}")
+        return Run(self.path(key))
+
+    def list(self) -> pd.DataFrame:
+        """One row per run folder: key, name, status, model, image size, test AUROC and kappa."""
+        rows = []
+        for info_path in sorted(self.root.glob("*/run.json")):
+            info = json.loads(info_path.read_text())
+            config = json.loads((info_path.parent / "config.json").read_text())
+            row = {
+                "key": info_path.parent.name,
+                "name": info.get("name"),
+                "status": info.get("status"),
+                "model": config.get("model"),
+                "image_size": config.get("image_size"),
+                "seed": config.get("seed"),
+                "finished": info.get("finished"),
+            }
+            metrics_path = info_path.parent / "metrics.json"
+            if metrics_path.exists():
+                metrics = json.loads(metrics_path.read_text())
+                row.update({"auroc": metrics.get("auroc"), "kappa": metrics.get("kappa")})
+            rows.append(row)
+        columns = ["key", "name", "status", "model", "image_size", "seed", "finished", "auroc", "kappa"]
+        return pd.DataFrame(rows, columns=columns)
+
+
+def default_store() -> RunStore:
+    return RunStore(os.environ.get(RUNS_ENV_VAR, "runs"))

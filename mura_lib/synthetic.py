@@ -1,0 +1,286 @@
+"""A synthetic dataset in exactly the MURA-v1.1 layout, generated deterministically from a seed.
+
+MURA itself may not be redistributed, so the book builds by default on this stand-in.  It
+mirrors MURA's structure at any ``scale`` (1.0 = MURA's size): the number of studies per
+study type, split and label, the number of views per study, patients with several studies and
+study types, and the quirks of circulating copies (RGB files, macOS ``._`` sidecar files).
+The pictures themselves are drawn by :mod:`mura_lib.radiograph`.
+
+The same seed gives the same bytes, whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .dataset import DATASET_DIRNAME, STUDY_TYPES
+from .radiograph import FINDINGS, draw_radiograph
+
+# Studies per (split, study type) as (normal, abnormal), from MURA-v1.1's labelled-study CSVs.
+MURA_STUDY_COUNTS = {
+    "train": {
+        "XR_ELBOW": (1094, 660),
+        "XR_FINGER": (1280, 655),
+        "XR_FOREARM": (590, 287),
+        "XR_HAND": (1497, 521),
+        "XR_HUMERUS": (321, 271),
+        "XR_SHOULDER": (1364, 1457),
+        "XR_WRIST": (2134, 1326),
+    },
+    "valid": {
+        "XR_ELBOW": (92, 66),
+        "XR_FINGER": (92, 83),
+        "XR_FOREARM": (69, 64),
+        "XR_HAND": (101, 66),
+        "XR_HUMERUS": (68, 67),
+        "XR_SHOULDER": (99, 95),
+        "XR_WRIST": (140, 97),
+    },
+}
+# Images per (split, study type) as (normal, abnormal): used to match views per study by type.
+MURA_IMAGE_COUNTS = {
+    "train": {
+        "XR_ELBOW": (2925, 2006),
+        "XR_FINGER": (3138, 1968),
+        "XR_FOREARM": (1164, 661),
+        "XR_HAND": (4059, 1484),
+        "XR_HUMERUS": (673, 599),
+        "XR_SHOULDER": (4211, 4168),
+        "XR_WRIST": (5765, 3987),
+    },
+    "valid": {
+        "XR_ELBOW": (235, 230),
+        "XR_FINGER": (214, 247),
+        "XR_FOREARM": (150, 151),
+        "XR_HAND": (271, 189),
+        "XR_HUMERUS": (148, 140),
+        "XR_SHOULDER": (285, 278),
+        "XR_WRIST": (364, 295),
+    },
+}
+# Views per study in MURA's train split: {views: studies}.
+MURA_VIEWS_PER_STUDY = {1: 1131, 2: 3733, 3: 6466, 4: 1887, 5: 197, 6: 27, 7: 13, 8: 2, 11: 1}
+MURA_PATIENTS = {"train": 11184, "valid": 783}
+# Of the studies beyond one per patient, the share that repeats a study type the patient
+# already has (study2, study3, ...) rather than adding another type: (480+35+8)/(13457-11184).
+REPEAT_SAME_TYPE_SHARE = 523 / 2273
+
+SIDECAR_BYTES = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 66
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Everything that determines a synthetic dataset's bytes."""
+
+    scale: float = 0.02
+    image_size: int = 128
+    seed: int = 0
+    rgb_fraction: float = 0.02
+    sidecar_fraction: float = 0.002
+    generator_version: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.scale <= 2.0:
+            raise ValueError(f"scale must be in (0, 2], got {self.scale}")
+        if not 32 <= self.image_size <= 1024:
+            raise ValueError(f"image_size (the longest side in pixels) must be in [32, 1024], got {self.image_size}")
+
+
+def _views_distribution(rng: np.random.Generator, n: int, mean_views: float) -> np.ndarray:
+    """Sample ``n`` views-per-study counts from MURA's distribution, tilted to ``mean_views``."""
+    values = np.array(list(MURA_VIEWS_PER_STUDY))
+    weights = np.array(list(MURA_VIEWS_PER_STUDY.values()), dtype=float)
+    # Exponential tilting moves the mean towards the study type's own while keeping the shape.
+    low, high = -3.0, 3.0
+    for _ in range(60):
+        theta = (low + high) / 2
+        p = weights * np.exp(theta * values)
+        p /= p.sum()
+        if (p * values).sum() < mean_views:
+            low = theta
+        else:
+            high = theta
+    return rng.choice(values, size=n, p=p)
+
+
+def plan_studies(spec: SyntheticSpec) -> pd.DataFrame:
+    """The table of studies (split, type, patient, study folder, label, views, finding)."""
+    rng = np.random.default_rng([spec.seed, 1])
+    rows = []
+    for split in ("train", "valid"):
+        for study_type in STUDY_TYPES:
+            for label, count in enumerate(MURA_STUDY_COUNTS[split][study_type]):
+                n = max(1, round(count * spec.scale))
+                mean_views = MURA_IMAGE_COUNTS[split][study_type][label] / count
+                views = _views_distribution(rng, n, mean_views)
+                for v in views:
+                    rows.append({"split": split, "study_type": study_type, "label": label, "views": int(v)})
+    studies = pd.DataFrame(rows)
+    studies["finding"] = ""
+    abnormal = studies["label"] == 1
+    studies.loc[abnormal, "finding"] = rng.choice(FINDINGS, size=int(abnormal.sum()))
+
+    # Patients: one study each to start with, then the remaining studies go to existing patients,
+    # some repeating a study type (study2, study3, ...) and most adding another type.
+    patient_column = np.empty(len(studies), dtype=object)
+    next_patient = 1
+    for split in ("train", "valid"):
+        index = studies.index[studies["split"] == split].to_numpy()
+        index = rng.permutation(index)
+        n_patients = min(len(index), max(1, round(MURA_PATIENTS[split] * spec.scale)))
+        owners: list[int] = list(range(next_patient, next_patient + n_patients))
+        types_of: dict[int, set[str]] = {p: set() for p in owners}
+        for position, study_index in enumerate(index):
+            study_type = studies.at[study_index, "study_type"]
+            if position < n_patients:
+                patient = owners[position]
+            else:
+                same = [p for p in rng.choice(owners, size=min(len(owners), 16), replace=False) if study_type in types_of[p]]
+                other = [p for p in rng.choice(owners, size=min(len(owners), 16), replace=False) if study_type not in types_of[p]]
+                if same and (rng.random() < REPEAT_SAME_TYPE_SHARE or not other):
+                    patient = int(same[0])
+                else:
+                    patient = int(other[0]) if other else int(rng.choice(owners))
+            types_of[patient].add(study_type)
+            patient_column[study_index] = patient
+        next_patient += n_patients
+    studies["patient"] = [f"patient{p:05d}" for p in patient_column]
+    studies = studies.sort_values(["split", "study_type", "patient"], kind="stable").reset_index(drop=True)
+    studies["study_number"] = studies.groupby(["split", "study_type", "patient"]).cumcount() + 1
+    suffix = np.where(studies["label"] == 1, "positive", "negative")
+    studies["study"] = [f"study{n}_{s}" for n, s in zip(studies["study_number"], suffix)]
+    studies["study_path"] = studies["split"] + "/" + studies["study_type"] + "/" + studies["patient"] + "/" + studies["study"]
+    # Each abnormal study shows its finding in at least one view, not necessarily in all.
+    return studies
+
+
+def plan_images(spec: SyntheticSpec, studies: pd.DataFrame) -> pd.DataFrame:
+    """One row per image: path, drawing parameters and quirks."""
+    rng = np.random.default_rng([spec.seed, 2])
+    rows = []
+    for study in studies.itertuples():
+        visible = np.ones(study.views, dtype=bool)
+        if study.label == 1 and study.views > 1:
+            visible = rng.random(study.views) < 0.75
+            visible[rng.integers(study.views)] = True
+        for view in range(1, study.views + 1):
+            rows.append(
+                {
+                    "relpath": f"{study.study_path}/image{view}.png",
+                    "study_type": study.study_type,
+                    "label": study.label,
+                    "finding": study.finding if visible[view - 1] else "",
+                    "view": view,
+                }
+            )
+    images = pd.DataFrame(rows)
+    images["rgb"] = rng.random(len(images)) < spec.rgb_fraction
+    images["image_seed"] = rng.integers(0, 2**63 - 1, size=len(images), dtype=np.int64)
+    return images
+
+
+def _render(task: tuple) -> tuple[str, bytes]:
+    relpath, study_type, finding, view, rgb, image_seed, image_size = task
+    rng = np.random.default_rng(int(image_seed))
+    pixels = draw_radiograph(study_type, finding=finding or None, view=int(view), size=int(image_size), rng=rng)
+    image = Image.fromarray(pixels, mode="L")
+    if rgb:
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    return relpath, buffer.getvalue()
+
+
+def generate_synthetic_mura(
+    destination: str | os.PathLike,
+    *,
+    scale: float = 0.02,
+    image_size: int = 128,
+    seed: int = 0,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic MURA-v1.1 tree to ``destination/MURA-v1.1`` and return that folder.
+
+    A complete dataset that already matches the same specification is reused; anything else
+    in the way is an error unless ``overwrite=True``.  The tree is written to a temporary
+    folder and renamed into place at the end, so an interrupted run leaves nothing half-written.
+    """
+    spec = SyntheticSpec(scale=scale, image_size=image_size, seed=seed)
+    destination = Path(destination).expanduser().resolve()
+    root = destination / DATASET_DIRNAME
+    spec_file = root / "SYNTHETIC.json"
+    spec_json = pd.Series(asdict(spec)).to_json(indent=1)
+    if root.exists():
+        if spec_file.exists() and spec_file.read_text() == spec_json:
+            return root
+        if not overwrite:
+            raise FileExistsError(
+                f"{root} exists and was not generated with this specification; "
+                "delete it or pass overwrite=True."
+            )
+        shutil.rmtree(root)
+
+    studies = plan_studies(spec)
+    images = plan_images(spec, studies)
+    staging = destination / f".{DATASET_DIRNAME}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for study_path in studies["study_path"]:
+        (staging / study_path).mkdir(parents=True, exist_ok=True)
+
+    tasks = [
+        (r.relpath, r.study_type, r.finding, r.view, r.rgb, r.image_seed, spec.image_size)
+        for r in images.itertuples()
+    ]
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(tasks), desc="Synthesising radiographs", unit="img", disable=not progress)
+    try:
+        if workers == 1:
+            results = map(_render, tasks)
+            for relpath, data in results:
+                (staging / relpath).write_bytes(data)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for relpath, data in pool.map(_render, tasks, chunksize=32):
+                    (staging / relpath).write_bytes(data)
+                    bar.update()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
+
+    # Quirks of circulating copies: a few macOS sidecar files next to images.
+    sidecar_rng = np.random.default_rng([spec.seed, 3])
+    n_sidecars = max(1, round(spec.sidecar_fraction * len(images)))
+    for relpath in sidecar_rng.choice(images["relpath"].to_numpy(), size=n_sidecars, replace=False):
+        folder, name = relpath.rsplit("/", 1)
+        (staging / folder / f"._{name}").write_bytes(SIDECAR_BYTES)
+
+    for split in ("train", "valid"):
+        split_images = images.loc[images["relpath"].str.startswith(split + "/"), "relpath"]
+        lines = "".join(f"{DATASET_DIRNAME}/{p}\n" for p in split_images)
+        (staging / f"{split}_image_paths.csv").write_text(lines)
+        split_studies = studies.loc[studies["split"] == split]
+        lines = "".join(f"{DATASET_DIRNAME}/{p}/,{label}\n" for p, label in zip(split_studies["study_path"], split_studies["label"]))
+        (staging / f"{split}_labeled_studies.csv").write_text(lines)
+    # Ground truth that real MURA does not have: which finding each image shows. It lets the
+    # thesis ask what a model relies on (e.g. hardware as a shortcut).
+    images[["relpath", "finding"]].to_csv(staging / "synthetic_findings.csv", index=False)
+    (staging / "SYNTHETIC.json").write_text(spec_json)
+    os.replace(staging, root)
+    return root

@@ -1,0 +1,445 @@
+"""Training an experiment from the preprocessing cache into the run store.
+
+``run_experiment(config, dataset)`` is the one entry point: it returns the finished run if the
+store already has it, resumes an interrupted one from its last completed epoch, and otherwise
+trains from scratch.  Everything that determines the result (the configuration, the source of
+the modules that shape training, the data manifest, the numeric precision) goes into the
+run's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import device
+from .dataset import MuraDataset, split_by_patient
+from .models import MODEL_NAMES, build_model
+from .preprocess import DEFAULT_CACHE_DIR, POLICIES, build_cache
+from .runs import Run, RunStore, atomic_write_text, default_store
+
+# Modules whose source shapes a run's result: a change to any of them retrains.  Plotting,
+# evaluation and the book pipeline are deliberately left out: restyling a figure never retrains.
+RESULT_MODULES = ("dataset.py", "preprocess.py", "models.py", "training.py")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines one training run (one frozen object per experiment)."""
+
+    model: str = "cnn"
+    image_size: int = 64
+    policy: str = "pad"
+    depth: int = 4
+    width: int = 32
+    dropout: float = 0.3
+    l2: float = 1e-4
+    batch_norm: bool = True
+    augment: bool = True
+    weights: str | None = None
+    fine_tune: bool = False
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_patience: int = 2
+    early_stopping_patience: int = 4
+    class_weighting: str = "paper"
+    validation_fraction: float = 0.1
+    precision: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {MODEL_NAMES}, got {self.model!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.class_weighting not in ("paper", "none"):
+            raise ValueError(f"class_weighting must be 'paper' or 'none', got {self.class_weighting!r}")
+        for name in ("image_size", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def replace(self, **changes) -> "ExperimentConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ExperimentConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown experiment settings: {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def library_source_hash() -> str:
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in RESULT_MODULES:
+        digest.update(name.encode())
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_key(config: ExperimentConfig, data_hash: str) -> str:
+    payload = {
+        "config": config.to_dict() | {"precision": device.resolve_precision(config.precision)},
+        "library": library_source_hash(),
+        "data": data_hash,
+        "backend": device.backend(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def paper_sample_weights(images: pd.DataFrame) -> pd.Series:
+    """The MURA paper's per-study-type weights, from the training images' counts.
+
+    For study type T with N_T normal and A_T abnormal training images, abnormal images weigh
+    w1 = N_T / (N_T + A_T) and normal ones w0 = A_T / (N_T + A_T), so that both classes carry
+    the same total weight within each type.
+    """
+    counts = images.groupby(["study_type", "label"]).size().unstack(fill_value=0)
+    if 0 not in counts or 1 not in counts:
+        raise ValueError("Class weights need both normal and abnormal training images.")
+    total = counts[0] + counts[1]
+    w1 = counts[0] / total
+    w0 = counts[1] / total
+    return pd.Series(
+        np.where(images["label"] == 1, images["study_type"].map(w1), images["study_type"].map(w0)),
+        index=images.index,
+        name="weight",
+    ).astype("float32")
+
+
+class CacheBatches(keras.utils.PyDataset):
+    """Batches straight from the memory-mapped cache: (images, labels[, weights]).
+
+    The order of an epoch depends only on the seed and the epoch number, so a resumed run
+    sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, images, rows, labels, weights=None, *, batch_size=32, shuffle=False, seed=0):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images = images
+        self.rows = np.asarray(rows)
+        self.labels = np.asarray(labels, dtype="float32")
+        self.weights = None if weights is None else np.asarray(weights, dtype="float32")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self._order = self._make_order()
+
+    def _make_order(self):
+        if not self.shuffle:
+            return np.arange(len(self.rows))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._order = self._make_order()
+
+    def __len__(self):
+        return math.ceil(len(self.rows) / self.batch_size)
+
+    def __getitem__(self, index):
+        chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = self.rows[chosen]
+        # Sorted reads are faster on a memory map; restore the batch order afterwards.
+        sorter = np.argsort(rows, kind="stable")
+        batch = np.empty((len(rows), *self.images.shape[1:], 1), dtype="float32")
+        batch[sorter, ..., 0] = self.images[rows[sorter]]
+        if self.weights is None:
+            return batch, self.labels[chosen]
+        return batch, self.labels[chosen], self.weights[chosen]
+
+
+class _ReseedEachEpoch(keras.callbacks.Callback):
+    """Sets the state of every random layer (augmentation, dropout) from (seed, epoch) at the
+    start of each epoch, so that a resumed run draws the same random numbers."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            for generator in getattr(layer, "_seed_generators", []):
+                initial = generator._initial_seed or 0
+                state = np.array([initial, epoch * 1_000_003], dtype=keras.backend.standardize_dtype(generator.state.dtype))
+                generator.state.assign(state)
+
+
+class _PersistState(keras.callbacks.Callback):
+    """Saves and restores the counters of stateful callbacks (plateau waits, best values),
+    so that a resumed run makes the same learning-rate and stopping decisions."""
+
+    FIELDS = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
+
+    def __init__(self, path: Path, callbacks):
+        super().__init__()
+        self.path = Path(path)
+        self.tracked = callbacks
+
+    def on_train_begin(self, logs=None):
+        if self.path.exists():
+            states = json.loads(self.path.read_text())
+            for callback, state in zip(self.tracked, states):
+                for name, value in state.items():
+                    setattr(callback, name, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        states = [
+            {name: _to_json(getattr(c, name)) for name in self.FIELDS if hasattr(c, name)} for c in self.tracked
+        ]
+        atomic_write_text(self.path, json.dumps(states))
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """After each epoch, the weights and optimizer state (atomically) and the epoch number."""
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = Path(directory)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / "latest.weights.h5"
+
+    def completed_epochs(self) -> int:
+        state = self.directory / "state.json"
+        if state.exists() and self.weights_path.exists():
+            return int(json.loads(state.read_text())["epochs_completed"])
+        return 0
+
+    def restore(self, model: keras.Model) -> int:
+        # The optimizer is built the same way whether or not there is a checkpoint, so that a
+        # fresh and a resumed run hold their optimizer state in the same order.
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        epochs = self.completed_epochs()
+        if epochs:
+            model.load_weights(self.weights_path)
+        return epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / ".latest.tmp.weights.h5"
+        self.model.save_weights(temporary)
+        os.replace(temporary, self.weights_path)
+        atomic_write_text(self.directory / "state.json", json.dumps({"epochs_completed": epoch + 1}))
+
+
+class _EpochLines(keras.callbacks.Callback):
+    """One line per epoch (for notebooks and logs), instead of a progress bar."""
+
+    def __init__(self, label: str, epochs: int):
+        super().__init__()
+        self.label = label
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"{name} {value:.4f}" for name, value in logs.items() if name != "learning_rate"]
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        print(
+            f"[{self.label}] epoch {epoch + 1}/{self.epochs}  " + "  ".join(parts)
+            + f"  lr {rate:.1e}  ({time.perf_counter() - self.started:.1f}s)",
+            flush=True,
+        )
+
+
+def _to_json(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return value if not math.isnan(value) else None
+    return value
+
+
+@dataclass
+class PreparedData:
+    """A dataset at one image size: the image table with its subsets and cache rows."""
+
+    images: pd.DataFrame
+    cache_images: np.ndarray
+    excluded: pd.DataFrame
+
+    def subset(self, name: str) -> pd.DataFrame:
+        return self.images.loc[self.images["subset"] == name]
+
+
+def prepare_data(
+    dataset: MuraDataset,
+    image_size: int,
+    *,
+    policy: str = "pad",
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    progress: bool = True,
+) -> PreparedData:
+    """Cache the images at ``image_size``, drop undecodable ones (reported), split by patient."""
+    cache = build_cache(dataset, image_size, policy=policy, cache_dir=cache_dir, progress=progress)
+    ok = cache.index.set_index("relpath")["ok"]
+    images = dataset.images.copy()
+    images["cache_row"] = cache.rows_for(images["relpath"])
+    good = images["relpath"].map(ok).astype(bool).to_numpy()
+    excluded = cache.failures.assign(reason="could not be decoded")
+    images = images.loc[good].reset_index(drop=True)
+    images["subset"] = split_by_patient(images, validation_fraction=validation_fraction, seed=seed).to_numpy()
+    return PreparedData(images=images, cache_images=cache.images, excluded=excluded)
+
+
+def _verbosity(verbose) -> str:
+    if verbose == "auto":
+        return "bar" if sys.stdout.isatty() else "lines"
+    if verbose in (0, False, None, "silent"):
+        return "silent"
+    if verbose in ("bar", "lines"):
+        return verbose
+    raise ValueError(f"verbose must be 'auto', 'bar', 'lines' or 'silent', got {verbose!r}")
+
+
+def compile_model(model: keras.Model, config: ExperimentConfig) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999),
+        loss=keras.losses.BinaryCrossentropy(),
+        weighted_metrics=[],
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    dataset: MuraDataset,
+    *,
+    store: RunStore | None = None,
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    verbose="auto",
+    name: str | None = None,
+    extra_callbacks=(),
+) -> Run:
+    """Train ``config`` on ``dataset``, or return the stored run if it already finished.
+
+    An interrupted run (killed process, lost kernel) resumes from its last completed epoch and
+    ends with the same result as an uninterrupted one.  ``name`` labels the run in listings.
+    """
+    store = store or default_store()
+    key = run_key(config, dataset.manifest_hash())
+    if store.is_complete(key):
+        return store.load(key)
+    mode = _verbosity(verbose)
+    label = name or f"{config.model}@{config.image_size}px"
+    directory = store.start(key, config.to_dict(), name=label, data_root=str(dataset.root))
+
+    precision = device.resolve_precision(config.precision)
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(config.seed)
+    prepared = prepare_data(
+        dataset,
+        config.image_size,
+        policy=config.policy,
+        validation_fraction=config.validation_fraction,
+        seed=config.seed,
+        cache_dir=cache_dir,
+        progress=mode != "silent",
+    )
+    train = prepared.subset("train")
+    validation = prepared.subset("validation")
+    weights = paper_sample_weights(train) if config.class_weighting == "paper" else pd.Series(1.0, index=train.index)
+    validation_weights = (
+        paper_sample_weights(validation) if config.class_weighting == "paper" else pd.Series(1.0, index=validation.index)
+    )
+    train_batches = CacheBatches(
+        prepared.cache_images, train["cache_row"], train["label"], weights,
+        batch_size=config.batch_size, shuffle=True, seed=config.seed,
+    )
+    validation_batches = CacheBatches(
+        prepared.cache_images, validation["cache_row"], validation["label"], validation_weights,
+        batch_size=config.batch_size,
+    )
+
+    try:
+        with device.distribution_scope():
+            model = build_model(config)
+            compile_model(model, config)
+        model.build((None, config.image_size, config.image_size, 1))
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=config.lr_patience, min_lr=1e-7, verbose=0)
+        stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, verbose=0)
+        best = keras.callbacks.ModelCheckpoint(
+            str(directory / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0
+        )
+        checkpoint = _Checkpoint(directory / "checkpoint")
+        callbacks = [
+            _ReseedEachEpoch(),
+            plateau,
+            stopping,
+            best,
+            keras.callbacks.CSVLogger(str(directory / "history.csv"), append=True),
+            checkpoint,
+            _PersistState(directory / "checkpoint" / "callbacks.json", [plateau, stopping, best]),
+        ]
+        if mode == "lines":
+            callbacks.append(_EpochLines(label, config.epochs))
+        callbacks += list(extra_callbacks)
+        started = time.perf_counter()
+        # One fit() call per epoch: each epoch's batches are then drawn after its order is set
+        # (tf.data would otherwise prefetch the next epoch early), and resuming is exact.
+        for epoch in range(checkpoint.restore(model), config.epochs):
+            train_batches.set_epoch(epoch)
+            model.fit(
+                train_batches,
+                validation_data=validation_batches,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                callbacks=callbacks,
+                verbose=1 if mode == "bar" else 0,
+            )
+            if model.stop_training:
+                break
+        seconds = time.perf_counter() - started
+        model.load_weights(directory / "best.weights.h5")
+        predictions = predict_images(model, prepared, ("validation", "test"), batch_size=config.batch_size)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    return store.finish(
+        key,
+        model=model,
+        predictions=predictions,
+        environment=device.environment() | {"precision": precision, "train_seconds_last_session": round(seconds, 2)},
+        data_summary={
+            "train_images": int(len(train)),
+            "validation_images": int(len(validation)),
+            "test_images": int(len(prepared.subset("test"))),
+            "excluded_images": int(len(prepared.excluded)),
+        },
+    )
+
+
+def predict_images(model: keras.Model, prepared: PreparedData, subsets, *, batch_size: int = 64) -> pd.DataFrame:
+    """Image-level abnormality probabilities for the given subsets."""
+    frames = []
+    for subset in subsets:
+        part = prepared.subset(subset)
+        batches = CacheBatches(prepared.cache_images, part["cache_row"], part["label"], batch_size=batch_size)
+        probability = model.predict(batches, verbose=0).reshape(-1).astype("float64")
+        frames.append(
+            part[["relpath", "study_path", "study_type", "patient", "view", "label", "subset"]].assign(probability=probability)
+        )
+    return pd.concat(frames, ignore_index=True)

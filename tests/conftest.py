@@ -1,0 +1,30 @@
+"""Shared fixtures: small synthetic MURA copies, built once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest
+
+from mura_lib.synthetic import generate_synthetic_mura
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A read-only synthetic MURA-v1.1 copy (about 400 images of 64 px)."""
+    return generate_synthetic_mura(tmp_path_factory.mktemp("synthetic"), scale=0.01, image_size=64, seed=0, progress=False)
+
+
+@pytest.fixture
+def mura_copy(synthetic_root, tmp_path) -> Path:
+    """A private, writable copy of the synthetic dataset, for tests that damage it."""
+    target = tmp_path / "MURA-v1.1"
+    shutil.copytree(synthetic_root, target)
+    return target

@@ -1,0 +1,112 @@
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from mura_lib.dataset import load_mura
+from mura_lib.runs import RunStore
+from mura_lib.training import ExperimentConfig, run_experiment
+
+TINY = dict(image_size=32, depth=2, width=8, epochs=3, batch_size=16, seed=1)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Stands in for a killed process: stops training after the given epoch was checkpointed."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupt()
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_root):
+    return load_mura(synthetic_root)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, cache_dir, tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    return run_experiment(ExperimentConfig(**TINY), dataset, store=store, cache_dir=cache_dir, verbose="silent")
+
+
+def test_run_writes_complete_folder(reference):
+    names = {p.name for p in reference.directory.iterdir()}
+    assert {"config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json", "model.weights.h5", "run.json"} <= names
+    assert "checkpoint" not in names
+    assert reference.info["status"] == "complete"
+    assert len(reference.history) == TINY["epochs"]
+    assert set(reference.predictions["subset"]) == {"validation", "test"}
+    assert reference.predictions["probability"].between(0, 1).all()
+    studies = reference.study_predictions("test")
+    assert studies["study_path"].is_unique
+    assert 0 <= reference.metrics["auroc"] <= 1
+
+
+def test_finished_run_is_reused_not_retrained(reference, dataset, cache_dir):
+    store = RunStore(reference.directory.parent)
+    again = run_experiment(ExperimentConfig(**TINY), dataset, store=store, cache_dir=cache_dir, verbose="silent",
+                           extra_callbacks=[InterruptAfter(0)])
+    assert again.directory == reference.directory  # the interrupting callback never ran
+    assert len(store.list()) == 1
+
+
+def test_same_seed_same_result_on_cpu(reference, dataset, cache_dir, tmp_path):
+    again = run_experiment(ExperimentConfig(**TINY), dataset, store=RunStore(tmp_path), cache_dir=cache_dir, verbose="silent")
+    pd.testing.assert_frame_equal(again.history, reference.history)
+    np.testing.assert_allclose(again.predictions["probability"], reference.predictions["probability"], rtol=1e-6)
+
+
+def test_resume_after_interruption_gives_same_result(reference, dataset, cache_dir, tmp_path):
+    store = RunStore(tmp_path)
+    config = ExperimentConfig(**TINY)
+    with pytest.raises(Interrupt):
+        run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent", extra_callbacks=[InterruptAfter(1)])
+    (folder,) = list(tmp_path.iterdir())
+    assert json.loads((folder / "run.json").read_text())["status"] == "running"
+    assert (folder / "checkpoint").exists()
+    resumed = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    assert resumed.info["resumed"] == 1
+    pd.testing.assert_frame_equal(resumed.history, reference.history)
+    np.testing.assert_allclose(resumed.predictions["probability"], reference.predictions["probability"], rtol=1e-6)
+    assert resumed.metrics == reference.metrics
+
+
+def test_other_config_is_another_run(reference, dataset, cache_dir):
+    store = RunStore(reference.directory.parent)
+    other = run_experiment(ExperimentConfig(**(TINY | {"epochs": 1})), dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    assert other.directory != reference.directory
+    assert len(store.list()) == 2
+
+
+def test_stored_model_reloads_with_same_predictions(reference, dataset, cache_dir):
+    from mura_lib.training import predict_images, prepare_data
+
+    model = reference.load_model()
+    prepared = prepare_data(dataset, TINY["image_size"], seed=TINY["seed"], cache_dir=cache_dir, progress=False)
+    again = predict_images(model, prepared, ("test",))
+    expected = reference.predictions.query("subset == 'test'")["probability"].to_numpy()
+    np.testing.assert_allclose(again["probability"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_invalid_config_is_explained():
+    with pytest.raises(ValueError, match="model must be one of"):
+        ExperimentConfig(model="alexnet")
+    with pytest.raises(ValueError, match="epochs"):
+        ExperimentConfig(epochs=0)
+    with pytest.raises(ValueError, match="Unknown experiment settings"):
+        ExperimentConfig.from_dict({"lr": 0.1})
