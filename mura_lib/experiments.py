@@ -44,3 +44,68 @@ class Thesis:
     def baseline(self, seed: int | None = None) -> Run:
         config = self.baseline_config() if seed is None else self.baseline_config(seed=seed)
         return self.run(config, name=f"baseline seed {config.seed}")
+
+    # --- experiments of the results chapters (shared with the conclusions) -------------------
+
+    def seeds(self, seeds=(0,)) -> list[Run]:
+        """The baseline trained once per seed (seed ``self.seed`` is the baseline run itself)."""
+        return [self.baseline(seed=int(s)) for s in seeds]
+
+    def image_size_sweep(self, sizes=(32, 64, 96)) -> dict[int, Run]:
+        """The baseline at several input sizes; the size ``self.image_size`` is the baseline."""
+        runs = {}
+        for size in sorted({int(s) for s in sizes}):
+            config = self.baseline_config(image_size=size)
+            runs[size] = self.run(config, name=f"baseline {size}px seed {config.seed}")
+        return runs
+
+    REGULARISATION_VARIANTS = {
+        "baseline": {},
+        "no dropout": {"dropout": 0.0},
+        "no L2": {"l2": 0.0},
+        "no augmentation": {"augment": False},
+        "no batch normalisation": {"batch_norm": False},
+    }
+
+    def regularisation_variants(self) -> dict[str, Run]:
+        """The baseline and four variants, each without one of its regularisers."""
+        runs = {}
+        for label, changes in self.REGULARISATION_VARIANTS.items():
+            if not changes:
+                runs[label] = self.baseline()
+            else:
+                runs[label] = self.run(self.baseline_config(**changes), name=f"baseline {label} seed {self.seed}")
+        return runs
+
+    def pretrained_config(self, name: str, *, fine_tune: bool, image_size: int | None = None,
+                          epochs: int | None = None, weights: str | None = "imagenet",
+                          learning_rate: float | None = None):
+        """A ``keras.applications`` backbone with a new sigmoid head, frozen or fine-tuned.
+
+        Fine-tuning ImageNet weights uses the paper's learning rate of 1e-4 unless one is given;
+        every other case uses the baseline's.
+        """
+        if learning_rate is None:
+            learning_rate = 1e-4 if (fine_tune and weights) else self.baseline_config().learning_rate
+        return self.baseline_config(
+            model=name,
+            image_size=image_size or self.image_size,
+            epochs=epochs or self.epochs,
+            weights=weights,
+            fine_tune=fine_tune,
+            learning_rate=learning_rate,
+        )
+
+    def pretrained_variants(self, names=("vgg16", "densenet169", "resnet50", "efficientnetb0"), *,
+                            modes=("frozen", "fine-tuned"), image_size: int | None = None,
+                            epochs: int | None = None, weights: str | None = "imagenet") -> dict[tuple[str, str], Run]:
+        """Every backbone in every mode: ``{(name, "frozen" | "fine-tuned"): Run}``."""
+        runs = {}
+        for name in names:
+            for mode in modes:
+                if mode not in ("frozen", "fine-tuned"):
+                    raise ValueError(f"mode must be 'frozen' or 'fine-tuned', got {mode!r}")
+                config = self.pretrained_config(name, fine_tune=mode == "fine-tuned", image_size=image_size,
+                                                epochs=epochs, weights=weights)
+                runs[(name, mode)] = self.run(config, name=f"{name} {mode} {config.image_size}px weights={weights}")
+        return runs

@@ -28,3 +28,13 @@ def mura_copy(synthetic_root, tmp_path) -> Path:
     target = tmp_path / "MURA-v1.1"
     shutil.copytree(synthetic_root, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """A copy of the project, built once on the smoke profile: (project folder, CLI result)."""
+    from .test_build import copy_project, mura_thesis
+
+    project = copy_project(tmp_path_factory.mktemp("book") / "thesis")
+    result = mura_thesis(project, "build", "--profile", "smoke")
+    return project, result

@@ -1,0 +1,160 @@
+"""End to end: the whole book on the smoke profile, caching, failures, parameter round trip."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "mura_lib.cli"]
+PROJECT_FILES = ["_config.yml", "_toc.yml", "references.bib", "chapters", "params"]
+
+
+def mura_thesis(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    environment = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([*CLI, *args], cwd=project, capture_output=True, text=True, env=environment)
+    if check and result.returncode != 0:
+        raise AssertionError(f"mura-thesis {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_project(target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name)
+        elif source.exists():
+            shutil.copy2(source, target / name)
+    return target
+
+
+def html(project: Path, page: str) -> str:
+    return (project / "_build" / "html" / "chapters" / f"{page}.html").read_text()
+
+
+def test_book_builds_and_says_where(smoke_book):
+    project, result = smoke_book
+    index = project / "_build" / "html" / "index.html"
+    assert index.exists()
+    assert str(index) in result.stdout
+
+
+def test_results_page_has_figure_table_and_glued_number(smoke_book):
+    project, _ = smoke_book
+    page = html(project, "05_1_baseline")
+    # A seaborn figure rendered as an image, numbered.
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', page)
+    assert "Fig. " in page or "Figure " in page
+    # The pandas table of metrics per study type.
+    assert "<table" in page and "XR_WRIST" in page and "overall" in page
+    # The glued AUROC equals the stored run's metric, formatted to 3 decimals.
+    run = json.loads(next((project / "runs").glob("*/metrics.json")).read_text())
+    match = re.search(r"study-level AUROC of\s*(?:<[^>]+>\s*)*([0-9]\.[0-9]{3})", page)
+    assert match, "glued AUROC not found"
+    assert match.group(1) == f"{run['auroc']:.3f}"
+
+
+def test_no_noise_in_html(smoke_book):
+    project, _ = smoke_book
+    for page in (project / "_build" / "html" / "chapters").glob("*.html"):
+        text = page.read_text()
+        for noise in ("Traceback", "tensorflow/core", "absl::", "━━━━", "it/s]", "img/s]", "injected-parameters", "WARNING"):
+            assert noise not in text, f"{noise!r} in {page.name}"
+
+
+def test_pages_carry_run_configuration_and_provenance(smoke_book):
+    project, _ = smoke_book
+    page = html(project, "05_1_baseline")
+    assert "Run configuration" in page and "smoke" in page
+    assert "Provenance" in page and "Commit:" in page and "Device:" in page
+    assert "tensorflow" in page.lower() and "keras" in page.lower()
+    status = (project / "_build" / "html" / "chapters" / "status.html").read_text()
+    assert "05_1_baseline" in status and "passed" in status
+
+
+def test_rebuild_with_nothing_changed_reuses_every_chapter(smoke_book):
+    project, _ = smoke_book
+    result = mura_thesis(project, "build", "--profile", "smoke")
+    assert "executing" not in result.stdout
+    assert result.stdout.count("up to date") >= 5
+
+
+def test_changed_prose_reexecutes_that_chapter_only(smoke_book):
+    project, _ = smoke_book
+    source = project / "chapters" / "07_ethics.md"
+    source.write_text(source.read_text() + "\nA sentence added to test the cache.\n")
+    status = mura_thesis(project, "status", "--profile", "smoke").stdout
+    assert re.search(r"07_ethics\s+would re-run: source changed", status)
+    result = mura_thesis(project, "build", "--profile", "smoke")
+    executed = re.findall(r"\] (\S+): executing", result.stdout)
+    assert executed == ["07_ethics"]
+    assert "A sentence added to test the cache." in html(project, "07_ethics")
+
+
+def test_changed_parameter_reexecutes_only_chapters_that_use_it(smoke_book, tmp_path):
+    project, _ = smoke_book
+    profile = project / "params" / "smoke.yaml"
+    text = profile.read_text()
+    profile.write_text(text + "chapters:\n  02_background:\n    n_resamples: 50\n")
+    try:
+        status = mura_thesis(project, "status", "--profile", "smoke").stdout
+        assert re.search(r"02_background\s+would re-run: parameters changed", status)
+        assert re.search(r"07_ethics\s+up to date", status)
+    finally:
+        profile.write_text(text)
+
+
+def test_run_one_chapter_with_other_parameters(smoke_book):
+    project, _ = smoke_book
+    output = project / "rerun.ipynb"
+    mura_thesis(project, "run", "05_1_baseline", "--profile", "smoke", "-p", "image_size", "48", "-o", str(output))
+    notebook = output.read_text()
+    # The page reports the new image size, glued from the run it trained.
+    assert '"application/papermill.record/text/plain": "48"' in notebook
+    with pytest.raises(AssertionError, match="no parameters"):
+        mura_thesis(project, "run", "05_1_baseline", "--profile", "smoke", "-p", "imag_size", "48")
+
+
+def test_failing_chapter_stops_build_and_keeps_previous_html(smoke_book):
+    project, _ = smoke_book
+    published = project / "_build" / "html" / "index.html"
+    before = published.read_text()
+    chapter = project / "chapters" / "07_ethics.md"
+    original = chapter.read_text()
+    chapter.write_text(original + "\n```{code-cell} ipython3\nraise RuntimeError('deliberate failure for the test')\n```\n")
+    try:
+        result = mura_thesis(project, "build", "--profile", "smoke", check=False)
+        assert result.returncode != 0
+        assert "BUILD FAILED" in result.stderr and "07_ethics" in result.stderr
+        assert "deliberate failure for the test" in result.stderr
+        assert "RuntimeError" in result.stderr
+        assert (project / "build" / "failed" / "smoke" / "07_ethics.ipynb").exists()
+        assert published.read_text() == before
+        assert "Rendering" not in result.stdout
+    finally:
+        chapter.write_text(original)
+
+
+def test_unknown_profile_is_explained(smoke_book):
+    project, _ = smoke_book
+    result = mura_thesis(project, "build", "--profile", "nonesuch", check=False)
+    assert result.returncode == 1
+    assert "Unknown profile 'nonesuch'" in result.stderr and "smoke" in result.stderr
+
+
+def test_full_profile_without_data_says_how_to_get_it(smoke_book):
+    project, _ = smoke_book
+    environment = {k: v for k, v in os.environ.items() if k != "MURA_DATA"}
+    result = subprocess.run([*CLI, "build", "--profile", "full"], cwd=project, capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    assert "--data" in result.stderr and "MURA_DATA" in result.stderr

@@ -1,0 +1,43 @@
+"""The project's own promises: README commands, CI, dependency lists that agree."""
+
+import re
+import tomllib
+
+import yaml
+
+from .conftest import REPO
+
+
+def _names(requirements):
+    return {re.split(r"[<>=\[ ;]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["cpu"]) | _names(project["optional-dependencies"]["dev"])
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    listed = _names(p for p in pip if not p.startswith("-e"))
+    assert listed == wanted
+    # Version bounds agree too.
+    specs = {re.split(r"[<>=]", r, maxsplit=1)[0].lower(): r for r in project["dependencies"]}
+    for requirement in pip:
+        name = re.split(r"[<>=]", requirement, maxsplit=1)[0].lower()
+        if name in specs:
+            assert requirement == specs[name]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make test" in readme and "make book" in readme
+    assert re.search(r"^make test$", ci, re.MULTILINE)
+
+
+def test_every_profile_is_valid_and_chapters_exist():
+    from mura_lib.build import load_profile, toc_entries
+
+    assert toc_entries(REPO)
+    for path in (REPO / "params").glob("*.yaml"):
+        profile = load_profile(REPO, path.stem)
+        assert profile.parameters.get("seed") is not None
