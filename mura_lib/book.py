@@ -55,13 +55,11 @@ def to_builtin(value: Any) -> Any:
     return value
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """``myst_nb.glue`` that stores numbers as Python numbers, so that format specs work.
 
     Figures and tables are glued as they are; ``display=False`` keeps the cell output clean.
     """
     from myst_nb import glue as _glue
 
-    value = to_builtin(value)
-    _glue(name, value, display=display)
-    return value
+    _glue(name, to_builtin(value), display=display)
