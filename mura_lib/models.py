@@ -87,15 +87,25 @@ def resolve_weights(weights: str | None) -> str | None:
     return str(path)
 
 
-def build_backbone(name: str, image_size: int, weights: str | None = None) -> keras.Model:
-    """A ``keras.applications`` backbone without its classifier, global-average pooled."""
+def build_backbone(name: str, image_size: int, weights: str | None = None, input_tensor=None) -> keras.Model:
+    """A ``keras.applications`` backbone without its classifier, global-average pooled.
+
+    With ``input_tensor`` its layers join the caller's graph directly (not as one nested
+    layer), so that any inner layer, e.g. the last convolution for Grad-CAM, is reachable.
+    """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
     constructor, _, smallest = BACKBONES[name]
     if image_size < smallest:
         raise ValueError(f"{name} needs inputs of at least {smallest}px, got {image_size}.")
     factory = getattr(keras.applications, constructor)
-    return factory(include_top=False, weights=resolve_weights(weights), input_shape=(image_size, image_size, 3), pooling="avg")
+    return factory(
+        include_top=False,
+        weights=resolve_weights(weights),
+        input_shape=(image_size, image_size, 3),
+        input_tensor=input_tensor,
+        pooling="avg",
+    )
 
 
 def build_pretrained(
@@ -112,20 +122,25 @@ def build_pretrained(
 
     Grayscale input is repeated to three channels and passed through the backbone's own
     ``preprocess_input`` (ImageNet mean/std or scaling, as the backbone was trained).  With
-    ``fine_tune=False`` the backbone is frozen (and run in inference mode, so batch
-    normalisation statistics stay as trained); only the head learns.
+    ``fine_tune=False`` the backbone is frozen: its weights stay as loaded and its batch
+    normalisation layers run in inference mode (Keras 3 does so for non-trainable layers);
+    only the head learns.
     """
-    backbone = build_backbone(name, image_size, weights)
-    backbone.trainable = fine_tune
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
     preprocess = getattr(keras.applications, BACKBONES[name][1]).preprocess_input
     inputs = keras.Input((image_size, image_size, 1), name="image")
     x = augmentation(seed)(inputs) if augment else inputs
     x = layers.Concatenate(name="to_rgb")([x, x, x])
-    x = layers.Lambda(lambda t: preprocess(t), name="preprocess")(x) if name != "efficientnetb0" else x
-    x = backbone(x, training=False) if not fine_tune else backbone(x)
+    if name != "efficientnetb0":  # EfficientNet normalises inside the network
+        x = layers.Lambda(lambda t: preprocess(t), name="preprocess")(x)
+    backbone = build_backbone(name, image_size, weights, input_tensor=x)
+    for layer in backbone.layers:
+        layer.trainable = fine_tune
+    features = backbone.output
     if dropout:
-        x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="abnormal")(x)
+        features = layers.Dropout(dropout, seed=seed, name="dropout")(features)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="abnormal")(features)
     return keras.Model(inputs, outputs, name=f"{name}_{'finetuned' if fine_tune else 'frozen'}")
 
 
