@@ -260,3 +260,26 @@ def score_submission(submission: str | os.PathLike, labeled_studies: str | os.Pa
 def roc_points(studies: pd.DataFrame) -> pd.DataFrame:
     fpr, tpr, thresholds = skm.roc_curve(studies["label"], studies["probability"])
     return pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr, "threshold": thresholds})
+
+
+def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3) -> pd.DataFrame:
+    """A metrics table for reading: each metric as ``estimate (low to high)``."""
+    shown = pd.DataFrame(index=table.index)
+    if "studies" in table:
+        shown["studies"] = table["studies"]
+    for metric in metrics:
+        if metric not in table:
+            continue
+        shown[metric] = [
+            "n/a" if np.isnan(value) else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
+            for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
+        ]
+    shown.columns = [{"auroc": "AUROC", "kappa": "Cohen's kappa"}.get(c, c) for c in shown.columns]
+    shown.index.name = "study type"
+    return shown
+
+
+def kappa_beside_paper(table: pd.DataFrame, label: str = "this model") -> pd.DataFrame:
+    """This run's kappa per study type next to the paper's radiologists and model."""
+    ours = table["kappa"].rename(label)
+    return PAPER_KAPPA.join(ours, how="left")
