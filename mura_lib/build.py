@@ -320,6 +320,9 @@ class Builder:
         return record
 
     def run_chapters(self, entries: list[str], *, force: bool = False) -> list[dict]:
+        # A build killed mid-chapter leaves only a temporary file: remove it, re-run that chapter.
+        for stale in self.executed_dir.glob(".*.partial.ipynb"):
+            stale.unlink()
         records = []
         notebooks = [e for e in entries if is_notebook(self.root / f"{e}.md")]
         for number, entry in enumerate(notebooks, start=1):

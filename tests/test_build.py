@@ -158,3 +158,40 @@ def test_full_profile_without_data_says_how_to_get_it(smoke_book):
     result = subprocess.run([*CLI, "build", "--profile", "full"], cwd=project, capture_output=True, text=True, env=environment)
     assert result.returncode == 1
     assert "--data" in result.stderr and "MURA_DATA" in result.stderr
+
+
+def test_killed_build_leaves_nothing_half_written_and_continues(smoke_book):
+    import nbformat
+
+    project, _ = smoke_book
+    environment = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([*CLI, "build", "--profile", "smoke", "--force"], cwd=project, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.strip().startswith("done in") and sum("done in" in l for l in seen) == 2:
+            break  # two chapters finished, the third is executing
+    os.killpg(process.pid, 9)
+    process.wait()
+    executed = project / "build" / "executed" / "smoke"
+    for notebook in executed.glob("*.ipynb"):
+        nbformat.validate(nbformat.read(notebook, as_version=4))
+    result = mura_thesis(project, "build", "--profile", "smoke")
+    up_to_date = re.findall(r"\] (\S+): up to date", result.stdout)
+    assert len(up_to_date) >= 2
+    assert not list(executed.glob(".*.partial.ipynb"))
+
+
+def test_every_page_with_its_images_stays_under_5_mb(smoke_book):
+    project, _ = smoke_book
+    root = project / "_build" / "html"
+    for page in root.rglob("*.html"):
+        text = page.read_text()
+        total = len(text.encode())
+        for source in re.findall(r'<img[^>]+src="([^"]+)"', text):
+            if source.startswith("data:"):
+                continue
+            image = (page.parent / source).resolve()
+            total += image.stat().st_size if image.exists() else 0
+        assert total < 5 * 1024 * 1024, f"{page.relative_to(root)} weighs {total / 1e6:.1f} MB"
