@@ -45,16 +45,20 @@ MU_MARROW = 0.12  # fatty marrow of a shaft
 MU_CANCELLOUS = 0.5  # trabecular bone of the ends
 MU_METAL = 40.0
 
-# How conspicuous the subtle findings are; the calibration benchmark tunes these.
+# How conspicuous the subtle findings are; benchmarks/calibration.py tunes these.  Sizes marked
+# "of the film" are fractions of the image's longest side, so that a finding covers the same
+# number of pixels whatever the body part: about one to two pixels at 128 px, half that at 64.
 FINDING_STRENGTH = {
-    "fracture_width_cm": (0.035, 0.09),  # width of the lucent line
-    "fracture_depth": (0.45, 0.85),  # fraction of bone removed along the line
-    "fracture_displaced": 0.3,  # share of fractures with displaced fragments
-    "displacement_cm": (0.08, 0.35),
-    "lesion_radius": (0.25, 0.6),  # relative to the bone's radius
-    "lesion_depth": (0.3, 0.6),
-    "degenerative_narrowing": (0.45, 0.85),  # share of the joint space lost
-    "osteophyte_cm": (0.08, 0.22),
+    "fracture_width": (0.012, 0.024),  # width of the lucent line, of the film
+    "fracture_depth": (0.6, 0.95),  # share of the bone removed along the line
+    "fracture_displaced": 0.5,  # share of fractures with displaced fragments
+    "displacement": (0.25, 0.7),  # of the bone's radius
+    "lesion_radius": (0.35, 0.7),  # of the bone's radius ...
+    "lesion_radius_min": (0.025, 0.045),  # ... but at least this much of the film
+    "lesion_depth": (0.45, 0.8),
+    "degenerative_narrowing": (0.6, 0.95),  # share of the joint space lost
+    "osteophyte": (0.025, 0.05),  # of the film
+    "sclerosis": (0.3, 0.6),  # extra density at the ends facing the joint
 }
 
 # Region, field of view (cm along the longest side), rotation jitter (degrees) and the share of
@@ -445,6 +449,7 @@ class _Film:
         self.cort = np.zeros((h, w), np.float32)
         self.marrow = np.zeros((h, w), np.float32)
         self.metal = np.zeros((h, w), np.float32)
+        self.casting = np.zeros((h, w), np.float32)
 
     def box(self, x0, x1, y0, y1):
         ix0, ix1 = max(int(x0), 0), min(int(x1) + 2, self.w)
@@ -505,7 +510,7 @@ class _Film:
             end, width, amount = sclerosis
             dist = (L - s) if end == 1 else s
             band = np.clip(1.0 - dist / width, 0, 1)
-            mar = mar + cort * 0 + band * amount * (mar > 0)
+            mar = mar + band * amount * (mar > 0)
         self.cort[sl] += cort * np.float32(t.dens * self.cmpp)
         self.marrow[sl] += mar * np.float32(t.dens * self.cmpp)
 
@@ -672,7 +677,7 @@ class _Film:
             ro = ri + thickness
             shell = np.sqrt(np.maximum(np.square(ro) - d2, 0.0)) - np.sqrt(np.maximum(np.square(ri) - d2, 0.0))
             val = shell * ends * np.float32(dens * self.cmpp) * (1.0 + texture[sl])
-            np.maximum(self.extra[sl], val, out=self.extra[sl])
+            np.maximum(self.casting[sl], val, out=self.casting[sl])
 
     def metal_strip(self, q0, q1, half_width, thread=0.0, dens=1.0):
         """A plate, screw, wire or nail: a strip with rounded anti-aliased edges."""
@@ -730,20 +735,24 @@ _FRACTURE_SITES = {
 }
 
 
-def _inside(point, field, margin):
-    """Is ``point`` inside the canvas and the collimated field, ``margin`` pixels from its edges?"""
+def _field_margin(points, field):
+    """How far each point lies inside both the canvas and the collimated field (pixels)."""
     (h, w), poly = field
-    if not (margin <= point[0] <= w - margin and margin <= point[1] <= h - margin):
-        return False
+    pts = np.atleast_2d(np.asarray(points, float))
+    dist = np.minimum.reduce([pts[:, 0], w - pts[:, 0], pts[:, 1], h - pts[:, 1]])
     centre = poly.mean(axis=0)
     for a, b in zip(poly, np.roll(poly, -1, axis=0)):
         d = _unit(b - a)
         nrm = np.array([-d[1], d[0]])
         if np.dot(centre - a, nrm) < 0:
             nrm = -nrm
-        if np.dot(point - a, nrm) < margin:
-            return False
-    return True
+        dist = np.minimum(dist, (pts - a) @ nrm)
+    return dist
+
+
+def _inside(point, field, margin):
+    """Is ``point`` inside the canvas and the collimated field, ``margin`` pixels from its edges?"""
+    return bool(_field_margin(point, field)[0] >= margin)
 
 
 def _pick(rng, items):
@@ -754,26 +763,41 @@ def _tube_point(t: _Tube, frac: float):
     return t.q0 + (t.q1 - t.q0) * frac
 
 
-def _visible_tubes(limb, study_type, field, tags, min_len=4.0):
+_SAMPLES = np.linspace(0.04, 0.96, 24)
+
+
+def _visible_tubes(limb, field, tags, min_len=4.0, need=3):
+    """Tubes tagged ``tags`` with a good part in view, each as (index, (first, last visible fraction))."""
     out = []
     for i, t in enumerate(limb.tubes):
-        if not any(t.tag.startswith(tag) for tag in tags):
+        if not t.tag.startswith(tags) or np.hypot(*(t.q1 - t.q0)) < min_len:
             continue
-        if np.hypot(*(t.q1 - t.q0)) < min_len:
-            continue
-        if _inside(_tube_point(t, 0.5), field, 2.0):
-            out.append(i)
+        pts = t.q0[None, :] + (t.q1 - t.q0)[None, :] * _SAMPLES[:, None]
+        margin = max(t.r0 * 1.2, 3.0)
+        ok = _SAMPLES[_field_margin(pts, field) >= margin]
+        if len(ok) >= need:
+            out.append((i, (float(ok.min()), float(ok.max()))))
+    if not out and need > 1:
+        return _visible_tubes(limb, field, tags, min_len, need=1)
     return out
 
 
-def _plan_fracture(rng, limb, study_type, field, cmpp):
+def _frac_in(rng, span, lo, hi):
+    """A position along a tube within [lo, hi] and within its visible ``span`` if they overlap."""
+    a, b = max(lo, span[0]), min(hi, span[1])
+    if a >= b:
+        a, b = span
+    return float(rng.uniform(a, b))
+
+
+def _plan_fracture(rng, limb, study_type, field, px):
     S = FINDING_STRENGTH
     sites = _FRACTURE_SITES[study_type]
-    tubes = _visible_tubes(limb, study_type, field, sites)
-    ells = [i for i, e in enumerate(limb.ells) if e.tag in sites and _inside(e.c, field, 2.0)]
+    tubes = _visible_tubes(limb, field, sites)
+    ells = [i for i, e in enumerate(limb.ells) if e.tag in sites and _inside(e.c, field, max(e.a, e.b))]
     if not tubes and not ells:
-        tubes = _visible_tubes(limb, study_type, field, ("",))
-    width = rng.uniform(*S["fracture_width_cm"]) / cmpp
+        tubes = _visible_tubes(limb, field, "")
+    width = rng.uniform(*S["fracture_width"]) * px
     spec = {
         "w": width,
         "depth": rng.uniform(*S["fracture_depth"]),
@@ -788,14 +812,14 @@ def _plan_fracture(rng, limb, study_type, field, cmpp):
         e = limb.ells[i]
         spec.update(s=rng.uniform(-0.3, 0.3) * e.a, phi=rng.uniform(-0.5, 0.5))
         return ("ell", i, spec)
-    i = _pick(rng, tubes)
+    i, span = _pick(rng, tubes) if tubes else (0, (0.2, 0.8))
     t = limb.tubes[i]
     L = float(np.hypot(*(t.q1 - t.q0)))
     r = t.r0
     if t.tag == "radius" and rng.random() < 0.6:
-        frac = rng.uniform(0.86, 0.94)  # the classic distal radius fracture
+        frac = _frac_in(rng, span, 0.86, 0.94)  # the classic distal radius fracture
     else:
-        frac = rng.uniform(0.15, 0.85)
+        frac = _frac_in(rng, span, 0.15, 0.85)
     rr = r * 1.6
     complete = rng.random() < 0.65
     lo = -rr if complete or rng.random() < 0.5 else rng.uniform(-0.3, 0.3) * r
@@ -803,26 +827,23 @@ def _plan_fracture(rng, limb, study_type, field, cmpp):
     spec.update(s=frac * L, phi=rng.uniform(-0.75, 0.75), lo=lo, hi=hi)
     spec["tan"] = math.tan(spec["phi"])
     if complete and rng.random() < S["fracture_displaced"] / 0.65:
-        d = rng.uniform(*S["displacement_cm"]) / cmpp
+        d = max(rng.uniform(*S["displacement"]) * r, 1.0)
         spec["disp"] = (rng.uniform(-0.5, 0.3) * d, d * (1 if rng.random() < 0.5 else -1), rng.uniform(-0.15, 0.15))
         spec["pad"] = d + abs(spec["disp"][2]) * L
         spec["depth"] *= 0.6
     return ("tube", i, spec)
 
 
-def _plan_lesion(rng, limb, study_type, field, cmpp):
+def _plan_lesion(rng, limb, study_type, field, px):
     S = FINDING_STRENGTH
-    cands = []
-    for i, t in enumerate(limb.tubes):
-        if t.long and np.hypot(*(t.q1 - t.q0)) > 6 and _inside(_tube_point(t, 0.5), field, 2.0):
-            cands.append(("tube", i))
+    cands = [("tube", i, span) for i, span in _visible_tubes(limb, field, "", min_len=6.0) if limb.tubes[i].long]
     for i, e in enumerate(limb.ells):
-        if e.tag in ("head", "condyles", "capitate", "lunate", "scaphoid", "hamate", "glenoid") and _inside(e.c, field, 2.0):
-            cands.append(("ell", i))
-    kind, i = _pick(rng, cands) if cands else ("tube", 0)
+        if e.tag in ("head", "condyles", "capitate", "lunate", "scaphoid", "hamate", "glenoid") and _inside(e.c, field, max(e.a, e.b)):
+            cands.append(("ell", i, None))
+    kind, i, span = _pick(rng, cands) if cands else ("tube", 0, (0.2, 0.8))
     if kind == "tube":
         t = limb.tubes[i]
-        frac = rng.uniform(0.1, 0.9) if rng.random() < 0.5 else rng.choice([rng.uniform(0.05, 0.2), rng.uniform(0.8, 0.95)])
+        frac = _frac_in(rng, span, 0.1, 0.9) if rng.random() < 0.5 else _frac_in(rng, span, *((0.05, 0.2) if rng.random() < 0.5 else (0.8, 0.95)))
         c = _tube_point(t, frac)
         u = _unit(t.q1 - t.q0)
         bone_r = t.r0 + (t.r1 - t.r0) * frac
@@ -831,7 +852,7 @@ def _plan_lesion(rng, limb, study_type, field, cmpp):
         e = limb.ells[i]
         bone_r = min(e.a, e.b)
         c = e.c + rng.uniform(-0.4, 0.4, 2) * bone_r
-    radius = max(rng.uniform(*S["lesion_radius"]) * bone_r, 0.6)
+    radius = max(rng.uniform(*S["lesion_radius"]) * bone_r, rng.uniform(*S["lesion_radius_min"]) * px)
     sclerotic = rng.random() < 0.35
     return {"c": c, "r": radius, "sclerotic": sclerotic, "depth": rng.uniform(*S["lesion_depth"]), "rim": rng.random() < 0.5, "aspect": rng.uniform(0.7, 1.4)}
 
@@ -872,13 +893,13 @@ def _apply_narrowing(limb, joint, amount):
             limb.ells[i].c = limb.ells[i].c - shift
 
 
-def _draw_osteophytes(rng, film, joint, cmpp):
+def _draw_osteophytes(rng, film, joint, px):
     S = FINDING_STRENGTH
     perp = np.array([-joint.u[1], joint.u[0]])
     n = int(rng.integers(1, 4))
     sides = rng.permutation([-1.0, 1.0, -1.0, 1.0])[:n]
     for side in sides:
-        size = rng.uniform(*S["osteophyte_cm"]) / cmpp
+        size = rng.uniform(*S["osteophyte"]) * px
         along = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 1.2) * max(joint.gap, 1.0)
         c = joint.p + perp * side * (joint.w * rng.uniform(0.85, 1.05) + size * 0.4) + joint.u * along
         e = _Ell(c, max(size, 0.6), max(size * 0.45, 0.5), math.atan2(perp[1], perp[0]), depth=max(size * 0.8, 0.6), cortex=0.3, dens=1.3)
@@ -899,8 +920,8 @@ def _draw_hardware(rng, film, limb, study_type, field, cmpp):
         "XR_HUMERUS": ("humerus",),
         "XR_SHOULDER": ("humerus", "clavicle"),
     }[study_type]
-    tubes = _visible_tubes(limb, study_type, field, sites) or _visible_tubes(limb, study_type, field, ("",)) or [0]
-    i = _pick(rng, tubes)
+    tubes = _visible_tubes(limb, field, sites) or _visible_tubes(limb, field, "") or [(0, (0.2, 0.8))]
+    i, span = _pick(rng, tubes)
     t = limb.tubes[i]
     L = float(np.hypot(*(t.q1 - t.q0)))
     u = _unit(t.q1 - t.q0)
@@ -914,12 +935,12 @@ def _draw_hardware(rng, film, limb, study_type, field, cmpp):
         kinds = ["plate", "plate", "nail", "wires"]
     kind = _pick(rng, kinds)
     if kind == "plate":
-        frac = rng.uniform(0.3, 0.8) if t.tag != "radius" or rng.random() < 0.5 else 0.85
-        length = min(L * rng.uniform(0.35, 0.6), 14.0 / cmpp)
+        frac = _frac_in(rng, span, 0.3, 0.8) if t.tag != "radius" or rng.random() < 0.5 else _frac_in(rng, span, 0.82, 0.88)
+        length = min(L * rng.uniform(0.35, 0.6), 14.0 / cmpp, film.h * 0.6, film.w * 0.6)
         side = 1 if rng.random() < 0.5 else -1
         c = _tube_point(t, frac) + nrm * side * r * rng.uniform(0.6, 1.1)
         q0, q1 = c - u * length / 2, c + u * length / 2
-        hw = max(r * 0.45, 1.5 * mm, 0.7)
+        hw = max(r * 0.5, 1.5 * mm, 0.8)
         film.metal_strip(q0, q1, hw, dens=0.9)
         nscrew = max(2, int(length / max(hw * 3.5, 2.0)))
         for k in range(nscrew):
@@ -930,7 +951,7 @@ def _draw_hardware(rng, film, limb, study_type, field, cmpp):
                 film.metal_disk(p, hw * 0.6, dens=0.4)
     elif kind == "screws":
         for _ in range(int(rng.integers(1, 4))):
-            p = _tube_point(t, rng.uniform(0.15, 0.85))
+            p = _tube_point(t, _frac_in(rng, span, 0.15, 0.85))
             ang = rng.uniform(-0.6, 0.6)
             d = _rot(ang) @ nrm
             a = p - d * r * 1.2
@@ -939,17 +960,17 @@ def _draw_hardware(rng, film, limb, study_type, field, cmpp):
             film.metal_strip(a - d * r * 0.25, a + d * r * 0.05, max(r * 0.3, 0.8))  # head
     elif kind == "wires":
         for _ in range(int(rng.integers(1, 4))):
-            p = _tube_point(t, rng.uniform(0.1, 0.95))
+            p = _tube_point(t, _frac_in(rng, span, 0.1, 0.95))
             ang = rng.uniform(0.3, 1.2) * (1 if rng.random() < 0.5 else -1)
             d = _rot(ang) @ u
             length = r * rng.uniform(4, 9)
-            film.metal_strip(p - d * length * 0.5, p + d * length * 0.5, max(0.8 * mm, 0.5), dens=1.0)
+            film.metal_strip(p - d * length * 0.5, p + d * length * 0.5, max(1.0 * mm, 0.7), dens=1.0)
         if rng.random() < 0.3:  # tension band: a figure-of-eight wire
-            p = _tube_point(t, 0.2)
+            p = _tube_point(t, _frac_in(rng, span, 0.1, 0.3))
             for sgn in (-1, 1):
                 film.metal_strip(p - u * r * 2 + nrm * r * sgn, p + u * r * 3 - nrm * r * sgn, max(0.6 * mm, 0.5))
     elif kind == "nail":
-        film.metal_strip(_tube_point(t, 0.05), _tube_point(t, 0.9), max(r * 0.35, 0.8))
+        film.metal_strip(_tube_point(t, min(0.05, span[0])), _tube_point(t, max(0.9, span[1])), max(r * 0.35, 0.8))
         for frac in (0.12, 0.18, 0.8, 0.86):
             p = _tube_point(t, frac)
             film.metal_strip(p - nrm * r * 1.3, p + nrm * r * 1.3, max(r * 0.15, 0.5), thread=0.4)
@@ -1106,16 +1127,19 @@ def draw_radiograph(
         field_poly = corners
     field = ((h, w), field_poly)
 
-    # Plan the finding before drawing (degenerative change moves bones).
+    # Plan the finding before drawing (degenerative change moves bones).  Its random numbers
+    # come from a stream of their own, so the same ``rng`` with and without a finding gives the
+    # same film apart from the finding: a counterfactual pair.
+    frng = np.random.default_rng(rng.integers(0, 2**63 - 1))
     fracture = lesion = joint = None
     if finding == "fracture":
-        fracture = _plan_fracture(rng, limb, study_type, field, cmpp)
+        fracture = _plan_fracture(frng, limb, study_type, field, size)
     elif finding == "lesion":
-        lesion = _plan_lesion(rng, limb, study_type, field, cmpp)
+        lesion = _plan_lesion(frng, limb, study_type, field, size)
     elif finding == "degenerative":
-        joint = _plan_degenerative(rng, limb, study_type, field)
+        joint = _plan_degenerative(frng, limb, study_type, field)
         if joint is not None:
-            _apply_narrowing(limb, joint, rng.uniform(*FINDING_STRENGTH["degenerative_narrowing"]))
+            _apply_narrowing(limb, joint, frng.uniform(*FINDING_STRENGTH["degenerative_narrowing"]))
 
     # Draw.
     for s in limb.soft:
@@ -1130,23 +1154,22 @@ def draw_radiograph(
     if joint is not None:
         for kind_, i in joint.movers:
             if kind_ == "t0":
-                scl_tubes[i] = (0, 0.35 / cmpp, 0.25 / cmpp * cmpp)
+                scl_tubes[i] = 0
         # The bone ending proximal to the joint.
         for i, t in enumerate(limb.tubes):
             if np.hypot(*(t.q1 - joint.p)) < max(joint.gap * 2.5, 2.0) + joint.gap:
-                scl_tubes[i] = (1, 0.35 / cmpp, 0.25)
+                scl_tubes[i] = 1
     for i, t in enumerate(limb.tubes):
         fr = fracture[2] if fracture is not None and fracture[0] == "tube" and fracture[1] == i else None
         sc = None
         if i in scl_tubes:
-            end, width, amount = scl_tubes[i]
-            sc = (end, width, rng.uniform(0.15, 0.35) * t.r0 * 0.5)
+            sc = (scl_tubes[i], max(0.02 * size, 1.5), frng.uniform(*FINDING_STRENGTH["sclerosis"]) * MU_CANCELLOUS * t.r0)
         film.tube(t, young=young, fracture=fr, sclerosis=sc)
     for i, e in enumerate(limb.ells):
         fr = fracture[2] if fracture is not None and fracture[0] == "ell" and fracture[1] == i else None
         film.ell(e, fracture=fr)
     if joint is not None:
-        _draw_osteophytes(rng, film, joint, cmpp)
+        _draw_osteophytes(frng, film, joint, size)
     if lesion is not None:
         _apply_lesion(film, lesion)
 
@@ -1156,20 +1179,20 @@ def draw_radiograph(
     tex *= np.float32(1.0 / (tex.std() + 1e-6))
     if finding == "cast":
         seg = limb.casts[{"XR_FINGER": "finger", "XR_HAND": "hand", "XR_WRIST": "hand", "XR_FOREARM": "forearm", "XR_ELBOW": "arm", "XR_HUMERUS": "arm", "XR_SHOULDER": "arm"}[study_type]]
-        plaster = rng.random() < 0.5
+        plaster = frng.random() < 0.5
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         if plaster:
             texture = 0.12 * tex
         else:  # fibreglass: a woven mesh
             period = max(0.35 / cmpp, 2.5)
-            ang = rng.uniform(0, math.pi)
+            ang = frng.uniform(0, math.pi)
             a1 = np.cos(ang) * xx + np.sin(ang) * yy
             a2 = -np.sin(ang) * xx + np.cos(ang) * yy
             texture = 0.15 * (np.sin(a1 * (2 * math.pi / period)) * np.sin(a2 * (2 * math.pi / period)))
-        thick = rng.uniform(0.4, 0.9) / cmpp
-        film.cast(seg, thick, rng.uniform(0.35, 0.6) if plaster else rng.uniform(0.22, 0.35), texture.astype(np.float32))
+        thick = frng.uniform(0.5, 1.0) / cmpp
+        film.cast(seg, thick, frng.uniform(0.5, 0.8) if plaster else frng.uniform(0.3, 0.45), texture.astype(np.float32))
     if finding == "hardware":
-        _draw_hardware(rng, film, limb, study_type, field, cmpp)
+        _draw_hardware(frng, film, limb, study_type, field, cmpp)
     if study_type in ("XR_HAND", "XR_FINGER") and rng.random() < 0.04:
         # A ring: metal that is not a finding.
         cands = [t for t in limb.tubes if t.tag.endswith("_1") and _inside(_tube_point(t, 0.3), field, 2)]
@@ -1182,7 +1205,7 @@ def draw_radiograph(
     # Exposure: attenuation to film density.
     bone = film.cort + film.marrow * (1.0 + np.float32(rng.uniform(0.05, 0.14)) * tex)
     soft = MU_SOFT * film.soft + np.maximum(film.extra, 0)
-    att = soft + np.maximum(bone, 0)
+    att = soft + np.maximum(bone, 0) + film.casting
     # Tone curve through three anchors: air, the thickest soft tissue, the densest bone.  Every
     # film is windowed differently, as by a technologist or the scanner's auto-exposure.
     step = max(1, min(h, w) // 48)
@@ -1191,10 +1214,10 @@ def draw_radiograph(
     bone_ref = max(float(np.percentile(sub_att, 99.7)), soft_ref * 1.6)
     bg = rng.uniform(0.0, 0.1)
     soft_level = rng.uniform(0.28, 0.5)
-    bone_level = rng.uniform(0.82, 1.0)
+    bone_level = rng.uniform(0.7, 0.86)  # bone stays below white: only metal burns out
     knee = rng.uniform(0.1, 0.35)
     xs = [0.0, soft_ref * knee, soft_ref, bone_ref, bone_ref * 1.6]
-    ys = [bg, bg + (soft_level - bg) * knee * rng.uniform(1.0, 1.8), soft_level, bone_level, 1.0]
+    ys = [bg, bg + (soft_level - bg) * knee * rng.uniform(1.0, 1.8), soft_level, bone_level, bone_level + 0.07]
     img = np.interp(att, xs, ys).astype(np.float32)
     img += np.minimum(film.metal * np.float32(MU_METAL), 4.0)
     img = np.minimum(img, 1.0)
@@ -1210,7 +1233,7 @@ def draw_radiograph(
     fx0, fy0 = field_poly.min(axis=0)
     fx1, fy1 = field_poly.max(axis=0)
     if rng.random() < 0.85:
-        _draw_markers(rng, img, (fx0, fx1, fy0, fy1), size, rng.uniform(0.85, 1.0))
+        _draw_markers(rng, img, (fx0, fx1, fy0, fy1), size, rng.uniform(0.78, 0.95))
 
     blur = rng.uniform(0.25, 0.9) * max(size / 256.0, 0.5)
     img = ndimage.gaussian_filter(img, blur, truncate=2.5)
@@ -1232,6 +1255,6 @@ def draw_radiograph(
             dist = (xs - np.float32(a[0])) * np.float32(nrm[0]) + (ys - np.float32(a[1])) * np.float32(nrm[1])
             inside = dist if inside is None else np.minimum(inside, dist)
         m = np.clip(inside + 0.5, 0.0, 1.0)
-        outside = rng.uniform(0.75, 0.95) if rng.random() < 0.08 else rng.uniform(0.0, 0.03)
+        outside = rng.uniform(0.65, 0.85) if rng.random() < 0.08 else rng.uniform(0.0, 0.03)
         img = img * m + np.float32(outside) * (1.0 - m)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -146,6 +146,8 @@ class RunStore:
         info.update({"status": "complete", "finished": _now(), "data": data_summary})
         atomic_write_text(directory / "run.json", json.dumps(info, indent=1))
         shutil.rmtree(directory / "checkpoint", ignore_errors=True)
+        # model.weights.h5 holds the best epoch's weights: the separate copy is not kept.
+        (directory / "best.weights.h5").unlink(missing_ok=True)
         return Run(directory)
 
     def load(self, key: str) -> Run:

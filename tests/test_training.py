@@ -128,3 +128,16 @@ def test_invalid_config_is_explained():
         ExperimentConfig(epochs=0)
     with pytest.raises(ValueError, match="Unknown experiment settings"):
         ExperimentConfig.from_dict({"lr": 0.1})
+
+
+def test_pretrained_run_reloads_with_same_predictions(dataset, cache_dir, tmp_path):
+    from mura_lib.training import predict_images, prepare_data
+
+    config = ExperimentConfig(model="vgg16", image_size=32, epochs=1, batch_size=16, weights=None, fine_tune=False, augment=False)
+    run = run_experiment(config, dataset, store=RunStore(tmp_path), cache_dir=cache_dir, verbose="silent")
+    assert not (run.directory / "best.weights.h5").exists()
+    model = run.load_model()
+    prepared = prepare_data(dataset, 32, seed=config.seed, cache_dir=cache_dir, progress=False)
+    again = predict_images(model, prepared, ("test",))
+    expected = run.predictions.query("subset == 'test'")["probability"].to_numpy()
+    np.testing.assert_allclose(again["probability"], expected, rtol=1e-5, atol=1e-6)
