@@ -65,7 +65,9 @@ def build_cnn(
         filters = width * 2 ** min(block, 3)
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, kernel_regularizer=regulariser, name=f"conv{block + 1}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"bn{block + 1}")(x)
+            # Momentum 0.9 (not 0.99): with a few dozen steps per epoch the moving statistics
+            # must settle within an epoch, or inference-mode predictions saturate.
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{block + 1}")(x)
         x = layers.Activation("relu", name=f"relu{block + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
