@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -49,15 +50,25 @@ def load_square(paths, size: int) -> np.ndarray:
     return out
 
 
-def small_cnn(size: int, width: int = 16, blocks: int = 4):
+def small_cnn(size: int, width: int = 16, blocks: int | None = None):
+    """Conv-BN-ReLU-MaxPool blocks, global average pooling, one sigmoid unit.
+
+    By default the depth follows the input (64 px: 4 blocks, 128 px: 5), so that the last
+    feature map and the receptive field cover the same share of the film at every size.
+    """
     import keras
     from keras import layers
+
+    if blocks is None:
+        blocks = max(2, int(round(np.log2(size))) - 2)
 
     inputs = keras.Input((size, size, 1))
     x = inputs
     for b in range(blocks):
-        x = layers.Conv2D(width * 2**b, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.Conv2D(width * 2 ** min(b, 3), 3, padding="same", use_bias=False)(x)
+        # Keras' default momentum (0.99) lets the moving statistics lag far behind the weights
+        # in a short run of a few hundred steps, and inference-mode predictions then collapse.
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -67,11 +78,22 @@ def small_cnn(size: int, width: int = 16, blocks: int = 4):
     return model
 
 
-def study_auroc(images: pd.DataFrame, prob: np.ndarray) -> float:
+def study_auroc(images: pd.DataFrame, prob: np.ndarray, ci: bool = False):
+    """Study-level AUROC (image probabilities averaged per study); with a 95% bootstrap interval."""
     from sklearn.metrics import roc_auc_score
 
     frame = images.assign(prob=prob).groupby("study_path").agg(label=("label", "first"), prob=("prob", "mean"))
-    return float(roc_auc_score(frame["label"], frame["prob"]))
+    auc = float(roc_auc_score(frame["label"], frame["prob"]))
+    if not ci:
+        return auc
+    rng = np.random.default_rng(0)
+    y, p = frame["label"].to_numpy(), frame["prob"].to_numpy()
+    boots = []
+    for _ in range(1000):
+        idx = rng.integers(len(y), size=len(y))
+        if 0 < y[idx].sum() < len(idx):
+            boots.append(roc_auc_score(y[idx], p[idx]))
+    return auc, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
 def finding_aurocs(images: pd.DataFrame, prob: np.ndarray) -> dict[str, float]:
@@ -113,6 +135,11 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     t0 = time.perf_counter()
+    if not args.reuse:
+        # generate_synthetic_mura reuses a copy with the same specification, even when the
+        # drawing code has changed since: start from scratch.
+        for seed in {args.seed, args.holdout_seed} - {-1}:
+            shutil.rmtree(Path(args.dest) / f"seed{seed}", ignore_errors=True)
     root = generate_synthetic_mura(Path(args.dest) / f"seed{args.seed}", scale=args.scale, image_size=args.image_size, seed=args.seed, overwrite=not args.reuse, progress=False)
     data = with_findings(load_mura(root))
     holdout = None
@@ -138,16 +165,16 @@ def main(argv=None) -> int:
             keras.utils.set_random_seed(1000 + repeat)
             t0 = time.perf_counter()
             model = small_cnn(size, width=args.width)
-            # Left-right flips: markers and anatomy come in both orientations anyway.
-            x_aug = np.concatenate([x_train, x_train[:, :, ::-1]])
-            y_aug = np.concatenate([y_train, y_train])
-            model.fit(x_aug, y_aug, epochs=args.epochs, batch_size=args.batch_size, shuffle=True, verbose=0)
+            model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, shuffle=True, verbose=0)
             t_fit = time.perf_counter() - t0
             p_valid = model.predict(x_valid, batch_size=128, verbose=0)[:, 0]
-            row = {"size": size, "repeat": repeat, "valid_study_auroc": study_auroc(valid, p_valid), "fit_s": t_fit}
+            auc, lo, hi = study_auroc(valid, p_valid, ci=True)
+            row = {"size": size, "repeat": repeat, "valid_study_auroc": auc, "valid_ci_low": lo, "valid_ci_high": hi, "fit_s": t_fit}
             from sklearn.metrics import roc_auc_score
 
             row["valid_image_auroc"] = float(roc_auc_score(valid["label"], p_valid))
+            p_train = model.predict(x_train, batch_size=128, verbose=0)[:, 0]
+            row["train_image_auroc"] = float(roc_auc_score(y_train, p_train))
             if x_hold is not None:
                 p_hold = model.predict(x_hold, batch_size=128, verbose=0)[:, 0]
                 row["holdout_study_auroc"] = study_auroc(holdout, p_hold)

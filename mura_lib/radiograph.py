@@ -49,15 +49,15 @@ MU_METAL = 40.0
 # "of the film" are fractions of the image's longest side, so that a finding covers the same
 # number of pixels whatever the body part: about one to two pixels at 128 px, half that at 64.
 FINDING_STRENGTH = {
-    "fracture_width": (0.012, 0.024),  # width of the lucent line, of the film
-    "fracture_depth": (0.6, 0.95),  # share of the bone removed along the line
-    "fracture_displaced": 0.5,  # share of fractures with displaced fragments
+    "fracture_width": (0.008, 0.016),  # width of the lucent line, of the film
+    "fracture_depth": (0.8, 1.0),  # share of the bone removed along the line
+    "fracture_displaced": 0.6,  # share of fractures with displaced fragments
     "displacement": (0.25, 0.7),  # of the bone's radius
     "lesion_radius": (0.35, 0.7),  # of the bone's radius ...
-    "lesion_radius_min": (0.025, 0.045),  # ... but at least this much of the film
-    "lesion_depth": (0.45, 0.8),
+    "lesion_radius_min": (0.02, 0.035),  # ... but at least this much of the film
+    "lesion_depth": (0.5, 0.9),
     "degenerative_narrowing": (0.6, 0.95),  # share of the joint space lost
-    "osteophyte": (0.025, 0.05),  # of the film
+    "osteophyte": (0.025, 0.045),  # of the film
     "sclerosis": (0.3, 0.6),  # extra density at the ends facing the joint
 }
 
@@ -504,6 +504,10 @@ class _Film:
             along = along + f["zz_amp"] * np.sin(across * f["zz_freq"] + f["zz_phase"])
             prof = _line_profile(along, f["w"]) * np.clip((across - f["lo"]) + 0.5, 0, 1) * np.clip((f["hi"] - across) + 0.5, 0, 1)
             keep = 1.0 - f["depth"] * prof
+            if f.get("margin"):
+                band = np.exp(-np.square((np.abs(along) - f["w"] - 0.5) * (1.0 / max(f["w"], 1.0))))
+                band = band * np.clip((across - f["lo"]) + 0.5, 0, 1) * np.clip((f["hi"] - across) + 0.5, 0, 1)
+                keep = keep + 0.5 * band
             cort, mar = cort * keep, mar * keep
         if sclerosis is not None:
             # Subchondral sclerosis: denser bone near the end facing the joint.
@@ -597,17 +601,19 @@ class _Film:
         self.marrow[sl] += prof * np.float32(p.thick * p.dens * self.cmpp * MU_CANCELLOUS)
 
     def arc(self, a: _Arc):
-        r = a.radius + a.r + 1
-        g = self.box(a.c[0] - r, a.c[0] + r, a.c[1] - r, a.c[1] + r)
+        angles = np.linspace(a.a0, a.a1, 9)
+        pts = a.c[None, :] + a.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        r = a.r + 1
+        g = self.box(pts[:, 0].min() - r, pts[:, 0].max() + r, pts[:, 1].min() - r, pts[:, 1].max() + r)
         if g is None:
             return
         sl, X, Y = g
         dx, dy = X - np.float32(a.c[0]), Y - np.float32(a.c[1])
-        rho = np.sqrt(np.square(dx) + np.square(dy))
-        ang = np.arctan2(dy, dx)
+        rho = np.sqrt(np.square(dx) + np.square(dy)) + np.float32(1e-3)
         mid, half = (a.a0 + a.a1) / 2, (a.a1 - a.a0) / 2
-        dang = np.abs(np.angle(np.exp(1j * (ang - mid)))).astype(np.float32)
-        fade = np.clip((half - dang) * a.radius / max(a.r * 2, 1.0), 0, 1)
+        # Fade out at the ends of the arc: cos of the angle from its middle, linearised at the end.
+        cosd = (dx * np.float32(math.cos(mid)) + dy * np.float32(math.sin(mid))) / rho
+        fade = np.clip((cosd - np.float32(math.cos(half))) * np.float32(a.radius / (math.sin(half) * max(a.r * 2, 1.0))), 0, 1)
         d2 = np.square(rho - a.radius)
         outer = np.sqrt(np.maximum(a.r * a.r - d2, 0.0))
         ri = a.r * 0.65
@@ -735,24 +741,44 @@ _FRACTURE_SITES = {
 }
 
 
-def _field_margin(points, field):
-    """How far each point lies inside both the canvas and the collimated field (pixels)."""
-    (h, w), poly = field
-    pts = np.atleast_2d(np.asarray(points, float))
-    dist = np.minimum.reduce([pts[:, 0], w - pts[:, 0], pts[:, 1], h - pts[:, 1]])
-    centre = poly.mean(axis=0)
-    for a, b in zip(poly, np.roll(poly, -1, axis=0)):
-        d = _unit(b - a)
-        nrm = np.array([-d[1], d[0]])
-        if np.dot(centre - a, nrm) < 0:
-            nrm = -nrm
-        dist = np.minimum(dist, (pts - a) @ nrm)
-    return dist
+class _Field:
+    """The collimated field (a convex polygon) on a canvas of ``h`` by ``w`` pixels."""
+
+    def __init__(self, h, w, poly):
+        self.h, self.w, self.poly = h, w, np.asarray(poly, float)
+        self.full = bool(np.allclose(self.poly, [[0, 0], [w, 0], [w, h], [0, h]]))
+        centre = self.poly.mean(axis=0)
+        normals, offsets = [], []
+        for a, b in zip(self.poly, np.roll(self.poly, -1, axis=0)):
+            d = _unit(b - a)
+            nrm = np.array([-d[1], d[0]])
+            if np.dot(centre - a, nrm) < 0:
+                nrm = -nrm
+            normals.append(nrm)
+            offsets.append(float(nrm @ a))
+        self.edges = (np.array(normals), np.array(offsets))
+        # Half-planes of the canvas too, for points.
+        self.n = np.vstack([self.edges[0], [[1, 0], [-1, 0], [0, 1], [0, -1]]])
+        self.off = np.concatenate([self.edges[1], [0, -w, 0, -h]])
+
+    def margin(self, points):
+        """How far each point lies inside both the canvas and the field (pixels)."""
+        return (np.atleast_2d(np.asarray(points, float)) @ self.n.T - self.off).min(axis=1)
+
+    def mask(self):
+        """Coverage of each pixel by the field, anti-aliased."""
+        xs = np.arange(self.w, dtype=np.float32)[None, :]
+        ys = np.arange(self.h, dtype=np.float32)[:, None]
+        inside = None
+        for nrm, off in zip(*self.edges):
+            dist = xs * np.float32(nrm[0]) + ys * np.float32(nrm[1]) - np.float32(off)
+            inside = dist if inside is None else np.minimum(inside, dist)
+        return np.clip(inside + 0.5, 0.0, 1.0)
 
 
 def _inside(point, field, margin):
     """Is ``point`` inside the canvas and the collimated field, ``margin`` pixels from its edges?"""
-    return bool(_field_margin(point, field)[0] >= margin)
+    return bool(field.margin(point)[0] >= margin)
 
 
 def _pick(rng, items):
@@ -774,7 +800,7 @@ def _visible_tubes(limb, field, tags, min_len=4.0, need=3):
             continue
         pts = t.q0[None, :] + (t.q1 - t.q0)[None, :] * _SAMPLES[:, None]
         margin = max(t.r0 * 1.2, 3.0)
-        ok = _SAMPLES[_field_margin(pts, field) >= margin]
+        ok = _SAMPLES[field.margin(pts) >= margin]
         if len(ok) >= need:
             out.append((i, (float(ok.min()), float(ok.max()))))
     if not out and need > 1:
@@ -821,12 +847,13 @@ def _plan_fracture(rng, limb, study_type, field, px):
     else:
         frac = _frac_in(rng, span, 0.15, 0.85)
     rr = r * 1.6
-    complete = rng.random() < 0.65
+    complete = rng.random() < 0.8
     lo = -rr if complete or rng.random() < 0.5 else rng.uniform(-0.3, 0.3) * r
     hi = rr if complete or lo > -rr else rng.uniform(-0.3, 0.3) * r
     spec.update(s=frac * L, phi=rng.uniform(-0.75, 0.75), lo=lo, hi=hi)
     spec["tan"] = math.tan(spec["phi"])
-    if complete and rng.random() < S["fracture_displaced"] / 0.65:
+    spec["margin"] = rng.random() < 0.35  # sclerotic margins of a healing fracture
+    if complete and rng.random() < S["fracture_displaced"] / 0.8:
         d = max(rng.uniform(*S["displacement"]) * r, 1.0)
         spec["disp"] = (rng.uniform(-0.5, 0.3) * d, d * (1 if rng.random() < 0.5 else -1), rng.uniform(-0.15, 0.15))
         spec["pad"] = d + abs(spec["disp"][2]) * L
@@ -866,14 +893,17 @@ def _apply_lesion(film: _Film, les):
     q = (np.square(X - np.float32(c[0])) * les["aspect"] + np.square(Y - np.float32(c[1])) / les["aspect"]) * (1.0 / (r * r))
     disk = np.clip((1.0 - q) * r * 0.7, 0.0, 1.0)  # soft-edged disk, at least about a pixel wide
     bone = film.cort[sl] + film.marrow[sl]
+    inbone = np.clip(bone * np.float32(1.0 / (0.35 * float(bone.max()) + 1e-6)), 0.0, 1.0)
+    path = np.float32(r * film.cmpp * MU_CORTEX * les["depth"])  # as dense as cortex
     if les["sclerotic"]:
-        film.marrow[sl] += disk * bone * np.float32(les["depth"] * 0.8)
+        dome = np.sqrt(np.clip(1.0 - q, 0.0, 1.0))
+        film.cort[sl] += dome * inbone * path
     else:
         film.cort[sl] *= 1.0 - disk * np.float32(les["depth"])
         film.marrow[sl] *= 1.0 - disk * np.float32(les["depth"])
-        if les["rim"]:
+        if les["rim"]:  # a sclerotic margin around a lucent lesion
             ring = np.clip(1.0 - np.abs(np.sqrt(q) - 1.0) * r / 0.8, 0.0, 1.0)
-            film.marrow[sl] += ring * bone * np.float32(0.35 * les["depth"])
+            film.cort[sl] += ring * inbone * (path * np.float32(0.5))
 
 
 def _plan_degenerative(rng, limb, study_type, field):
@@ -1125,7 +1155,7 @@ def draw_radiograph(
         hw, hh = (w - m[0] - m[1]) / 2, (h - m[2] - m[3]) / 2
         corners = np.array([[-hw, -hh], [hw, -hh], [hw, hh], [-hw, hh]]) @ _rot(ang).T + [cx, cy]
         field_poly = corners
-    field = ((h, w), field_poly)
+    field = _Field(h, w, field_poly)
 
     # Plan the finding before drawing (degenerative change moves bones).  Its random numbers
     # come from a stream of their own, so the same ``rng`` with and without a finding gives the
@@ -1189,8 +1219,8 @@ def draw_radiograph(
             a1 = np.cos(ang) * xx + np.sin(ang) * yy
             a2 = -np.sin(ang) * xx + np.cos(ang) * yy
             texture = 0.15 * (np.sin(a1 * (2 * math.pi / period)) * np.sin(a2 * (2 * math.pi / period)))
-        thick = frng.uniform(0.5, 1.0) / cmpp
-        film.cast(seg, thick, frng.uniform(0.5, 0.8) if plaster else frng.uniform(0.3, 0.45), texture.astype(np.float32))
+        thick = frng.uniform(0.5, 1.0) * (0.5 if study_type == "XR_FINGER" else 1.0) / cmpp
+        film.cast(seg, thick, frng.uniform(0.35, 0.55) if plaster else frng.uniform(0.2, 0.32), texture.astype(np.float32))
     if finding == "hardware":
         _draw_hardware(frng, film, limb, study_type, field, cmpp)
     if study_type in ("XR_HAND", "XR_FINGER") and rng.random() < 0.04:
@@ -1205,7 +1235,7 @@ def draw_radiograph(
     # Exposure: attenuation to film density.
     bone = film.cort + film.marrow * (1.0 + np.float32(rng.uniform(0.05, 0.14)) * tex)
     soft = MU_SOFT * film.soft + np.maximum(film.extra, 0)
-    att = soft + np.maximum(bone, 0) + film.casting
+    att = soft + np.maximum(bone, 0)
     # Tone curve through three anchors: air, the thickest soft tissue, the densest bone.  Every
     # film is windowed differently, as by a technologist or the scanner's auto-exposure.
     step = max(1, min(h, w) // 48)
@@ -1218,7 +1248,8 @@ def draw_radiograph(
     knee = rng.uniform(0.1, 0.35)
     xs = [0.0, soft_ref * knee, soft_ref, bone_ref, bone_ref * 1.6]
     ys = [bg, bg + (soft_level - bg) * knee * rng.uniform(1.0, 1.8), soft_level, bone_level, bone_level + 0.07]
-    img = np.interp(att, xs, ys).astype(np.float32)
+    # The exposure is set for the limb; a cast on top of it only adds density.
+    img = np.interp(att + film.casting, xs, ys).astype(np.float32)
     img += np.minimum(film.metal * np.float32(MU_METAL), 4.0)
     img = np.minimum(img, 1.0)
     gamma = math.exp(rng.normal(0.0, 0.15))
@@ -1242,19 +1273,8 @@ def draw_radiograph(
     img += noise * (np.float32(sigma) * np.sqrt(np.clip(img, 0.0, 1.0) + 0.05))
 
     # Outside the collimated field: unexposed, shown black (or, on some films, light).
-    if not (field_poly[0, 0] == 0 and field_poly[2, 0] == w):
-        inside = None
-        centre_f = field_poly.mean(axis=0)
-        xs = np.arange(w, dtype=np.float32)[None, :]
-        ys = np.arange(h, dtype=np.float32)[:, None]
-        for a, b in zip(field_poly, np.roll(field_poly, -1, axis=0)):
-            d = _unit(b - a)
-            nrm = np.array([-d[1], d[0]])
-            if np.dot(centre_f - a, nrm) < 0:
-                nrm = -nrm
-            dist = (xs - np.float32(a[0])) * np.float32(nrm[0]) + (ys - np.float32(a[1])) * np.float32(nrm[1])
-            inside = dist if inside is None else np.minimum(inside, dist)
-        m = np.clip(inside + 0.5, 0.0, 1.0)
+    if not field.full:
+        m = field.mask()
         outside = rng.uniform(0.65, 0.85) if rng.random() < 0.08 else rng.uniform(0.0, 0.03)
         img = img * m + np.float32(outside) * (1.0 - m)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
