@@ -96,6 +96,16 @@ class SyntheticSpec:
             raise ValueError(f"image_size (the longest side in pixels) must be in [32, 1024], got {self.image_size}")
 
 
+def generator_hash() -> str:
+    """Hash of the code that decides a synthetic dataset's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("synthetic.py", "radiograph.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _views_distribution(rng: np.random.Generator, n: int, mean_views: float) -> np.ndarray:
     """Sample ``n`` views-per-study counts from MURA's distribution, tilted to ``mean_views``."""
     values = np.array(list(MURA_VIEWS_PER_STUDY))
@@ -221,7 +231,8 @@ def generate_synthetic_mura(
     destination = Path(destination).expanduser().resolve()
     root = destination / DATASET_DIRNAME
     spec_file = root / "SYNTHETIC.json"
-    spec_json = pd.Series(asdict(spec)).to_json(indent=1)
+    # The drawing code's hash is part of the specification: new pictures, a new dataset.
+    spec_json = pd.Series(asdict(spec) | {"generator": generator_hash()}).to_json(indent=1)
     if root.exists():
         if spec_file.exists() and spec_file.read_text() == spec_json:
             return root
