@@ -102,7 +102,8 @@ def resolve_data(root: Path, profile: Profile, data: str | None = None, *, progr
 
     spec = {k: profile.data[k] for k in ("scale", "image_size", "seed") if k in profile.data}
     folder = root / "data" / "synthetic" / "-".join(f"{k}{v}" for k, v in sorted(spec.items()))
-    return "synthetic", generate_synthetic_mura(folder, progress=progress, **spec)
+    # The folder belongs to the build: a dataset from older generator code is replaced.
+    return "synthetic", generate_synthetic_mura(folder, progress=progress, overwrite=True, **spec)
 
 
 # --- chapters and hashing --------------------------------------------------------------------
