@@ -59,6 +59,8 @@ FINDING_STRENGTH = {
     "degenerative_narrowing": (0.6, 0.95),  # share of the joint space lost
     "osteophyte": (0.025, 0.045),  # of the film
     "sclerosis": (0.3, 0.6),  # extra density at the ends facing the joint
+    "swelling_cm": (0.6, 1.6),  # soft-tissue swelling around a fracture, lesion or joint
+    "swelling_radius": (2.0, 3.5),  # of the bone's radius
 }
 
 # Region, field of view (cm along the longest side), rotation jitter (degrees) and the share of
@@ -662,6 +664,17 @@ class _Film:
         else:
             self.extra[sl] += v * np.float32(sign * MU_SOFT)
 
+    def swelling(self, c, r, depth_cm):
+        """Extra soft tissue in a round patch, only where there is soft tissue already."""
+        g = self.box(c[0] - r, c[0] + r, c[1] - r, c[1] + r)
+        if g is None:
+            return
+        sl, X, Y = g
+        q = (np.square(X - np.float32(c[0])) + np.square(Y - np.float32(c[1]))) * np.float32(1.0 / (r * r))
+        soft = self.soft[sl]
+        inside = np.clip(soft * np.float32(1.0 / (0.25 * float(soft.max()) + 1e-6)), 0.0, 1.0)
+        self.extra[sl] += np.sqrt(np.maximum(1.0 - q, 0.0)) * inside * np.float32(depth_cm * MU_SOFT)
+
     # Casts and metal ---------------------------------------------------------------------------
 
     def cast(self, segments, thickness, dens, texture):
@@ -881,7 +894,7 @@ def _plan_lesion(rng, limb, study_type, field, px):
         c = e.c + rng.uniform(-0.4, 0.4, 2) * bone_r
     radius = max(rng.uniform(*S["lesion_radius"]) * bone_r, rng.uniform(*S["lesion_radius_min"]) * px)
     sclerotic = rng.random() < 0.35
-    return {"c": c, "r": radius, "sclerotic": sclerotic, "depth": rng.uniform(*S["lesion_depth"]), "rim": rng.random() < 0.5, "aspect": rng.uniform(0.7, 1.4)}
+    return {"c": c, "r": radius, "bone_r": bone_r, "sclerotic": sclerotic, "depth": rng.uniform(*S["lesion_depth"]), "rim": rng.random() < 0.5, "aspect": rng.uniform(0.7, 1.4)}
 
 
 def _apply_lesion(film: _Film, les):
@@ -1202,6 +1215,22 @@ def draw_radiograph(
         _draw_osteophytes(frng, film, joint, size)
     if lesion is not None:
         _apply_lesion(film, lesion)
+    # Soft-tissue swelling (or an effusion) around a subtle finding.
+    site = None
+    if fracture is not None:
+        kind_, i, spec = fracture
+        if kind_ == "tube":
+            t = limb.tubes[i]
+            site = (t.q0 + _unit(t.q1 - t.q0) * spec["s"], t.r0)
+        else:
+            site = (limb.ells[i].c, min(limb.ells[i].a, limb.ells[i].b))
+    elif lesion is not None:
+        site = (lesion["c"], lesion["bone_r"])
+    elif joint is not None:
+        site = (joint.p, joint.w)
+    if site is not None:
+        radius = max(frng.uniform(*FINDING_STRENGTH["swelling_radius"]) * site[1], 0.04 * size)
+        film.swelling(site[0], radius, frng.uniform(*FINDING_STRENGTH["swelling_cm"]))
 
     # Trabecular texture, then casts and hardware.
     tex = rng.standard_normal((h, w), dtype=np.float32)

@@ -195,3 +195,21 @@ def test_every_page_with_its_images_stays_under_5_mb(smoke_book):
             image = (page.parent / source).resolve()
             total += image.stat().st_size if image.exists() else 0
         assert total < 5 * 1024 * 1024, f"{page.relative_to(root)} weighs {total / 1e6:.1f} MB"
+
+
+def test_changed_data_marks_every_notebook_chapter_stale(smoke_book):
+    import numpy as np
+    from PIL import Image
+
+    project, _ = smoke_book
+    (dataset,) = list((project / "data" / "synthetic").glob("*/MURA-v1.1"))
+    extra = next((dataset / "train").glob("XR_*/patient*/study*")) / "image99.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(extra)
+    try:
+        status = mura_thesis(project, "status", "--profile", "smoke").stdout
+        lines = [line for line in status.splitlines() if line.startswith("  ")]
+        assert lines and all("data changed" in line for line in lines)
+    finally:
+        extra.unlink()
+    status = mura_thesis(project, "status", "--profile", "smoke").stdout
+    assert "would re-run" not in status
