@@ -218,3 +218,22 @@ def test_changed_data_marks_every_notebook_chapter_stale(smoke_book):
         extra.unlink()
     status = mura_thesis(project, "status", "--profile", "smoke").stdout
     assert "would re-run" not in status
+
+
+def test_changed_library_source_marks_every_notebook_chapter_stale(smoke_book, tmp_path):
+    project, _ = smoke_book
+    # A private copy of the library, found first on the path, stands in for an edited one.
+    library = tmp_path / "lib"
+    shutil.copytree(REPO / "mura_lib", library / "mura_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    environment = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(library)}
+
+    def status():
+        result = subprocess.run([*CLI, "status", "--profile", "smoke"], cwd=project, capture_output=True, text=True, env=environment)
+        assert result.returncode == 0, result.stderr
+        return [line for line in result.stdout.splitlines() if line.startswith("  ")]
+
+    assert status() and not any("would re-run" in line for line in status())
+    plots = library / "mura_lib" / "plots.py"
+    plots.write_text(plots.read_text() + "\n# an edit\n")
+    lines = status()
+    assert all("library changed" in line for line in lines)
