@@ -53,10 +53,10 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-dataset", action="store_true")
     args = parser.parse_args(argv)
 
-    print(f"{'what':46s} {'result':>16s}")
+    print(f"{'what':52s} {'result':>16s}")
     for size in [int(s) for s in args.sizes.split(",")]:
         rate, n = draw_rate(size, args.seconds)
-        print(f"{f'draw_radiograph at {size} px, 1 process':46s} {rate:11.1f} img/s   ({n} images)")
+        print(f"{f'draw_radiograph at {size} px, 1 process':52s} {rate:11.1f} img/s   ({n} images)")
     if not args.skip_dataset:
         workers = args.workers or os.cpu_count() or 1
         tmp = Path(tempfile.mkdtemp(prefix="bench_synthetic_"))
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         label = f"generate_synthetic_mura scale={args.scale} {args.image_size} px, {workers} workers"
-        print(f"{label:46s} {wall:12.1f} s       ({n} images, {n / wall:.0f} img/s)")
+        print(f"{label:52s} {wall:12.1f} s       ({n} images, {n / wall:.0f} img/s)")
     return 0
 
 

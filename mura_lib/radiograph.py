@@ -24,7 +24,10 @@ How a picture is made
    image to image, as on real films, and are unrelated to the label.
 
 Every random draw comes from the ``rng`` passed in, so the same generator state gives the same
-pixels.  The difficulty of the findings is set by :data:`FINDING_STRENGTH`.
+pixels.  The finding draws from a stream of its own (seeded from ``rng``), so the same ``rng``
+with and without a finding gives a counterfactual pair: the same film, with and without it.
+The difficulty of the findings is set by :data:`FINDING_STRENGTH`, calibrated with
+``benchmarks/calibration.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ FINDING_STRENGTH = {
     "degenerative_narrowing": (0.6, 0.95),  # share of the joint space lost
     "osteophyte": (0.025, 0.045),  # of the film
     "sclerosis": (0.3, 0.6),  # extra density at the ends facing the joint
+    "cast_texture_period": (0.025, 0.045),  # of the film
+    "cast_texture": 0.3,  # relative amplitude of the weave or mottle
     "swelling_cm": (0.6, 1.6),  # soft-tissue swelling around a fracture, lesion or joint
     "swelling_radius": (2.0, 3.5),  # of the bone's radius
 }
@@ -481,7 +486,7 @@ class _Film:
 
     # Bones ---------------------------------------------------------------------------------
 
-    def tube(self, t: _Tube, young=False, fracture=None, lesion=None, sclerosis=None):
+    def tube(self, t: _Tube, young=False, fracture=None, sclerosis=None):
         L = float(np.hypot(*(t.q1 - t.q0)))
         if L < 1e-3:
             return
@@ -1260,15 +1265,18 @@ def draw_radiograph(
     if finding == "cast":
         seg = limb.casts[{"XR_FINGER": "finger", "XR_HAND": "hand", "XR_WRIST": "hand", "XR_FOREARM": "forearm", "XR_ELBOW": "arm", "XR_HUMERUS": "arm", "XR_SHOULDER": "arm"}[study_type]]
         plaster = frng.random() < 0.5
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        if plaster:
-            texture = 0.12 * tex
+        # Texture on the scale of the film (like the findings' sizes), so that it shows at 64 px.
+        amount = FINDING_STRENGTH["cast_texture"]
+        period = max(frng.uniform(*FINDING_STRENGTH["cast_texture_period"]) * size, 2.5)
+        if plaster:  # mottled
+            mottle = ndimage.gaussian_filter(frng.standard_normal((h, w), dtype=np.float32), period / 3.0, truncate=2.5)
+            texture = mottle * np.float32(amount / (mottle.std() + 1e-6))
         else:  # fibreglass: a woven mesh
-            period = max(0.35 / cmpp, 2.5)
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
             ang = frng.uniform(0, math.pi)
             a1 = np.cos(ang) * xx + np.sin(ang) * yy
             a2 = -np.sin(ang) * xx + np.cos(ang) * yy
-            texture = 0.15 * (np.sin(a1 * (2 * math.pi / period)) * np.sin(a2 * (2 * math.pi / period)))
+            texture = amount * 1.4 * (np.sin(a1 * (2 * math.pi / period)) * np.sin(a2 * (2 * math.pi / period)))
         thick = frng.uniform(0.5, 1.0) * (0.5 if study_type == "XR_FINGER" else 1.0) / cmpp
         film.cast(seg, thick, frng.uniform(0.35, 0.55) if plaster else frng.uniform(0.2, 0.32), texture.astype(np.float32))
     if finding == "hardware":
