@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .dataset import MuraDataset
+from .parallel import process_pool
 
 POLICIES = ("pad", "stretch", "crop")
 CACHE_FORMAT_VERSION = 1
@@ -185,7 +185,7 @@ def _build(dataset, image_size, policy, final: Path, workers: int, chunk_size: i
                 errors += _process_chunk(task)
                 bar.update(len(task[2]))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 for task, result in zip(tasks, pool.map(_process_chunk, tasks)):
                     errors += result
                     bar.update(len(task[2]))

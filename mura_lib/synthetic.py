@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .dataset import DATASET_DIRNAME, STUDY_TYPES
+from .parallel import process_pool
 from .radiograph import FINDINGS, draw_radiograph
 
 # Studies per (split, study type) as (normal, abnormal), from MURA-v1.1's labelled-study CSVs.
@@ -265,7 +265,7 @@ def generate_synthetic_mura(
                 (staging / relpath).write_bytes(data)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 for relpath, data in pool.map(_render, tasks, chunksize=32):
                     (staging / relpath).write_bytes(data)
                     bar.update()
