@@ -401,6 +401,9 @@ def run_experiment(
         started = time.perf_counter()
         # One fit() call per epoch: each epoch's batches are then drawn after its order is set
         # (tf.data would otherwise prefetch the next epoch early), and resuming is exact.
+        # ``shuffle=False``: CacheBatches already orders each epoch from (seed, epoch); Keras'
+        # own shuffle of a PyDataset permutes the batch indices with Python's global ``random``,
+        # whose state a resumed process does not share with the interrupted one.
         for epoch in range(checkpoint.restore(model), config.epochs):
             train_batches.set_epoch(epoch)
             model.fit(
@@ -408,6 +411,7 @@ def run_experiment(
                 validation_data=validation_batches,
                 initial_epoch=epoch,
                 epochs=epoch + 1,
+                shuffle=False,
                 callbacks=callbacks,
                 verbose=1 if mode == "bar" else 0,
             )

@@ -98,7 +98,6 @@ def test_resume_continues_from_last_completed_epoch(reference, resumed):
     assert run.history["epoch"].tolist() == list(range(TINY["epochs"]))
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the first epoch after a resume differs slightly from an uninterrupted run on the TensorFlow backend")
 def test_resume_gives_same_result_as_uninterrupted(reference, resumed):
     _, run = resumed
     pd.testing.assert_frame_equal(run.history, reference.history)
