@@ -50,18 +50,19 @@ MU_METAL = 40.0
 
 # How conspicuous the subtle findings are; benchmarks/calibration.py tunes these.  Sizes marked
 # "of the film" are fractions of the image's longest side, so that a finding covers the same
-# number of pixels whatever the body part: about one to two pixels at 128 px, half that at 64.
+# number of pixels whatever the body part: a fracture line is about 2 to 4 pixels wide at
+# 128 px and half that at 64, where it starts to blur away.
 FINDING_STRENGTH = {
-    "fracture_width": (0.008, 0.016),  # width of the lucent line, of the film
+    "fracture_width": (0.015, 0.03),  # width of the lucent line, of the film
     "fracture_depth": (0.8, 1.0),  # share of the bone removed along the line
-    "fracture_displaced": 0.6,  # share of fractures with displaced fragments
-    "displacement": (0.25, 0.7),  # of the bone's radius
+    "fracture_displaced": 0.7,  # share of fractures with displaced fragments
+    "displacement": (0.6, 1.2),  # of the bone's radius
     "lesion_radius": (0.35, 0.7),  # of the bone's radius ...
-    "lesion_radius_min": (0.02, 0.035),  # ... but at least this much of the film
-    "lesion_depth": (0.5, 0.9),
+    "lesion_radius_min": (0.05, 0.08),  # ... but at least this much of the film
+    "lesion_depth": (0.8, 1.0),
     "degenerative_narrowing": (0.6, 0.95),  # share of the joint space lost
-    "osteophyte": (0.025, 0.045),  # of the film
-    "sclerosis": (0.3, 0.6),  # extra density at the ends facing the joint
+    "osteophyte": (0.05, 0.08),  # of the film
+    "sclerosis": (0.6, 1.0),  # extra density at the ends facing the joint
     "cast_texture_period": (0.025, 0.045),  # of the film
     "cast_texture": 0.3,  # relative amplitude of the weave or mottle
     "swelling_cm": (0.6, 1.6),  # soft-tissue swelling around a fracture, lesion or joint

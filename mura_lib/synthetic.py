@@ -180,7 +180,9 @@ def plan_images(spec: SyntheticSpec, studies: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for study in studies.itertuples():
         visible = np.ones(study.views, dtype=bool)
-        if study.label == 1 and study.views > 1:
+        # A cast or implant is on the limb in every view; a fracture line, a lesion or a
+        # narrowed joint can be hidden by the projection.
+        if study.label == 1 and study.views > 1 and study.finding not in ("hardware", "cast"):
             visible = rng.random(study.views) < 0.75
             visible[rng.integers(study.views)] = True
         for view in range(1, study.views + 1):
