@@ -120,7 +120,8 @@ def _process_chunk(task: tuple) -> list[tuple[int, str]]:
             target[start + offset] = resize_image(load_grayscale(path), size, policy)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
             errors.append((start + offset, f"{type(error).__name__}: {error}"))
-    target.flush()
+    # No flush here: the map is shared, so the pages are already in the file as the other
+    # processes see it; the build syncs the file to disk once, at the end.
     del target
     return errors
 
@@ -194,6 +195,8 @@ def _build(dataset, image_size, policy, final: Path, workers: int, chunk_size: i
         raise
     finally:
         bar.close()
+    with open(array_path, "rb+") as handle:  # to disk once, before the cache is published
+        os.fsync(handle.fileno())
     error_of = dict(errors)
     index = pd.DataFrame(
         {
