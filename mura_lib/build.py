@@ -283,6 +283,9 @@ class Builder:
                 progress_bar=False,
                 log_output=False,
                 report_mode=False,
+                # The kernel talks to this process over localhost; its warning about unencrypted
+                # TCP would otherwise be printed once per chapter.  Kernel errors still show.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except PapermillExecutionError as error:
             self.failed_dir.mkdir(parents=True, exist_ok=True)
