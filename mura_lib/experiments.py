@@ -9,6 +9,9 @@ from .dataset import MuraDataset, load_mura
 from .runs import Run, RunStore
 from .training import ExperimentConfig, run_experiment
 
+# How the chapters name the backbones of mura_lib.models.BACKBONES.
+BACKBONE_NAMES = {"vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50", "efficientnetb0": "EfficientNet-B0"}
+
 
 class Thesis:
     """The data and run store of one build, with the experiments of every chapter.
