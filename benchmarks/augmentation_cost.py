@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
-import numpy as np
-
 from mura_lib import models
 from mura_lib.device import device_description, resolve_precision
 from mura_lib.training import ExperimentConfig, compile_model
+
+from fit_timing import random_image_rate
 
 VARIANTS = {
     "none": None,
@@ -32,23 +31,12 @@ VARIANTS = {
 
 
 def rate(variant, size: int, batch: int, steps: int) -> float:
-    original = models.augmentation
     options = VARIANTS[variant]
-    if options is not None:
-        models.augmentation = lambda seed: original(seed, **options)
-    try:
-        model = models.build_cnn(size, augment=options is not None)
-    finally:
-        models.augmentation = original
+    model = models.build_cnn(size, augment=False)
+    if options is not None:  # the augmentation of build_cnn(augment=True), with some steps left out
+        model = keras.Sequential([keras.Input((size, size, 1)), models.augmentation(0, **options), model])
     compile_model(model, ExperimentConfig(image_size=size))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (batch * 8, size, size, 1)).astype("float32")
-    y = rng.integers(0, 2, len(x)).astype("float32")
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    epochs = max(1, steps // 8)
-    started = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
-    return len(x) * epochs / (time.perf_counter() - started)
+    return random_image_rate(model, size, batch, steps)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mura_lib.dataset import load_mura  # noqa: E402
+from mura_lib.evaluation import bootstrap_interval  # noqa: E402
 from mura_lib.synthetic import generate_synthetic_mura  # noqa: E402
 
 
@@ -86,14 +87,7 @@ def study_auroc(images: pd.DataFrame, prob: np.ndarray, ci: bool = False):
     auc = float(roc_auc_score(frame["label"], frame["prob"]))
     if not ci:
         return auc
-    rng = np.random.default_rng(0)
-    y, p = frame["label"].to_numpy(), frame["prob"].to_numpy()
-    boots = []
-    for _ in range(1000):
-        idx = rng.integers(len(y), size=len(y))
-        if 0 < y[idx].sum() < len(idx):
-            boots.append(roc_auc_score(y[idx], p[idx]))
-    return auc, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+    return (auc, *bootstrap_interval(frame["label"], frame["prob"], "auroc"))
 
 
 def finding_aurocs(images: pd.DataFrame, prob: np.ndarray) -> dict[str, float]:

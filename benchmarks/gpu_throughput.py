@@ -27,7 +27,7 @@ import traceback
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np
+from fit_timing import random_image_rate
 
 
 def keras_rate(name: str, size: int, batch: int, steps: int, *, augment: bool = False) -> float:
@@ -43,15 +43,7 @@ def keras_rate(name: str, size: int, batch: int, steps: int, *, augment: bool = 
         else:
             model = build_pretrained(name, size, weights=None, fine_tune=True, augment=augment)
         compile_model(model, ExperimentConfig(model=name, image_size=size))
-        rng = np.random.default_rng(0)
-        batches_per_epoch = 16
-        x = rng.uniform(0, 255, (batch * batches_per_epoch, size, size, 1)).astype("float32")
-        y = rng.integers(0, 2, len(x)).astype("float32")
-        model.fit(x, y, batch_size=batch, epochs=2, verbose=0)  # tracing, compilation, autotuning
-        epochs = max(1, steps // batches_per_epoch)
-        started = time.perf_counter()
-        model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
-        return len(x) * epochs / (time.perf_counter() - started)
+        return random_image_rate(model, size, batch, steps, batches_per_epoch=16, warmup_epochs=2)
     finally:
         keras.config.set_dtype_policy("float32")
 

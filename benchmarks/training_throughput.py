@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,12 +26,7 @@ from mura_lib.preprocess import build_cache
 from mura_lib.synthetic import generate_synthetic_mura
 from mura_lib.training import CacheBatches, ExperimentConfig, compile_model
 
-
-def timed_fit(model, data, epochs, **kwargs) -> float:
-    model.fit(data, epochs=1, verbose=0, **kwargs)  # warm-up: tracing and compilation
-    started = time.perf_counter()
-    model.fit(data, epochs=epochs, verbose=0, **kwargs)
-    return time.perf_counter() - started
+from fit_timing import timed_fit
 
 
 def main() -> None:
