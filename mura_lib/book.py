@@ -14,7 +14,6 @@ FIGURE_WIDTH = 7.0  # inches: the width of the book's text column at 100 dpi
 def quiet_logs() -> None:
     """Silence TensorFlow/absl chatter before TensorFlow is imported anywhere."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import device
+from . import device, numerics
 from .dataset import MuraDataset, split_by_patient
 from .models import MODEL_NAMES, build_model
 from .preprocess import DEFAULT_CACHE_DIR, POLICIES, build_cache
@@ -102,6 +102,7 @@ def run_key(config: ExperimentConfig, data_hash: str) -> str:
         "library": library_source_hash(),
         "data": data_hash,
         "backend": device.backend(),
+        "numerics": numerics.in_effect(device.backend()),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -426,7 +427,7 @@ def run_experiment(
         key,
         model=model,
         predictions=predictions,
-        environment=device.environment() | {"precision": precision, "train_seconds_last_session": round(seconds, 2)},
+        environment=device.environment() | {"precision": precision, "numerics": numerics.in_effect(device.backend()), "train_seconds_last_session": round(seconds, 2)},
         data_summary={
             "train_images": int(len(train)),
             "validation_images": int(len(validation)),

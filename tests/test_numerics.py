@@ -1,0 +1,79 @@
+"""One run key, one result: a chapter's kernel, a plain script and the CLI train with the same
+numeric settings, and a setting that changes the numbers changes the key."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import pandas as pd
+from nbclient import NotebookClient
+
+TRAIN = """
+from mura_lib.dataset import load_mura
+from mura_lib.runs import RunStore
+from mura_lib.training import ExperimentConfig, run_experiment
+run = run_experiment(ExperimentConfig(image_size=32, depth=2, width=8, epochs=2, batch_size=16, seed=3),
+                     load_mura({data!r}), store=RunStore({store!r}), cache_dir={cache!r}, verbose="silent")
+print(run.key)
+"""
+
+KEY = """
+import json, sys
+from mura_lib.dataset import load_mura
+from mura_lib.training import ExperimentConfig, run_key
+print(run_key(ExperimentConfig(), load_mura(sys.argv[1]).manifest_hash()))
+"""
+
+
+def _clean_environment(**extra):
+    """This process's environment without the numeric settings, as a new user's shell has it."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "MURA_THREADS")}
+    return environment | {"TF_CPP_MIN_LOG_LEVEL": "3"} | extra
+
+
+def test_notebook_and_script_train_identical_runs(synthetic_root, tmp_path):
+    cache = str(tmp_path / "cache")
+    script = subprocess.run(
+        [sys.executable, "-c", TRAIN.format(data=str(synthetic_root), store=str(tmp_path / "script"), cache=cache)],
+        capture_output=True, text=True, env=_clean_environment(), timeout=600,
+    )
+    assert script.returncode == 0, script.stderr[-3000:]
+    script_key = script.stdout.split()[-1]
+
+    # A chapter's set-up cell, then the same training, in a Jupyter kernel.
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("from mura_lib import book\nbook.setup_notebook()"),
+        nbformat.v4.new_code_cell(TRAIN.format(data=str(synthetic_root), store=str(tmp_path / "notebook"), cache=cache)),
+    ]
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_clean_environment())
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    notebook_key = notebook.cells[1].outputs[-1]["text"].split()[-1]
+
+    assert notebook_key == script_key
+    from_script = pd.read_csv(tmp_path / "script" / script_key / "predictions.csv")
+    from_notebook = pd.read_csv(tmp_path / "notebook" / notebook_key / "predictions.csv")
+    pd.testing.assert_frame_equal(from_script, from_notebook, check_exact=True)
+    environment = json.loads((tmp_path / "script" / script_key / "environment.json").read_text())
+    assert environment["numerics"]["onednn"] == "1"
+
+
+def test_settings_that_change_numbers_change_the_key(synthetic_root):
+    def key(**extra):
+        result = subprocess.run([sys.executable, "-c", KEY, str(synthetic_root)], capture_output=True, text=True,
+                                env=_clean_environment(**extra), timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.split()[-1]
+
+    default = key()
+    assert key(TF_ENABLE_ONEDNN_OPTS="1") == default  # the library's default, spelt out
+    assert key(TF_ENABLE_ONEDNN_OPTS="0") != default
+    assert key(MURA_THREADS="1") != key(MURA_THREADS="2")
