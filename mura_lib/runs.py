@@ -57,6 +57,16 @@ class Run:
         return json.loads((self.directory / "run.json").read_text())
 
     @property
+    def training(self) -> dict:
+        """Epochs run, the epoch cap, whether training stopped on a plateau, and the best epoch."""
+        return self.info.get("training", {})
+
+    @property
+    def hit_cap(self) -> bool:
+        """True if training ran to its epoch cap without the plateau rules stopping it."""
+        return not self.training.get("stopped_early", False)
+
+    @property
     def name(self) -> str:
         return self.info.get("name", self.key)
 
@@ -130,7 +140,8 @@ class RunStore:
             (directory / "best.weights.h5").unlink(missing_ok=True)
         return directory
 
-    def finish(self, key: str, *, model, predictions: pd.DataFrame, environment: dict, data_summary: dict) -> Run:
+    def finish(self, key: str, *, model, predictions: pd.DataFrame, environment: dict, data_summary: dict,
+               training: dict | None = None) -> Run:
         from .evaluation import aggregate_studies, study_metrics
 
         directory = self.path(key)
@@ -144,6 +155,8 @@ class RunStore:
         atomic_write_text(directory / "environment.json", json.dumps(environment, indent=1))
         info = json.loads((directory / "run.json").read_text())
         info.update({"status": "complete", "finished": _now(), "data": data_summary})
+        if training is not None:
+            info["training"] = training  # epochs run, the cap, whether the plateau rules stopped it, best epoch
         atomic_write_text(directory / "run.json", json.dumps(info, indent=1))
         shutil.rmtree(directory / "checkpoint", ignore_errors=True)
         # model.weights.h5 holds the best epoch's weights: the separate copy is not kept.

@@ -49,11 +49,16 @@ class ExperimentConfig:
     augment: bool = True
     weights: str | None = None
     fine_tune: bool = False
-    epochs: int = 10
+    epochs: int = 30  # the cap; training normally stops earlier, on the plateau rules below
     batch_size: int = 32
     learning_rate: float = 1e-3
-    lr_patience: int = 2
-    early_stopping_patience: int = 4
+    # Plateau rules watch the study-level validation AUROC, smoothed over epochs (an exponential
+    # moving average with weight ``smoothing`` on the newest epoch), and act only after
+    # ``min_epochs``: a small validation subset gives noisy per-epoch values.
+    min_epochs: int = 8
+    lr_patience: int = 3
+    early_stopping_patience: int = 6
+    smoothing: float = 0.5
     class_weighting: str = "paper"
     validation_fraction: float = 0.1
     precision: str = "auto"
@@ -66,9 +71,15 @@ class ExperimentConfig:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if self.class_weighting not in ("paper", "none"):
             raise ValueError(f"class_weighting must be 'paper' or 'none', got {self.class_weighting!r}")
-        for name in ("image_size", "epochs", "batch_size"):
+        for name in ("image_size", "epochs", "batch_size", "lr_patience", "early_stopping_patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.min_epochs < 0:
+            raise ValueError(f"min_epochs must be zero or positive, got {self.min_epochs}")
+        if not 0 < self.smoothing <= 1:
+            raise ValueError(f"smoothing must be in (0, 1], got {self.smoothing}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 
@@ -183,11 +194,49 @@ class _ReseedEachEpoch(keras.callbacks.Callback):
                 generator.state.assign(state)
 
 
+MONITOR = "val_study_auroc_smooth"
+
+
+class _StudyValidation(keras.callbacks.Callback):
+    """Scores the validation subset after each epoch as the thesis scores its test set: the
+    weighted loss, the image-level AUROC, the study-level AUROC (mean over a study's views) and
+    that AUROC smoothed over epochs, which the plateau rules watch.  Runs first, so that the
+    callbacks after it see these values in ``logs``."""
+
+    def __init__(self, batches: "CacheBatches", images: pd.DataFrame, weights: pd.Series, smoothing: float):
+        super().__init__()
+        self.batches = batches
+        self.images = images[["study_path", "study_type", "label"]].reset_index(drop=True)
+        self.weights = np.asarray(weights, dtype="float64")
+        self.smoothing = smoothing
+        self.smoothed = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import roc_auc_score
+
+        from .evaluation import aggregate_studies
+
+        probability = self.model.predict(self.batches, verbose=0).reshape(-1).astype("float64")
+        labels = self.images["label"].to_numpy()
+        clipped = np.clip(probability, 1e-7, 1 - 1e-7)
+        loss = -(self.weights * (labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))).sum() / self.weights.sum()
+        studies = aggregate_studies(self.images.assign(probability=probability))
+        auroc = float(roc_auc_score(studies["label"], studies["probability"]))
+        self.smoothed = auroc if self.smoothed is None else self.smoothing * auroc + (1 - self.smoothing) * self.smoothed
+        if logs is not None:
+            logs.update({
+                "val_loss": float(loss),
+                "val_auc": float(roc_auc_score(labels, probability)),
+                "val_study_auroc": auroc,
+                MONITOR: float(self.smoothed),
+            })
+
+
 class _PersistState(keras.callbacks.Callback):
     """Saves and restores the counters of stateful callbacks (plateau waits, best values),
     so that a resumed run makes the same learning-rate and stopping decisions."""
 
-    FIELDS = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
+    FIELDS = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch", "smoothed")
 
     def __init__(self, path: Path, callbacks):
         super().__init__()
@@ -206,6 +255,20 @@ class _PersistState(keras.callbacks.Callback):
             {name: _to_json(getattr(c, name)) for name in self.FIELDS if hasattr(c, name)} for c in self.tracked
         ]
         atomic_write_text(self.path, json.dumps(states))
+
+
+class _PlateauAfter(keras.callbacks.ReduceLROnPlateau):
+    """Keras' ReduceLROnPlateau, counting only from ``start_from_epoch`` on (as EarlyStopping's
+    argument of that name does): the first epochs' noisy rise must not cut the learning rate."""
+
+    def __init__(self, start_from_epoch: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.start_from_epoch = start_from_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.start_from_epoch:
+            return
+        super().on_epoch_end(epoch, logs)
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -381,20 +444,27 @@ def run_experiment(
             model = build_model(config)
             compile_model(model, config)
         model.build((None, config.image_size, config.image_size, 1))
-        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=config.lr_patience, min_lr=1e-7, verbose=0)
-        stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, verbose=0)
+        validation_check = _StudyValidation(validation_batches, validation, validation_weights, config.smoothing)
+        plateau = _PlateauAfter(
+            config.min_epochs, monitor=MONITOR, mode="max", factor=0.1, patience=config.lr_patience, min_lr=1e-7, verbose=0
+        )
+        stopping = keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=config.early_stopping_patience, start_from_epoch=config.min_epochs, verbose=0
+        )
         best = keras.callbacks.ModelCheckpoint(
-            str(directory / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0
+            str(directory / "best.weights.h5"), monitor=MONITOR, mode="max", save_best_only=True, save_weights_only=True,
+            verbose=0,
         )
         checkpoint = _Checkpoint(directory / "checkpoint")
         callbacks = [
             _ReseedEachEpoch(),
+            validation_check,
             plateau,
             stopping,
             best,
             keras.callbacks.CSVLogger(str(directory / "history.csv"), append=True),
             checkpoint,
-            _PersistState(directory / "checkpoint" / "callbacks.json", [plateau, stopping, best]),
+            _PersistState(directory / "checkpoint" / "callbacks.json", [plateau, stopping, best, validation_check]),
         ]
         if mode == "lines":
             callbacks.append(_EpochLines(label, config.epochs))
@@ -409,7 +479,6 @@ def run_experiment(
             train_batches.set_epoch(epoch)
             model.fit(
                 train_batches,
-                validation_data=validation_batches,
                 initial_epoch=epoch,
                 epochs=epoch + 1,
                 shuffle=False,
@@ -419,6 +488,13 @@ def run_experiment(
             if model.stop_training:
                 break
         seconds = time.perf_counter() - started
+        history = pd.read_csv(directory / "history.csv").drop_duplicates("epoch", keep="last")
+        training = {
+            "epochs": int(len(history)),
+            "cap": int(config.epochs),
+            "stopped_early": bool(len(history) < config.epochs),
+            "best_epoch": int(history.loc[history[MONITOR].idxmax(), "epoch"]) + 1,
+        }
         model.load_weights(directory / "best.weights.h5")
         predictions = predict_images(model, prepared, ("validation", "test"), batch_size=config.batch_size)
     finally:
@@ -428,6 +504,7 @@ def run_experiment(
         model=model,
         predictions=predictions,
         environment=device.environment() | {"precision": precision, "numerics": numerics.in_effect(device.backend()), "train_seconds_last_session": round(seconds, 2)},
+        training=training,
         data_summary={
             "train_images": int(len(train)),
             "validation_images": int(len(validation)),
