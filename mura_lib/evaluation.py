@@ -204,10 +204,11 @@ def delong_test(labels, scores_a, scores_b, *, confidence: float = 0.95) -> dict
     Identical scores give a difference of 0 with p = 1.
     """
     labels = np.asarray(labels)
-    scores = np.vstack([np.asarray(scores_a, dtype=float).ravel(), np.asarray(scores_b, dtype=float).ravel()])
-    if labels.ndim != 1 or scores.shape[1] != len(labels):
-        raise ValueError(f"labels and both score arrays must have one value per study; got {labels.shape}, "
+    one_per_study = labels.ndim == np.ndim(scores_a) == np.ndim(scores_b) == 1
+    if not one_per_study or not len(labels) == len(scores_a) == len(scores_b):
+        raise ValueError(f"labels and both score arrays must have one value per study; got the shapes {labels.shape}, "
                          f"{np.shape(scores_a)} and {np.shape(scores_b)}")
+    scores = np.vstack([np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)])
     if not np.isin(labels, (0, 1)).all():
         raise ValueError(f"labels must be 0 (normal) or 1 (abnormal); got the values {sorted(set(labels.tolist()))}")
     if not np.isfinite(scores).all():
@@ -414,7 +415,8 @@ def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
         raise ValueError("comparison_table needs at least one comparison.")
     levels = {c.confidence for c in comparisons}
     if len(levels) > 1:
-        raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; one table needs one level.")
+        raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; "
+                         "a table needs one level.")
     interval = f"{_percent(levels.pop())} interval"
     return pd.DataFrame(
         [
