@@ -1,5 +1,6 @@
-"""Study-level evaluation: aggregation, metrics with bootstrap intervals, the paper's
-reference results, ensembles, and the official submission format with its scorer.
+"""Study-level evaluation: aggregation, metrics with bootstrap intervals, paired comparisons of
+two models on the same studies, the paper's reference results, ensembles, and the official
+submission format with its scorer.
 
 Point estimates come from scikit-learn.  The bootstrap resamples studies with
 ``scipy.stats.bootstrap``; for speed its statistics are vectorised numpy versions of the same
@@ -9,6 +10,7 @@ metrics, tested against scikit-learn.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +184,279 @@ def metrics_table(
             row.update({metric: point[metric], f"{metric}_low": low, f"{metric}_high": high})
         rows.append(row)
     return pd.DataFrame(rows).set_index("study_type")
+
+
+# --- paired comparisons of two models scored on the same studies ----------------------------
+
+MINUS = "\u2212"  # the typographic minus sign, for numbers in sentences and tables
+
+
+def delong_test(labels, scores_a, scores_b, *, confidence: float = 0.95) -> dict:
+    """DeLong et al. (1988) test of the difference between two correlated AUROCs.
+
+    Both models score the same studies, so their AUROCs share sampling noise; the test's variance
+    of the difference accounts for that covariance.  The structural components are computed with
+    the fast midrank algorithm of Sun & Xu (2014): average ranks within the abnormal studies,
+    within the normal studies and over all studies.  Tied scores count half, as in scikit-learn.
+
+    Returns the two AUROCs, their ``difference`` (a - b), its standard error ``se``, the
+    statistic ``z``, the two-sided ``p_value`` and the normal interval ``low`` to ``high``.
+    Identical scores give a difference of 0 with p = 1.
+    """
+    labels = np.asarray(labels)
+    one_per_study = labels.ndim == np.ndim(scores_a) == np.ndim(scores_b) == 1
+    if not one_per_study or not len(labels) == len(scores_a) == len(scores_b):
+        raise ValueError(f"labels and both score arrays must have one value per study; got the shapes {labels.shape}, "
+                         f"{np.shape(scores_a)} and {np.shape(scores_b)}")
+    scores = np.vstack([np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)])
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 (normal) or 1 (abnormal); got the values {sorted(set(labels.tolist()))}")
+    if not np.isfinite(scores).all():
+        raise ValueError("The scores contain NaN or infinite values; DeLong's test needs a finite score per study.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
+    positive = labels.astype(int) == 1
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m == 0 or n == 0:
+        raise ValueError(f"An AUROC needs abnormal and normal studies; got {m} abnormal and {n} normal.")
+    abnormal, normal = scores[:, positive], scores[:, ~positive]
+    within_abnormal = stats.rankdata(abnormal, axis=1)
+    within_normal = stats.rankdata(normal, axis=1)
+    overall = stats.rankdata(np.hstack([abnormal, normal]), axis=1)
+    auroc = (overall[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
+    # Per abnormal study: the share of normal studies it outscores; per normal study: the share
+    # of abnormal studies that outscore it (ties counting half in both).
+    abnormal_components = (overall[:, :m] - within_abnormal) / n
+    normal_components = 1 - (overall[:, m:] - within_normal) / m
+    difference = float(auroc[0] - auroc[1])
+    if m > 1 and n > 1:
+        covariance = np.cov(abnormal_components) / m + np.cov(normal_components) / n
+        variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+        se = float(np.sqrt(max(variance, 0.0)))
+    else:  # one study in a class: its spread, hence the variance, cannot be estimated
+        se = float("nan")
+    if se > 0:
+        z = difference / se
+    elif difference == 0:
+        z = 0.0
+    else:
+        z = float("nan")
+    half_width = stats.norm.ppf(0.5 + confidence / 2) * se
+    return {
+        "auroc_a": float(auroc[0]),
+        "auroc_b": float(auroc[1]),
+        "difference": difference,
+        "se": se,
+        "z": float(z),
+        "p_value": float(2 * stats.norm.sf(abs(z))),
+        "low": float(difference - half_width),
+        "high": float(difference + half_width),
+    }
+
+
+def _paired_differences(labels, scores_a, scores_b, predicted_a, predicted_b, axis=-1):
+    """AUROC and kappa differences (a - b) on the same resample of studies, stacked."""
+    return np.stack([
+        _auroc(labels, scores_a, axis) - _auroc(labels, scores_b, axis),
+        _kappa(labels, predicted_a, axis) - _kappa(labels, predicted_b, axis),
+    ])
+
+
+def _signed(value: float, digits: int = 3) -> str:
+    """``+0.022`` or ``−0.004`` (typographic minus); ``n/a`` for NaN."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:+.{digits}f}".replace("-", MINUS)
+
+
+def _plain(value: float, digits: int = 3) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:.{digits}f}".replace("-", MINUS)
+
+
+def _p_text(p: float) -> str:
+    """A p-value for reading: ``< 0.001``, else two decimals (three below 0.01)."""
+    if not np.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def _percent(confidence: float) -> str:
+    return f"{confidence * 100:.4g}%"
+
+
+def _verdict(low: float, high: float) -> str:
+    if low > 0:
+        return "higher"
+    if high < 0:
+        return "lower"
+    return "no detectable difference"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """Model A against model B on the same studies: point estimates, paired bootstrap intervals
+    of the differences (a - b) and DeLong's p-value for the AUROC difference."""
+
+    name_a: str = "A"
+    name_b: str = "B"
+    studies: int
+    auroc_a: float
+    auroc_b: float
+    auroc_diff: float
+    auroc_low: float
+    auroc_high: float
+    delong_p: float
+    kappa_a: float
+    kappa_b: float
+    kappa_diff: float
+    kappa_low: float
+    kappa_high: float
+    confidence: float = 0.95
+
+    @property
+    def verdict(self) -> str:
+        """``higher`` or ``lower`` when the AUROC difference's interval excludes 0, else
+        ``no detectable difference``."""
+        return _verdict(self.auroc_low, self.auroc_high)
+
+    @property
+    def kappa_verdict(self) -> str:
+        """As ``verdict``, for the kappa difference."""
+        return _verdict(self.kappa_low, self.kappa_high)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdict": self.verdict, "kappa_verdict": self.kappa_verdict}
+
+    def sentence(self, metric: str = "auroc") -> str:
+        """A clause for the text, e.g. ``AUROC 0.812 vs 0.790, difference +0.022 (95% paired
+        interval −0.004 to +0.047, DeLong p = 0.09): no detectable difference``."""
+        if metric not in ("auroc", "kappa"):
+            raise ValueError(f"metric must be 'auroc' or 'kappa', got {metric!r}")
+        value = {key: getattr(self, f"{metric}_{key}") for key in ("a", "b", "diff", "low", "high")}
+        verdict = self.verdict if metric == "auroc" else self.kappa_verdict
+        if verdict != "no detectable difference":
+            verdict = f"{self.name_a} {verdict}"
+        label = "AUROC" if metric == "auroc" else "Cohen's kappa"
+        p = self.delong_p
+        test = "" if metric == "kappa" else ", DeLong p " + ("< 0.001" if p < 0.001 else f"= {_p_text(p)}")
+        return (
+            f"{label} {_plain(value['a'])} vs {_plain(value['b'])}, "
+            f"difference {_signed(value['diff'])} ({_percent(self.confidence)} paired interval "
+            f"{_signed(value['low'])} to {_signed(value['high'])}{test}): {verdict}"
+        )
+
+
+def compare_paired(
+    a: pd.DataFrame, b: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+    threshold: float = 0.5, name_a: str = "A", name_b: str = "B",
+) -> Comparison:
+    """Compare two models scored on the same test studies (tables from ``aggregate_studies``).
+
+    The tables are matched on ``study_path``.  One set of bootstrap resamples of studies scores
+    both models on each resample, so the percentile intervals of the AUROC and kappa differences
+    keep the correlation between the models; intervals of each model alone would overstate the
+    uncertainty of their difference.  DeLong's test gives a p-value for the AUROC difference.
+    Kappa uses the decision rule ``probability > threshold`` for both models.
+    """
+    columns = ["study_path", "label", "probability"]
+    for name, frame in ((name_a, a), (name_b, b)):
+        missing = set(columns) - set(frame.columns)
+        if missing:
+            raise ValueError(f"The study table of {name} lacks the columns {sorted(missing)}; "
+                             "pass study tables as made by aggregate_studies.")
+        repeated = frame["study_path"].duplicated()
+        if repeated.any():
+            raise ValueError(f"The study table of {name} lists {int(repeated.sum())} studies more than once, e.g. "
+                             f"{frame.loc[repeated, 'study_path'].iloc[0]}; aggregate image predictions to one row "
+                             "per study with aggregate_studies first.")
+    merged = a[columns].merge(b[columns], on="study_path", how="inner", suffixes=("_a", "_b"))
+    if len(merged) != len(a) or len(merged) != len(b):
+        only_a = sorted(set(a["study_path"]) - set(merged["study_path"]))
+        only_b = sorted(set(b["study_path"]) - set(merged["study_path"]))
+        example = f"e.g. {only_a[0]} only in {name_a}" if only_a else f"e.g. {only_b[0]} only in {name_b}"
+        raise ValueError(
+            f"{name_a} has {len(a)} studies and {name_b} has {len(b)}, of which {len(merged)} are in both "
+            f"({example}); a paired comparison needs both models scored on the same studies."
+        )
+    disagree = merged["label_a"].astype(int) != merged["label_b"].astype(int)
+    if disagree.any():
+        raise ValueError(f"{int(disagree.sum())} of the {len(merged)} studies carry different labels in the tables of "
+                         f"{name_a} and {name_b}, e.g. {merged.loc[disagree, 'study_path'].iloc[0]}.")
+    merged = merged.sort_values("study_path", ignore_index=True)
+    labels = merged["label_a"].to_numpy().astype(int)
+    scores_a = merged["probability_a"].to_numpy(dtype=float)
+    scores_b = merged["probability_b"].to_numpy(dtype=float)
+    point_a = study_metrics(labels, scores_a, threshold)
+    point_b = study_metrics(labels, scores_b, threshold)
+    delong = delong_test(labels, scores_a, scores_b, confidence=confidence)
+    predicted_a, predicted_b = (scores_a > threshold).astype(float), (scores_b > threshold).astype(float)
+    result = stats.bootstrap(
+        (labels.astype(float), scores_a, scores_b, predicted_a, predicted_b), _paired_differences, paired=True,
+        vectorized=True, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    low, high = result.confidence_interval
+    return Comparison(
+        name_a=name_a, name_b=name_b, studies=len(merged),
+        auroc_a=point_a["auroc"], auroc_b=point_b["auroc"], auroc_diff=point_a["auroc"] - point_b["auroc"],
+        auroc_low=float(low[0]), auroc_high=float(high[0]), delong_p=delong["p_value"],
+        kappa_a=point_a["kappa"], kappa_b=point_b["kappa"], kappa_diff=point_a["kappa"] - point_b["kappa"],
+        kappa_low=float(low[1]), kappa_high=float(high[1]), confidence=confidence,
+    )
+
+
+def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
+    """Paired comparisons for reading: one row each, signed differences with their intervals."""
+    if not comparisons:
+        raise ValueError("comparison_table needs at least one comparison.")
+    levels = {c.confidence for c in comparisons}
+    if len(levels) > 1:
+        raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; "
+                         "a table needs one level.")
+    interval = f"{_percent(levels.pop())} interval"
+    return pd.DataFrame(
+        [
+            {
+                "Model A": c.name_a,
+                "Model B": c.name_b,
+                "Studies": int(c.studies),
+                "AUROC difference": _signed(c.auroc_diff),
+                interval: f"{_signed(c.auroc_low)} to {_signed(c.auroc_high)}",
+                "DeLong p": _p_text(c.delong_p),
+                "Kappa difference": _signed(c.kappa_diff),
+                f"{interval} (kappa)": f"{_signed(c.kappa_low)} to {_signed(c.kappa_high)}",
+                "Verdict": c.verdict,
+            }
+            for c in comparisons
+        ]
+    )
+
+
+def seed_spread(values, confidence: float = 0.95) -> dict:
+    """Mean and sample standard deviation of a metric over repeated runs (e.g. training seeds),
+    with the chi-square interval of the standard deviation (which assumes normal values)."""
+    values = np.asarray(values, dtype=float).ravel()
+    if len(values) < 2:
+        raise ValueError(f"A standard deviation needs at least two values; got {len(values)}.")
+    if not np.isfinite(values).all():
+        raise ValueError("The values contain NaN or infinite entries; pass one finite metric per run.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
+    n = len(values)
+    sd = float(values.std(ddof=1))
+    tail = (1 - confidence) / 2
+    return {
+        "n": n,
+        "mean": float(values.mean()),
+        "sd": sd,
+        "sd_low": float(sd * np.sqrt((n - 1) / stats.chi2.ppf(1 - tail, n - 1))),
+        "sd_high": float(sd * np.sqrt((n - 1) / stats.chi2.ppf(tail, n - 1))),
+        "confidence": confidence,
+    }
 
 
 def choose_threshold(studies: pd.DataFrame, criterion: str = "youden") -> float:

@@ -114,3 +114,28 @@ def metric_against(results: pd.DataFrame, x: str, *, y: str = "auroc", hue: str 
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def paired_differences(comparisons, metric: str = "auroc", title: str | None = None) -> plt.Figure:
+    """A forest plot of paired comparisons (``evaluation.Comparison``): per comparison, the
+    difference A - B with its paired interval, one row each from top to bottom, and a line at 0."""
+    if metric not in ("auroc", "kappa"):
+        raise ValueError(f"metric must be 'auroc' or 'kappa', got {metric!r}")
+    if not comparisons:
+        raise ValueError("paired_differences needs at least one comparison.")
+    differences = np.array([getattr(c, f"{metric}_diff") for c in comparisons])
+    lows = np.array([getattr(c, f"{metric}_low") for c in comparisons])
+    highs = np.array([getattr(c, f"{metric}_high") for c in comparisons])
+    rows = np.arange(len(comparisons))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 1.0 + 0.45 * len(comparisons)))
+    ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+    ax.errorbar(differences, rows, xerr=[differences - lows, highs - differences], fmt="o", capsize=3, color="C0")
+    ax.set_yticks(rows, [f"{c.name_a} vs {c.name_b}" for c in comparisons])
+    ax.set_ylim(len(comparisons) - 0.5, -0.5)  # the first comparison on top
+    ax.grid(False, axis="y")
+    quantity = "study-level AUROC" if metric == "auroc" else "Cohen's kappa"
+    ax.set_xlabel(f"Difference in {quantity} (A \u2212 B)")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
