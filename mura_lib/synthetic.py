@@ -371,6 +371,20 @@ def _truth_table(images: pd.DataFrame, drawn: dict[str, dict]) -> pd.DataFrame:
     return truth
 
 
+def dataset_spec(root: str | os.PathLike) -> dict | None:
+    """The specification a synthetic dataset was generated with (``SYNTHETIC.json``), or None.
+
+    ``valid_scale`` is filled in with the scale the valid split actually has.
+    """
+    path = resolve_data_root(root) / SPEC_FILENAME
+    if not path.exists():
+        return None
+    spec = json.loads(path.read_text())
+    if spec.get("valid_scale") is None:
+        spec["valid_scale"] = spec["scale"]
+    return spec
+
+
 def _truth_path(root: str | os.PathLike) -> Path:
     return resolve_data_root(root) / TRUTH_FILENAME
 
