@@ -882,7 +882,9 @@ def _plan_fracture(rng, limb, study_type, field, px):
         "disp": None,
     }
     # How strong the line is within its ranges: width (of the film) and depth, averaged.
-    spec["conspicuity"] = (_unit_interval(width / px, S["fracture_width"]) + _unit_interval(spec["depth"], S["fracture_depth"])) / 2
+    spec["conspicuity"] = (
+        _unit_interval(width / px, S["fracture_width"]) + _unit_interval(spec["depth"], S["fracture_depth"])
+    ) / 2
     if ells and (not tubes or rng.random() < 0.25):
         i = _pick(rng, ells)
         e = limb.ells[i]
@@ -931,10 +933,20 @@ def _plan_lesion(rng, limb, study_type, field, px):
         c = e.c + rng.uniform(-0.4, 0.4, 2) * bone_r
     radius = max(rng.uniform(*S["lesion_radius"]) * bone_r, rng.uniform(*S["lesion_radius_min"]) * px)
     sclerotic = rng.random() < 0.35
-    lesion = {"c": c, "r": radius, "bone_r": bone_r, "sclerotic": sclerotic, "depth": rng.uniform(*S["lesion_depth"]), "rim": rng.random() < 0.5, "aspect": rng.uniform(0.7, 1.4)}
+    lesion = {
+        "c": c,
+        "r": radius,
+        "bone_r": bone_r,
+        "sclerotic": sclerotic,
+        "depth": rng.uniform(*S["lesion_depth"]),
+        "rim": rng.random() < 0.5,
+        "aspect": rng.uniform(0.7, 1.4),
+    }
     # How strong the focus is: its radius as a share of the film, within ``lesion_radius_min``
     # (larger lesions count as 1), and its depth, averaged.
-    lesion["conspicuity"] = (_unit_interval(radius / px, S["lesion_radius_min"]) + _unit_interval(lesion["depth"], S["lesion_depth"])) / 2
+    lesion["conspicuity"] = (
+        _unit_interval(radius / px, S["lesion_radius_min"]) + _unit_interval(lesion["depth"], S["lesion_depth"])
+    ) / 2
     return lesion
 
 
@@ -1410,7 +1422,8 @@ def draw_radiograph(
     noise = rng.standard_normal((h, w), dtype=np.float32)
     metal = None
     if film.has_metal:  # the detector clips behind metal: white without noise
-        metal = _c01(ndimage.gaussian_filter(film.metal, blur, truncate=_BLUR_TRUNCATE) * np.float32(MU_METAL) - np.float32(2.0))
+        behind = ndimage.gaussian_filter(film.metal, blur, truncate=_BLUR_TRUNCATE)
+        metal = _c01(behind * np.float32(MU_METAL) - np.float32(2.0))
     mask = outside = None
     if not field.full:  # outside the collimated field: unexposed, black (or, on some films, light)
         mask = field.mask()

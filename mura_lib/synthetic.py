@@ -240,7 +240,9 @@ def plan_images(spec: SyntheticSpec, studies: pd.DataFrame) -> pd.DataFrame:
 def _draw(study_type: str, finding: str, view: int, image_seed: int, size: int, markers: bool = True):
     """One planned image's pixels and what was drawn (see :func:`draw_radiograph`)."""
     rng = np.random.default_rng(int(image_seed))
-    return draw_radiograph(study_type, finding=finding or None, view=int(view), size=int(size), rng=rng, markers=markers, return_info=True)
+    return draw_radiograph(
+        study_type, finding=finding or None, view=int(view), size=int(size), rng=rng, markers=markers, return_info=True
+    )
 
 
 def _render(task: tuple) -> tuple[str, bytes, dict]:
@@ -354,9 +356,8 @@ def generate_synthetic_mura(
 def _truth_table(images: pd.DataFrame, drawn: dict[str, dict]) -> pd.DataFrame:
     """The rows of :data:`TRUTH_FILENAME`: one per image, from the plan and what was drawn."""
     info = pd.DataFrame([drawn[r] for r in images["relpath"]], index=images.index)
-    boxes = pd.DataFrame(
-        [box if box is not None else (None,) * 4 for box in info["marker_box"]], columns=MARKER_BOX_COLUMNS, index=images.index
-    ).astype("Int64")
+    boxes = [box if box is not None else (None,) * 4 for box in info["marker_box"]]
+    boxes = pd.DataFrame(boxes, columns=MARKER_BOX_COLUMNS, index=images.index).astype("Int64")
     truth = pd.concat(
         [
             images[["relpath", "study_type", "label", "view"]],
@@ -405,7 +406,9 @@ def image_truth(root: str | os.PathLike) -> pd.DataFrame | None:
     path = _truth_path(root)
     if not path.exists():
         return None
-    truth = pd.read_csv(path, keep_default_na=False, na_values={"conspicuity": [""], **{c: [""] for c in MARKER_BOX_COLUMNS}})
+    # Only the numbers may be missing; an empty finding is the empty string.
+    missing_numbers = {column: [""] for column in ["conspicuity", *MARKER_BOX_COLUMNS]}
+    truth = pd.read_csv(path, keep_default_na=False, na_values=missing_numbers)
     missing = {"relpath", "finding", "conspicuity", "hardware", "cast", "marker", "image_seed"} - set(truth.columns)
     if missing:
         raise ValueError(
@@ -474,7 +477,8 @@ def render_images(
     out = {}
     for relpath in relpaths:
         row = truth.loc[relpath]
-        out[relpath], _ = _draw(row["study_type"], row["finding"], row["view"], row["image_seed"], image_size, markers=markers)
+        pixels, _ = _draw(row["study_type"], row["finding"], row["view"], row["image_seed"], image_size, markers)
+        out[relpath] = pixels
     return out
 
 

@@ -94,8 +94,9 @@ def test_subtle_findings_are_small_and_conspicuous_ones_are_large():
 
 
 def _with_info(study_type, finding, seed, size=64, view=1, markers=True):
+    rng = np.random.default_rng(seed)
     return draw_radiograph(
-        study_type, finding=finding, view=view, size=size, rng=np.random.default_rng(seed), markers=markers, return_info=True
+        study_type, finding=finding, view=view, size=size, rng=rng, markers=markers, return_info=True
     )
 
 

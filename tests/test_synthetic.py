@@ -78,7 +78,9 @@ def test_bad_specification_is_explained():
 
 def test_valid_scale_sizes_the_test_split_and_leaves_train_byte_identical(tmp_path):
     same = generate_synthetic_mura(tmp_path / "a", scale=0.003, image_size=32, workers=1, progress=False)
-    larger = generate_synthetic_mura(tmp_path / "b", scale=0.003, valid_scale=0.01, image_size=32, workers=1, progress=False)
+    larger = generate_synthetic_mura(
+        tmp_path / "b", scale=0.003, valid_scale=0.01, image_size=32, workers=1, progress=False
+    )
     # The train split, images, sidecar files and CSV files, is the same byte for byte.
     assert _digest(same, "train/**/*") == _digest(larger, "train/**/*")
     for name in ("train_image_paths.csv", "train_labeled_studies.csv"):
@@ -112,9 +114,11 @@ def test_demo_train_split_is_planned_the_same_whatever_the_valid_scale():
 
 
 def test_valid_scale_reaches_the_cli_and_the_build(tmp_path):
-    assert cli_main(["synthesize", str(tmp_path / "cli"), "--scale", "0.003", "--valid-scale", "0.005", "--image-size", "32", "--workers", "1"]) == 0
+    arguments = ["--scale", "0.003", "--valid-scale", "0.005", "--image-size", "32", "--workers", "1"]
+    assert cli_main(["synthesize", str(tmp_path / "cli"), *arguments]) == 0
     assert json.loads((tmp_path / "cli" / "MURA-v1.1" / "SYNTHETIC.json").read_text())["valid_scale"] == 0.005
-    profile = Profile(name="tiny", description="", data={"source": "synthetic", "scale": 0.003, "valid_scale": 0.005, "image_size": 32})
+    data = {"source": "synthetic", "scale": 0.003, "valid_scale": 0.005, "image_size": 32}
+    profile = Profile(name="tiny", description="", data=data)
     source, root = resolve_data(tmp_path, profile, progress=False)
     assert source == "synthetic" and "valid_scale0.005" in str(root)
     assert json.loads((root / "SYNTHETIC.json").read_text())["valid_scale"] == 0.005
