@@ -106,7 +106,7 @@ def finding_aurocs(images: pd.DataFrame, prob: np.ndarray) -> dict[str, float]:
 
 
 def with_findings(dataset) -> pd.DataFrame:
-    findings = pd.read_csv(Path(dataset.root) / "synthetic_findings.csv", keep_default_na=False)
+    findings = pd.read_csv(Path(dataset.root) / "synthetic_truth.csv", keep_default_na=False)[["relpath", "finding"]]
     return dataset.images.merge(findings, on="relpath", how="left")
 
 

@@ -100,7 +100,8 @@ def resolve_data(root: Path, profile: Profile, data: str | None = None, *, progr
         return "mura", resolve_data_root(path)
     from .synthetic import generate_synthetic_mura
 
-    spec = {k: profile.data[k] for k in ("scale", "image_size", "seed") if k in profile.data}
+    keys = ("scale", "valid_scale", "image_size", "seed")
+    spec = {k: profile.data[k] for k in keys if profile.data.get(k) is not None}
     folder = root / "data" / "synthetic" / "-".join(f"{k}{v}" for k, v in sorted(spec.items()))
     # The folder belongs to the build: a dataset from older generator code is replaced.
     return "synthetic", generate_synthetic_mura(folder, progress=progress, overwrite=True, **spec)

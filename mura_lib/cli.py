@@ -65,7 +65,14 @@ def cmd_status(args) -> int:
 def cmd_synthesize(args) -> int:
     from .synthetic import generate_synthetic_mura
 
-    root = generate_synthetic_mura(args.destination, scale=args.scale, image_size=args.image_size, seed=args.seed, workers=args.workers)
+    root = generate_synthetic_mura(
+        args.destination,
+        scale=args.scale,
+        valid_scale=args.valid_scale,
+        image_size=args.image_size,
+        seed=args.seed,
+        workers=args.workers,
+    )
     print(root)
     return 0
 
@@ -110,7 +117,13 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("synthesize", help="write a synthetic MURA-v1.1 dataset")
     p.add_argument("destination")
-    p.add_argument("--scale", type=float, default=0.02)
+    p.add_argument("--scale", type=float, default=0.02, help="size relative to MURA-v1.1 (default: 0.02)")
+    p.add_argument(
+        "--valid-scale",
+        type=float,
+        help="size of the valid split (the test set) relative to MURA's, if not --scale; "
+        "e.g. 0.75 gives a test set of about 900 studies",
+    )
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int)

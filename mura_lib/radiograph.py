@@ -69,6 +69,10 @@ FINDING_STRENGTH = {
     "swelling_radius": (2.0, 3.5),  # of the bone's radius
 }
 
+# A cast's thickness (cm; half on a finger) and density, by material: its strength.
+_CAST_THICKNESS = (0.5, 1.0)
+_CAST_DENSITY = {"plaster": (0.35, 0.55), "fibreglass": (0.2, 0.32)}
+
 # Region, field of view (cm along the longest side), rotation jitter (degrees) and the share of
 # portrait canvases, per study type.
 _CAMERAS = {
@@ -846,6 +850,12 @@ def _visible_tubes(limb, field, tags, min_len=4.0, need=3):
     return out
 
 
+def _unit_interval(value, bounds) -> float:
+    """Where ``value`` lies in the range ``bounds``, clipped to [0, 1]: a draw's strength."""
+    lo, hi = bounds
+    return float(min(max((value - lo) / (hi - lo), 0.0), 1.0))
+
+
 def _frac_in(rng, span, lo, hi):
     """A position along a tube within [lo, hi] and within its visible ``span`` if they overlap."""
     a, b = max(lo, span[0]), min(hi, span[1])
@@ -871,6 +881,10 @@ def _plan_fracture(rng, limb, study_type, field, px):
         "pad": 0.0,
         "disp": None,
     }
+    # How strong the line is within its ranges: width (of the film) and depth, averaged.
+    spec["conspicuity"] = (
+        _unit_interval(width / px, S["fracture_width"]) + _unit_interval(spec["depth"], S["fracture_depth"])
+    ) / 2
     if ells and (not tubes or rng.random() < 0.25):
         i = _pick(rng, ells)
         e = limb.ells[i]
@@ -919,7 +933,21 @@ def _plan_lesion(rng, limb, study_type, field, px):
         c = e.c + rng.uniform(-0.4, 0.4, 2) * bone_r
     radius = max(rng.uniform(*S["lesion_radius"]) * bone_r, rng.uniform(*S["lesion_radius_min"]) * px)
     sclerotic = rng.random() < 0.35
-    return {"c": c, "r": radius, "bone_r": bone_r, "sclerotic": sclerotic, "depth": rng.uniform(*S["lesion_depth"]), "rim": rng.random() < 0.5, "aspect": rng.uniform(0.7, 1.4)}
+    lesion = {
+        "c": c,
+        "r": radius,
+        "bone_r": bone_r,
+        "sclerotic": sclerotic,
+        "depth": rng.uniform(*S["lesion_depth"]),
+        "rim": rng.random() < 0.5,
+        "aspect": rng.uniform(0.7, 1.4),
+    }
+    # How strong the focus is: its radius as a share of the film, within ``lesion_radius_min``
+    # (larger lesions count as 1), and its depth, averaged.
+    lesion["conspicuity"] = (
+        _unit_interval(radius / px, S["lesion_radius_min"]) + _unit_interval(lesion["depth"], S["lesion_depth"])
+    ) / 2
+    return lesion
 
 
 def _apply_lesion(film: _Film, les):
@@ -966,14 +994,17 @@ def _draw_osteophytes(rng, film, joint, px):
     perp = np.array([-joint.u[1], joint.u[0]])
     n = int(rng.integers(1, 4))
     sides = rng.permutation([-1.0, 1.0, -1.0, 1.0])[:n]
+    strengths = []
     for side in sides:
         size = rng.uniform(*S["osteophyte"]) * px
+        strengths.append(_unit_interval(size / px, S["osteophyte"]))
         along = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 1.2) * max(joint.gap, 1.0)
         c = joint.p + perp * side * (joint.w * rng.uniform(0.85, 1.05) + size * 0.4) + joint.u * along
         # A beak of bone at the joint margin, pointing outwards and across the joint.
         e = _Ell(c, max(size, 0.6), max(size * 0.4, 0.5), 0.0, depth=max(size * 0.8, 0.6), cortex=0.3, dens=1.6)
         e.axis = _unit(perp * side - joint.u * np.sign(along) * 0.6)
         film.ell(e)
+    return strengths
 
 
 # Hardware ------------------------------------------------------------------------------------
@@ -1073,7 +1104,12 @@ def _glyph_block(text, cell, gap):
     return np.concatenate(parts[:-1], axis=1)
 
 
-def _draw_markers(rng, img, field_box, size, level):
+def _draw_markers(rng, img, field_box, size, level, paint=True):
+    """Burn a lead side marker (and sometimes initials) into a corner of the field.
+
+    Returns whether it brightened any pixel.  With ``paint=False`` it draws the same random
+    numbers and leaves ``img`` alone (returning False): the film without its marker.
+    """
     h, w = img.shape
     x0, x1, y0, y1 = field_box
     letter = "L" if rng.random() < 0.5 else "R"
@@ -1104,20 +1140,28 @@ def _draw_markers(rng, img, field_box, size, level):
         block = np.rot90(block, int(rng.integers(1, 4)))
     bh, bw = block.shape
     if bh >= h - 2 or bw >= w - 2:
-        return
+        return False
     corner = int(rng.integers(4))
     margin = int(round(size * rng.uniform(0.02, 0.08)))
     xa = int(max(x0, 0)) + margin if corner % 2 == 0 else int(min(x1, w)) - margin - bw
     ya = int(max(y0, 0)) + margin if corner < 2 else int(min(y1, h)) - margin - bh
     xa = int(np.clip(xa, 1, w - bw - 1))
     ya = int(np.clip(ya, 1, h - bh - 1))
+    if not paint:
+        return False
     region = img[ya: ya + bh, xa: xa + bw]
-    np.maximum(region, block * np.float32(level), out=region)
+    ink = block * np.float32(level)
+    changed = bool((ink > region).any())
+    np.maximum(region, ink, out=region)
+    return changed
 
 
 # --------------------------------------------------------------------------------------------
 # The picture.
 # --------------------------------------------------------------------------------------------
+
+_BLUR = (0.25, 0.9)  # the detector's blur (Gaussian sigma), in pixels at 256 px
+_BLUR_TRUNCATE = 2.5
 
 
 def _camera(rng, limb, study_type, size):
@@ -1162,12 +1206,35 @@ def draw_radiograph(
     view: int,
     size: int,
     rng: np.random.Generator,
-) -> np.ndarray:
+    markers: bool = True,
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict]:
     """A synthetic radiograph of ``study_type`` as a ``uint8`` array (height, width).
 
     ``size`` is the longest side in pixels; ``view`` is the image number in the study (1: AP or
     PA, 2: lateral, 3: oblique, then repeating, with some shuffling); ``finding`` is None for a
     normal-looking view or one of :data:`FINDINGS`.  The same ``rng`` state gives the same image.
+
+    ``markers=False`` draws the same film without its burnt-in lead markers: the random numbers
+    are drawn all the same, so every other pixel is identical (the marker's pixels, blurred by
+    the detector, are the only ones that differ).
+
+    ``return_info=True`` returns ``(pixels, info)``, where ``info`` describes what was drawn:
+
+    - ``projection``: ``"AP"``, ``"LAT"`` or ``"OBL"``;
+    - ``finding``: the finding or None; ``hardware``, ``cast``: whether orthopaedic hardware or
+      a cast is on the film (a ring on a finger is metal but not hardware);
+    - ``conspicuity``: how strong the finding was drawn, in [0, 1] (NaN without a finding), as
+      the position of its random draws within their ranges, averaged: a fracture's line width
+      (of the film) and depth; a lesion's radius (of the film, within ``lesion_radius_min``;
+      larger ones count as 1) and depth; degenerative change's joint narrowing, subchondral
+      sclerosis and osteophyte size (0 if no joint was in the field to draw it on); a cast's
+      thickness and density (within the ranges of plaster or fibreglass).  Hardware is metal
+      that burns out to white, drawn at full strength: 1;
+    - ``marker``: whether a burnt-in lead marker shows on the returned pixels, and
+      ``marker_box``: the box of the pixels it changes, ``(x0, y0, x1, y1)`` with exclusive
+      ends (None without a marker): the letters and the detector blur's fringe around them.
+      The film with ``markers=False`` differs from this one exactly within this box.
     """
     if finding is not None and finding not in FINDINGS:
         raise ValueError(f"finding must be one of {FINDINGS} or None, got {finding!r}")
@@ -1202,14 +1269,19 @@ def draw_radiograph(
     # same film apart from the finding: a counterfactual pair.
     frng = np.random.default_rng(rng.integers(0, 2**63 - 1))
     fracture = lesion = joint = None
+    strengths: list[float] = []  # the finding's draws, each placed within its range
     if finding == "fracture":
         fracture = _plan_fracture(frng, limb, study_type, field, size)
+        strengths.append(fracture[2]["conspicuity"])
     elif finding == "lesion":
         lesion = _plan_lesion(frng, limb, study_type, field, size)
+        strengths.append(lesion["conspicuity"])
     elif finding == "degenerative":
         joint = _plan_degenerative(frng, limb, study_type, field)
         if joint is not None:
-            _apply_narrowing(limb, joint, frng.uniform(*FINDING_STRENGTH["degenerative_narrowing"]))
+            narrowing = frng.uniform(*FINDING_STRENGTH["degenerative_narrowing"])
+            _apply_narrowing(limb, joint, narrowing)
+            strengths.append(_unit_interval(narrowing, FINDING_STRENGTH["degenerative_narrowing"]))
 
     # Draw.
     for s in limb.soft:
@@ -1229,17 +1301,23 @@ def draw_radiograph(
         for i, t in enumerate(limb.tubes):
             if np.hypot(*(t.q1 - joint.p)) < max(joint.gap * 2.5, 2.0) + joint.gap:
                 scl_tubes[i] = 1
+    sclerosis_strengths: list[float] = []
     for i, t in enumerate(limb.tubes):
         fr = fracture[2] if fracture is not None and fracture[0] == "tube" and fracture[1] == i else None
         sc = None
         if i in scl_tubes:
-            sc = (scl_tubes[i], max(0.02 * size, 1.5), frng.uniform(*FINDING_STRENGTH["sclerosis"]) * MU_CANCELLOUS * t.r0)
+            sclerosis = frng.uniform(*FINDING_STRENGTH["sclerosis"])
+            sclerosis_strengths.append(_unit_interval(sclerosis, FINDING_STRENGTH["sclerosis"]))
+            sc = (scl_tubes[i], max(0.02 * size, 1.5), sclerosis * MU_CANCELLOUS * t.r0)
         film.tube(t, young=young, fracture=fr, sclerosis=sc)
     for i, e in enumerate(limb.ells):
         fr = fracture[2] if fracture is not None and fracture[0] == "ell" and fracture[1] == i else None
         film.ell(e, fracture=fr)
     if joint is not None:
-        _draw_osteophytes(frng, film, joint, size)
+        osteophytes = _draw_osteophytes(frng, film, joint, size)
+        for part in (sclerosis_strengths, osteophytes):
+            if part:
+                strengths.append(float(np.mean(part)))
     if lesion is not None:
         _apply_lesion(film, lesion)
     # Soft-tissue swelling (or an effusion) around a subtle finding.
@@ -1278,10 +1356,15 @@ def draw_radiograph(
             a1 = np.cos(ang) * xx + np.sin(ang) * yy
             a2 = -np.sin(ang) * xx + np.cos(ang) * yy
             texture = amount * 1.4 * (np.sin(a1 * (2 * math.pi / period)) * np.sin(a2 * (2 * math.pi / period)))
-        thick = frng.uniform(0.5, 1.0) * (0.5 if study_type == "XR_FINGER" else 1.0) / cmpp
-        film.cast(seg, thick, frng.uniform(0.35, 0.55) if plaster else frng.uniform(0.2, 0.32), texture.astype(np.float32))
+        thickness = frng.uniform(*_CAST_THICKNESS)
+        thick = thickness * (0.5 if study_type == "XR_FINGER" else 1.0) / cmpp
+        density_range = _CAST_DENSITY["plaster" if plaster else "fibreglass"]
+        density = frng.uniform(*density_range)
+        strengths += [_unit_interval(thickness, _CAST_THICKNESS), _unit_interval(density, density_range)]
+        film.cast(seg, thick, density, texture.astype(np.float32))
     if finding == "hardware":
         _draw_hardware(frng, film, limb, study_type, field, cmpp)
+        strengths.append(1.0)
     if study_type in ("XR_HAND", "XR_FINGER") and rng.random() < 0.04:
         # A ring: metal that is not a finding.
         cands = [t for t in limb.tubes if t.tag.endswith("_1") and _inside(_tube_point(t, 0.3), field, 2)]
@@ -1326,20 +1409,51 @@ def draw_radiograph(
     # Lead markers are burnt in before the detector blur.
     fx0, fy0 = field_poly.min(axis=0)
     fx1, fy1 = field_poly.max(axis=0)
+    bare = None  # the film without its marker, kept to locate the marker in the written image
     if rng.random() < 0.85:
-        _draw_markers(rng, img, (fx0, fx1, fy0, fy1), size, rng.uniform(0.78, 0.95))
+        before = img.copy() if markers and return_info else None
+        if _draw_markers(rng, img, (fx0, fx1, fy0, fy1), size, rng.uniform(0.78, 0.95), paint=markers):
+            bare = before
 
-    blur = rng.uniform(0.25, 0.9) * max(size / 256.0, 0.5)
-    img = ndimage.gaussian_filter(img, blur, truncate=2.5)
+    # The detector: blur, noise, clipping behind metal and the collimated field.  Its random
+    # numbers are drawn first, so that a film can be developed twice (with and without marker).
+    blur = rng.uniform(*_BLUR) * max(size / 256.0, 0.5)
     sigma = rng.uniform(0.008, 0.045)
     noise = rng.standard_normal((h, w), dtype=np.float32)
-    img += noise * (np.float32(sigma) * np.sqrt(_c01(img) + 0.05))
+    metal = None
     if film.has_metal:  # the detector clips behind metal: white without noise
-        img = np.maximum(img, _c01(ndimage.gaussian_filter(film.metal, blur, truncate=2.5) * np.float32(MU_METAL) - np.float32(2.0)))
-
-    # Outside the collimated field: unexposed, shown black (or, on some films, light).
-    if not field.full:
-        m = field.mask()
+        behind = ndimage.gaussian_filter(film.metal, blur, truncate=_BLUR_TRUNCATE)
+        metal = _c01(behind * np.float32(MU_METAL) - np.float32(2.0))
+    mask = outside = None
+    if not field.full:  # outside the collimated field: unexposed, black (or, on some films, light)
+        mask = field.mask()
         outside = rng.uniform(0.65, 0.85) if rng.random() < 0.08 else rng.uniform(0.0, 0.03)
-        img = img * m + np.float32(outside) * (1.0 - m)
-    return (_c01(img) * 255.0 + 0.5).astype(np.uint8)
+
+    def develop(film_density):
+        out = ndimage.gaussian_filter(film_density, blur, truncate=_BLUR_TRUNCATE)
+        out += noise * (np.float32(sigma) * np.sqrt(_c01(out) + 0.05))
+        if metal is not None:
+            out = np.maximum(out, metal)
+        if mask is not None:
+            out = out * mask + np.float32(outside) * (1.0 - mask)
+        return (_c01(out) * 255.0 + 0.5).astype(np.uint8)
+
+    pixels = develop(img)
+    if not return_info:
+        return pixels
+    marker_box = None
+    if bare is not None:
+        changed = develop(bare) != pixels
+        if changed.any():
+            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+            marker_box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    info = {
+        "projection": kind,
+        "finding": finding,
+        "conspicuity": float(np.mean(strengths)) if strengths else (0.0 if finding else math.nan),
+        "hardware": finding == "hardware",
+        "cast": finding == "cast",
+        "marker": marker_box is not None,
+        "marker_box": marker_box,
+    }
+    return pixels, info

@@ -91,3 +91,56 @@ def test_subtle_findings_are_small_and_conspicuous_ones_are_large():
         changed[finding] = float(np.median(fractions))
     assert changed["fracture"] < 0.05 and changed["lesion"] < 0.05, changed
     assert changed["cast"] > 3 * max(changed["fracture"], changed["lesion"]), changed
+
+
+def _with_info(study_type, finding, seed, size=64, view=1, markers=True):
+    rng = np.random.default_rng(seed)
+    return draw_radiograph(
+        study_type, finding=finding, view=view, size=size, rng=rng, markers=markers, return_info=True
+    )
+
+
+@pytest.mark.parametrize("finding", (None,) + FINDINGS)
+def test_info_describes_the_film_without_changing_it(finding):
+    for seed in range(4):
+        study_type = STUDY_TYPES[seed]
+        pixels, info = _with_info(study_type, finding, seed)
+        assert np.array_equal(pixels, draw(study_type, finding, view=1, size=64, seed=seed))
+        assert info["projection"] in ("AP", "LAT", "OBL")
+        assert info["finding"] == finding
+        assert info["hardware"] == (finding == "hardware") and info["cast"] == (finding == "cast")
+        if finding is None:
+            assert np.isnan(info["conspicuity"])
+        else:
+            assert 0.0 <= info["conspicuity"] <= 1.0
+
+
+def test_conspicuity_spreads_over_its_range():
+    """The subtle findings' strength is drawn, not fixed: weak and strong ones in a few films."""
+    for finding in ("fracture", "lesion", "degenerative", "cast"):
+        values = [_with_info(STUDY_TYPES[seed % 7], finding, seed)[1]["conspicuity"] for seed in range(12)]
+        assert max(values) - min(values) > 0.3, (finding, values)
+    assert {_with_info("XR_FOREARM", "hardware", seed)[1]["conspicuity"] for seed in range(3)} == {1.0}
+
+
+@pytest.mark.parametrize("size", [64, 200])
+def test_film_without_markers_differs_only_in_the_marker_box(size):
+    with_marker = 0
+    for seed in range(16):
+        study_type, finding = STUDY_TYPES[seed % 7], ((None,) + FINDINGS)[seed % 6]
+        pixels, info = _with_info(study_type, finding, seed, size=size, view=seed % 4 + 1)
+        bare, bare_info = _with_info(study_type, finding, seed, size=size, view=seed % 4 + 1, markers=False)
+        assert not bare_info["marker"] and bare_info["marker_box"] is None
+        changed = pixels != bare
+        if not info["marker"]:
+            assert info["marker_box"] is None and not changed.any(), seed
+            continue
+        with_marker += 1
+        x0, y0, x1, y1 = info["marker_box"]
+        assert 0 <= x0 < x1 <= pixels.shape[1] and 0 <= y0 < y1 <= pixels.shape[0]
+        # A small corner mark, changed inside its box and nowhere else.
+        assert (x1 - x0) * (y1 - y0) < 0.2 * pixels.size, info["marker_box"]
+        assert changed[y0:y1, x0:x1].any()
+        changed[y0:y1, x0:x1] = False
+        assert not changed.any(), seed
+    assert with_marker >= 8  # most films carry a marker
