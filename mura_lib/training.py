@@ -222,14 +222,14 @@ class _StudyValidation(keras.callbacks.Callback):
         loss = -(self.weights * (labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))).sum() / self.weights.sum()
         studies = aggregate_studies(self.images.assign(probability=probability))
         auroc = float(roc_auc_score(studies["label"], studies["probability"]))
-        self.smoothed = auroc if self.smoothed is None else self.smoothing * auroc + (1 - self.smoothing) * self.smoothed
+        self.record(logs, loss=float(loss), image_auroc=float(roc_auc_score(labels, probability)), study_auroc=auroc)
+
+    def record(self, logs, *, loss: float, image_auroc: float, study_auroc: float) -> None:
+        """Put one epoch's validation scores and the smoothed AUROC into ``logs``."""
+        previous = self.smoothed
+        self.smoothed = study_auroc if previous is None else self.smoothing * study_auroc + (1 - self.smoothing) * previous
         if logs is not None:
-            logs.update({
-                "val_loss": float(loss),
-                "val_auc": float(roc_auc_score(labels, probability)),
-                "val_study_auroc": auroc,
-                MONITOR: float(self.smoothed),
-            })
+            logs.update({"val_loss": loss, "val_auc": image_auroc, "val_study_auroc": study_auroc, MONITOR: self.smoothed})
 
 
 class _PersistState(keras.callbacks.Callback):

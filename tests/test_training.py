@@ -140,3 +140,55 @@ def test_pretrained_run_reloads_with_same_predictions(dataset, cache_dir, tmp_pa
     again = predict_images(model, prepared, ("test",))
     expected = run.predictions.query("subset == 'test'")["probability"].to_numpy()
     np.testing.assert_allclose(again["probability"], expected, rtol=1e-5, atol=1e-6)
+
+
+def _simulate_rules(aurocs, *, smoothing, min_epochs, lr_patience, stop_patience):
+    """Feed a sequence of validation AUROCs through the training's plateau callbacks; return the
+    number of epochs run and the epochs at which the learning rate was cut."""
+    from mura_lib.training import MONITOR, _PlateauAfter, _StudyValidation
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    validation = _StudyValidation.__new__(_StudyValidation)
+    validation.smoothing, validation.smoothed = smoothing, None
+    plateau = _PlateauAfter(min_epochs, monitor=MONITOR, mode="max", factor=0.1, patience=lr_patience, min_lr=1e-7)
+    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=stop_patience, start_from_epoch=min_epochs)
+    cuts = []
+    for callback in (plateau, stopping):
+        callback.set_model(model)
+        callback.on_train_begin()
+    for epoch, auroc in enumerate(aurocs):
+        logs = {}
+        validation.record(logs, loss=0.5, image_auroc=auroc, study_auroc=auroc)
+        before = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        plateau.on_epoch_end(epoch, logs)
+        stopping.on_epoch_end(epoch, logs)
+        if float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) < before:
+            cuts.append(epoch + 1)
+        if model.stop_training:
+            return epoch + 1, cuts
+    return len(aurocs), cuts
+
+
+def test_plateau_rules_do_not_stop_on_noise():
+    # A validation AUROC that keeps rising for 30 epochs, seen through a small, noisy validation
+    # subset (as on ~100 validation images): the old rules (raw value, from the first epoch,
+    # patience 2 and 4) cut the rate and stop early; the thesis' rules train on.
+    rng = np.random.default_rng(0)
+    epochs = np.arange(30)
+    aurocs = 0.62 + 0.25 * (1 - np.exp(-epochs / 12)) + rng.normal(0, 0.05, epochs.size)
+    old_epochs, old_cuts = _simulate_rules(aurocs, smoothing=1.0, min_epochs=0, lr_patience=2, stop_patience=4)
+    config = ExperimentConfig()
+    new_epochs, new_cuts = _simulate_rules(aurocs, smoothing=config.smoothing, min_epochs=config.min_epochs,
+                                           lr_patience=config.lr_patience, stop_patience=config.early_stopping_patience)
+    assert old_epochs < 15 and old_cuts and old_cuts[0] < 8
+    assert new_epochs >= 25
+    assert not new_cuts or new_cuts[0] > config.min_epochs
+
+
+def test_run_records_how_training_ended(reference):
+    assert reference.training["epochs"] == len(reference.history) == TINY["epochs"]
+    assert reference.training["cap"] == TINY["epochs"]
+    assert reference.hit_cap  # three epochs are fewer than the minimum before the rules act
+    assert 1 <= reference.training["best_epoch"] <= TINY["epochs"]
+    assert {"val_loss", "val_study_auroc", "val_study_auroc_smooth"} <= set(reference.history.columns)
