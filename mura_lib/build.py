@@ -214,15 +214,29 @@ class Builder:
         source = self.root / f"{entry}.md"
         if not source.exists():
             raise BuildError(f"Chapter {entry!r} is listed in _toc.yml but {source} does not exist.")
+        from .plan import PlanSettings, settings_from_parameters
+
         declared = papermill.inspect_notebook(str(self._converted(source)))
-        wanted = self.profile.chapter_parameters(chapter_name(entry)) | (overrides or {})
-        unknown = set(wanted) - set(declared) - set(self.profile.parameters)
+        overrides = overrides or {}
+        plan_keys = set(PlanSettings.fields())
+        # The experiment settings resolve once per build: every chapter receives all of them as
+        # `settings` (and any single one it declares), so all chapters read the same plan.
+        try:
+            settings = settings_from_parameters(
+                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys},
+                source=f"profile {self.profile.name!r} with the given parameters",
+            )
+        except (TypeError, ValueError) as error:
+            raise BuildError(str(error)) from None
+        wanted = self.profile.chapters.get(chapter_name(entry), {}) | overrides
+        unknown = set(wanted) - set(declared) - plan_keys
         if unknown:
             raise BuildError(
                 f"Chapter {chapter_name(entry)} has no parameters {sorted(unknown)}; "
-                f"it declares {sorted(declared)}."
+                f"it declares {sorted(declared)} and takes the experiment settings {sorted(plan_keys)}."
             )
-        parameters = {k: v for k, v in (self.automatic_parameters() | wanted).items() if k in declared}
+        chosen = self.automatic_parameters() | settings | wanted | {"settings": settings}
+        parameters = {k: v for k, v in chosen.items() if k in declared}
         parts = {
             "source": _sha(source.read_bytes()),
             "parameters": _sha(parameters),

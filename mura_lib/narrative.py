@@ -1,0 +1,268 @@
+"""Sentences the thesis draws from its comparisons, written once so that the abstract, the
+results chapters and the conclusions say the same thing about the same numbers.
+
+Every verdict word ("higher", "lower", "no detectable difference") comes from a paired interval
+(:class:`mura_lib.evaluation.Comparison`).  Beside it, each difference is set against the
+variation between seeds of the same network: the paired interval covers the sampling of test
+studies, not the randomness of training, so a difference no larger than those between two seeds
+of one configuration is reported as such.
+"""
+
+from __future__ import annotations
+
+import math
+
+MINUS = "\u2212"
+
+
+def signed(value: float, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:+.{digits}f}".replace("-", MINUS)
+
+
+def plain(value: float, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:.{digits}f}".replace("-", MINUS)
+
+
+def plural(count: int, word: str, plural_form: str | None = None) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{count} {word if count == 1 else (plural_form or word + 's')}"
+
+
+def join_words(words: list[str]) -> str:
+    words = list(words)
+    if not words:
+        return ""
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def seed_noise(seed_comparisons: dict) -> float:
+    """The largest absolute paired AUROC difference between two seeds of the same network (NaN
+    with fewer than two seeds)."""
+    values = [abs(c.auroc_diff) for c in seed_comparisons.values()]
+    return max(values) if values else float("nan")
+
+
+def within_seed_noise(comparison, noise: float) -> bool | None:
+    """Whether a difference is no larger than the differences between seeds (None: unknown)."""
+    if not math.isfinite(noise):
+        return None
+    return abs(comparison.auroc_diff) <= noise
+
+
+def difference_clause(comparison, metric: str = "auroc") -> str:
+    """``−0.041 (95% paired interval −0.063 to −0.019)``."""
+    diff, low, high = (getattr(comparison, f"{metric}_{k}") for k in ("diff", "low", "high"))
+    percent = f"{comparison.confidence * 100:.4g}%"
+    return f"{signed(diff)} ({percent} paired interval {signed(low)} to {signed(high)})"
+
+
+def verdict_sentence(comparison, noise: float = float("nan"), *, metric: str = "auroc") -> str:
+    """One comparison as a sentence: the verdict, the paired difference, and how it stands against
+    the variation between seeds."""
+    verdict = comparison.verdict if metric == "auroc" else comparison.kappa_verdict
+    label = "AUROC" if metric == "auroc" else "Cohen's kappa"
+    a, b = comparison.name_a, comparison.name_b
+    if verdict == "no detectable difference":
+        text = f"{a} against {b}: no detectable difference in {label}, {difference_clause(comparison, metric)}"
+    else:
+        text = f"{a} against {b}: {label} {verdict}, {difference_clause(comparison, metric)}"
+    if metric == "auroc" and verdict != "no detectable difference":
+        inside = within_seed_noise(comparison, noise)
+        if inside is True:
+            text += (f", but no larger than the {plain(noise)} between two seeds of the same network, so it may come "
+                     "from the randomness of training rather than from the change")
+        elif inside is False:
+            text += f", larger than any difference between two seeds of the same network ({plain(noise)})"
+    return text + "."
+
+
+def group_verdicts(comparisons: dict) -> dict[str, list[str]]:
+    """The A-labels of a group's comparisons, by AUROC verdict."""
+    verdicts = {"higher": [], "lower": [], "no detectable difference": []}
+    for comparison in comparisons.values():
+        verdicts[comparison.verdict].append(comparison.name_a)
+    return verdicts
+
+
+def group_summary(comparisons: dict, noise: float = float("nan"), *, reference: str = "the baseline") -> str:
+    """A short summary of a group of comparisons against one reference, from their verdicts."""
+    if not comparisons:
+        return "This build made no comparison of this kind."
+    verdicts = group_verdicts(comparisons)
+    parts = []
+    if verdicts["higher"]:
+        parts.append(f"{join_words(verdicts['higher'])} scored a higher AUROC than {reference}")
+    if verdicts["lower"]:
+        parts.append(f"{join_words(verdicts['lower'])} scored a lower AUROC than {reference}")
+    if verdicts["no detectable difference"]:
+        names = verdicts["no detectable difference"]
+        parts.append(f"{join_words(names)} showed no detectable difference from {reference}")
+    text = "; ".join(parts) + " (paired bootstrap intervals over the same test studies)."
+    text = text[0].upper() + text[1:]
+    decided = [c for c in comparisons.values() if c.verdict != "no detectable difference"]
+    if decided and math.isfinite(noise):
+        small = [c.name_a for c in decided if abs(c.auroc_diff) <= noise]
+        if small:
+            text += (f" Of these differences, those of {join_words(small)} are no larger than the differences between "
+                     "seeds of the same network.")
+    return text
+
+
+def seed_sentence(summary: dict, seed_comparisons: dict) -> str:
+    """The variation between seeds: SD with its interval, and the paired differences between seeds."""
+    n = summary["n"]
+    if n < 2:
+        return ("This build trained the baseline with a single seed, so the variation between trainings is unknown; "
+                "each comparison's interval covers the sampling of test studies only.")
+    text = (f"Trained with {n} seeds, the baseline reached a mean study-level AUROC of {plain(summary['mean'])} with a "
+            f"standard deviation of {plain(summary['sd'])} (95% interval of the standard deviation "
+            f"{plain(summary['sd_low'])} to {plain(summary['sd_high'])}).")
+    if seed_comparisons:
+        diffs = [c.auroc_diff for c in seed_comparisons.values()]
+        excluded = sum(c.verdict != "no detectable difference" for c in seed_comparisons.values())
+        text += (f" Paired against the first seed on the same test studies, the other seeds differed by "
+                 f"{join_words([signed(d) for d in diffs])}; {excluded} of {len(diffs)} of these intervals "
+                 f"exclude zero, so the randomness of training alone "
+                 + ("can produce differences that a paired interval detects." if excluded else
+                    "produced no difference that a paired interval detects."))
+    return text
+
+
+def signal_sentence(headline: dict) -> str:
+    """Whether the baseline separates the classes at all, from its AUROC interval."""
+    if headline["auroc_low"] > 0.5:
+        return (f"The baseline separates abnormal from normal studies better than chance: its AUROC interval, "
+                f"{plain(headline['auroc_low'])} to {plain(headline['auroc_high'])}, lies above 0.5.")
+    return (f"The baseline's AUROC interval, {plain(headline['auroc_low'])} to {plain(headline['auroc_high'])}, "
+            "includes 0.5: on these test studies its separation of abnormal from normal studies cannot be told "
+            "from chance.")
+
+
+def stopping_sentence(runs: dict) -> str:
+    """How the runs of a group ended: on a plateau, or at the epoch cap (said plainly)."""
+    capped = [label for label, run in runs.items() if run.hit_cap]
+    total = len(runs)
+    if not capped:
+        return f"All {total} trainings stopped on a plateau of the smoothed validation AUROC before the epoch cap."
+    if len(capped) == total:
+        return (f"All {total} trainings ran to the epoch cap without reaching a plateau of the validation AUROC, "
+                "so longer training might change these results.")
+    return (f"{join_words(capped)} ran to the epoch cap without reaching a plateau ({len(capped)} of {total}); "
+            "the others stopped on a plateau of the smoothed validation AUROC.")
+
+
+# What each regulariser is expected to do, for the discussion of a result that runs against it.
+_REGULARISER_NOTES = {
+    "no augmentation": (
+        "Augmentation makes every training image a little different each epoch, which makes the training task "
+        "harder; with a small network, few epochs and test images drawn from the same generator or hospital as "
+        "the training images, the gain in robustness may not show on the test set while the slower fit does. "
+        "Rotations of up to 30 degrees also move the burnt-in markers and the collimation edges that the network "
+        "might otherwise learn as cues."
+    ),
+    "no dropout": (
+        "Dropout before a single output unit removes information at every step; in a network this small, which "
+        "does not over-fit strongly, it may cost more in fit than it gains in generalisation."
+    ),
+    "no L2": (
+        "The L2 penalty pulls every weight towards zero; with batch normalisation after each convolution it mostly "
+        "changes the effective learning rate rather than the function the network can represent."
+    ),
+    "no batch normalisation": (
+        "Without batch normalisation the network trains differently altogether, usually more slowly; a gain from "
+        "removing it points to an interaction with the learning-rate schedule rather than to over-regularisation."
+    ),
+}
+
+
+def regularisation_surprises(comparisons: dict, runs: dict) -> str:
+    """The variants whose removal of a regulariser *raised* the AUROC (or lowered kappa while
+    raising AUROC), named and discussed; an empty-handed sentence otherwise."""
+    texts = []
+    for comparison in comparisons.values():
+        name = comparison.name_a
+        if comparison.verdict == "higher":
+            note = _REGULARISER_NOTES.get(name, "")
+            text = (f"One result runs against expectation: the variant {name} scored a higher AUROC than the network "
+                    f"with all regularisers ({difference_clause(comparison)}). {note}")
+            run = runs.get(name)
+            if run is not None and runs.get("baseline") is not None and runs["baseline"].hit_cap and not run.hit_cap:
+                text += (" The network with all regularisers also ran to its epoch cap while this variant reached a "
+                         "plateau, so part of the gap may be slower convergence.")
+            texts.append(text)
+        elif comparison.kappa_verdict == "lower" and comparison.verdict != "lower" and comparison.auroc_diff > 0:
+            texts.append(f"For {name}, kappa fell while AUROC did not: {difference_clause(comparison, 'kappa')} in "
+                         "kappa. Kappa depends on the threshold of 0.5 and so on calibration, which a regulariser can "
+                         "shift without changing how the network ranks studies.")
+    if not texts:
+        return ("No regulariser's removal improved the network: every variant scored an AUROC lower than, or not "
+                "detectably different from, the network with all four.")
+    return " ".join(texts)
+
+
+def reference_name(plan, group: str) -> str:
+    """What a group's comparisons are made against, as the text names it."""
+    if group == "image size":
+        return f"the baseline at {plan.settings.image_size} px"
+    if group == "regularisation":
+        return "the network with all four regularisers"
+    if group == "development":
+        return "the baseline on the validation subset"
+    if group == "transfer":
+        return "the same backbone trained from random initial weights"
+    return "the baseline"
+
+
+def finding(plan, group: str) -> str:
+    """The summary of one group of comparisons, as every page that reports it says it."""
+    noise = seed_noise(plan.comparisons("seeds"))
+    return group_summary(plan.comparisons(group), noise, reference=reference_name(plan, group))
+
+
+def details(plan, group: str) -> str:
+    """Every comparison of a group, one sentence each."""
+    noise = seed_noise(plan.comparisons("seeds"))
+    return " ".join(verdict_sentence(c, noise) for c in plan.comparisons(group).values())
+
+
+def research_answer(plan, headline: dict) -> str:
+    """The answer to the thesis' research question, from the headline interval and the verdicts."""
+    text = signal_sentence(headline)
+    helped, hurt, neutral = [], [], []
+    for group, what in (("image size", "a different input size"), ("regularisation", "removing a regulariser"),
+                        ("transfer", "pretraining")):
+        comparisons = plan.comparisons(group)
+        if not comparisons:
+            continue
+        verdicts = group_verdicts(comparisons)
+        if group == "regularisation":
+            # Removing a regulariser and scoring lower means the regulariser helped.
+            if verdicts["lower"]:
+                helped.append(f"{join_words([v.removeprefix('no ') for v in verdicts['lower']])} (removing it cost AUROC)")
+            if verdicts["higher"]:
+                hurt.append(f"{join_words([v.removeprefix('no ') for v in verdicts['higher']])} (removing it raised AUROC)")
+        else:
+            if verdicts["higher"]:
+                helped.append(f"{join_words(verdicts['higher'])}")
+            if verdicts["lower"]:
+                hurt.append(f"{join_words(verdicts['lower'])}")
+        if verdicts["no detectable difference"]:
+            neutral.append(what)
+    parts = []
+    if helped:
+        parts.append("measurable gains came from " + join_words(helped))
+    if hurt:
+        parts.append("measurable losses from " + join_words(hurt))
+    if neutral:
+        parts.append("some changes made no detectable difference (" + join_words(sorted(set(neutral))) + ")")
+    if parts:
+        text += " Of the design choices, " + "; ".join(parts) + ", each judged by a paired interval on the same test studies."
+    text += (" These answers hold for the data of this build; on synthetic data they describe how the method responds "
+             "to the generator's findings, not how it would read real radiographs.")
+    return text

@@ -1,0 +1,330 @@
+"""The experiment plan: every run the thesis needs and every comparison it draws, from one profile.
+
+A profile's ``parameters`` section resolves once into :class:`PlanSettings`; the settings give
+an :class:`ExperimentPlan`, a table of named runs (each an :class:`ExperimentConfig`, so a run key)
+and of named comparisons between them.  Every chapter asks the plan for its runs and comparisons
+by name, so the abstract, the results chapters and the conclusions read the same runs and the
+same paired intervals and cannot disagree.  ``mura-thesis plan`` prints the table;
+``mura-thesis train`` trains whatever is not stored yet.
+"""
+
+from __future__ import annotations
+
+# ExperimentConfig is imported where it is used: settings are validated by the build process,
+# which does not import TensorFlow.
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+BACKBONE_NAMES = {"vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50",
+                  "efficientnetb0": "EfficientNet-B0"}
+
+# Each variant removes one regulariser of the baseline, all else equal.
+REGULARISATION_VARIANTS = {
+    "no dropout": {"dropout": 0.0},
+    "no L2": {"l2": 0.0},
+    "no augmentation": {"augment": False},
+    "no batch normalisation": {"batch_norm": False},
+}
+# The alternatives tried while developing the baseline, judged on the validation subset.
+DEVELOPMENT_VARIANTS = {
+    "3 blocks": {"depth": 3},
+    "16 filters": {"width": 16},
+    "unweighted loss": {"class_weighting": "none"},
+}
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The experiment settings of a profile (``params/<profile>.yaml``, section ``parameters``)."""
+
+    seed: int = 0
+    image_size: int = 64
+    epochs: int = 30
+    min_epochs: int = 8
+    lr_patience: int = 3
+    early_stopping_patience: int = 6
+    smoothing: float = 0.5
+    validation_fraction: float = 0.2
+    n_resamples: int = 1000
+    seeds: tuple = (0, 1, 2)
+    image_sizes: tuple = (32, 48, 64)
+    regularisation: bool = True
+    development: bool = True
+    backbones: tuple = ("efficientnetb0",)
+    backbone_modes: tuple = ("frozen", "fine-tuned")
+    pretrained_weights: str | None = None  # None: pretrain on the synthetic source task; "imagenet"; a file
+    backbone_image_size: int = 0  # 0: the baseline's
+    backbone_epochs: int = 0  # 0: the baseline's cap
+    source_scale: float = 0.08
+    multiview_image_size: int = 0  # 0: the baseline's
+    multiview_epochs: int = 0  # 0: the baseline's cap
+
+    def __post_init__(self):
+        for name in ("seeds", "image_sizes", "backbones", "backbone_modes"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int)) or value is None:
+                raise ValueError(f"{name} must be a list, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
+        if any(int(s) < 8 for s in self.image_sizes):
+            raise ValueError(f"image_sizes must be at least 8 pixels each, got {list(self.image_sizes)}")
+        if not self.seeds:
+            raise ValueError("seeds must list at least one seed")
+        if any(int(s) < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        for mode in self.backbone_modes:
+            if mode not in ("frozen", "fine-tuned"):
+                raise ValueError(f"backbone_modes must be 'frozen' or 'fine-tuned', got {mode!r}")
+        unknown = [b for b in self.backbones if b not in BACKBONE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown backbones {unknown}; known: {sorted(BACKBONE_NAMES)}")
+        if self.n_resamples < 100:
+            raise ValueError(f"n_resamples must be at least 100, got {self.n_resamples}")
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str = "the settings") -> "PlanSettings":
+        unknown = sorted(set(values) - set(cls.fields()))
+        if unknown:
+            raise ValueError(f"{source}: unknown experiment settings {unknown}; known: {cls.fields()}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def baseline_config(self, **changes) -> "ExperimentConfig":
+        from .training import ExperimentConfig
+
+        return ExperimentConfig(
+            model="cnn", image_size=self.image_size, epochs=self.epochs, min_epochs=self.min_epochs,
+            lr_patience=self.lr_patience, early_stopping_patience=self.early_stopping_patience,
+            smoothing=self.smoothing, validation_fraction=self.validation_fraction, seed=self.seed,
+        ).replace(**changes)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    name: str
+    group: str
+    label: str
+    config: "ExperimentConfig"
+    chapters: tuple = ()
+    dataset: str = "target"  # "target" (the thesis' data) or "source" (the pretraining corpus)
+
+
+@dataclass(frozen=True)
+class PlannedComparison:
+    """Run ``a`` against run ``b`` on the same studies of ``subset``."""
+
+    name: str
+    group: str
+    a: str
+    b: str
+    subset: str = "test"
+
+
+def _seed_name(seed: int) -> str:
+    return f"seed {seed}"
+
+
+class ExperimentPlan:
+    """The runs and comparisons of one build, over the data and run store of that build."""
+
+    def __init__(self, settings: PlanSettings, data_root: str | Path, runs_dir: str | Path = "runs",
+                 cache_dir: str | Path = "data/cache", *, verbose="silent"):
+        self.settings = settings
+        self.data_root = str(data_root)
+        self.runs_dir = Path(runs_dir)
+        self.cache_dir = Path(cache_dir)
+        self.verbose = verbose
+        self.runs: dict[str, PlannedRun] = {}
+        self.comparisons_planned: dict[str, PlannedComparison] = {}
+        self._trained: dict[str, object] = {}
+        self._compared: dict[str, object] = {}
+        self._lay_out()
+
+    # --- construction ----------------------------------------------------------------------
+    @classmethod
+    def for_chapter(cls, profile: str, settings: dict | None, data_root, runs_dir="runs", cache_dir="data/cache",
+                    *, verbose="lines") -> "ExperimentPlan":
+        """The plan a chapter runs under: the profile's settings, with ``settings`` on top (the build
+        passes the resolved settings; a chapter run by hand may pass only the ones it changes)."""
+        resolved = profile_settings(profile) if profile else {}
+        return cls(PlanSettings.from_dict(resolved | dict(settings or {})), data_root, runs_dir, cache_dir, verbose=verbose)
+
+    def _add(self, name, group, label, config, chapters, dataset="target") -> None:
+        self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset)
+
+    def _compare(self, name, group, a, b, subset="test") -> None:
+        self.comparisons_planned[name] = PlannedComparison(name, group, a, b, subset)
+
+    def _lay_out(self) -> None:
+        s = self.settings
+        base = s.baseline_config()
+        everywhere = ("index", "05_1_baseline", "06_conclusions")
+        self._add("baseline", "baseline", "baseline", base, everywhere + ("04_model_development", "08_extensions"))
+        for seed in s.seeds:
+            if int(seed) != s.seed:
+                self._add(_seed_name(int(seed)), "seeds", _seed_name(int(seed)), base.replace(seed=int(seed)), everywhere)
+        for seed in s.seeds:
+            if int(seed) != s.seed:
+                self._compare(f"{_seed_name(int(seed))} vs {_seed_name(s.seed)}", "seeds", _seed_name(int(seed)), "baseline")
+        for size in sorted({int(x) for x in s.image_sizes}):
+            if size != s.image_size:
+                name = f"{size} px"
+                self._add(name, "image size", name, base.replace(image_size=size), ("index", "05_2_image_size", "06_conclusions"))
+                self._compare(f"{size} px vs {s.image_size} px", "image size", name, "baseline")
+        if s.regularisation:
+            for label, changes in REGULARISATION_VARIANTS.items():
+                self._add(label, "regularisation", label, base.replace(**changes), ("05_3_regularisation", "06_conclusions"))
+                self._compare(f"{label} vs baseline", "regularisation", label, "baseline")
+        if s.development:
+            for label, changes in DEVELOPMENT_VARIANTS.items():
+                self._add(label, "development", label, base.replace(**changes), ("04_model_development",))
+                self._compare(f"{label} vs baseline", "development", label, "baseline", subset="validation")
+
+    # --- runs ------------------------------------------------------------------------------
+    @cached_property
+    def dataset(self):
+        from .dataset import load_mura
+
+        return load_mura(self.data_root)
+
+    @cached_property
+    def store(self):
+        from .runs import RunStore
+
+        return RunStore(self.runs_dir)
+
+    def key(self, name: str) -> str:
+        from .training import run_key
+
+        return run_key(self.planned(name).config, self.dataset.manifest_hash())
+
+    def planned(self, name: str) -> PlannedRun:
+        if name == _seed_name(self.settings.seed):
+            name = "baseline"
+        try:
+            return self.runs[name]
+        except KeyError:
+            raise KeyError(f"The plan has no run {name!r}; it has: {', '.join(self.runs)}") from None
+
+    def run(self, name: str):
+        """The stored run ``name``, trained first if the store does not have it yet."""
+        planned = self.planned(name)
+        if planned.name not in self._trained:
+            from .training import run_experiment
+
+            self._trained[planned.name] = run_experiment(
+                planned.config, self.dataset, store=self.store, cache_dir=self.cache_dir, verbose=self.verbose,
+                name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
+            )
+        return self._trained[planned.name]
+
+    def group(self, group: str, *, with_baseline: bool = True) -> dict[str, object]:
+        """``{label: Run}`` of a group of runs, the baseline first."""
+        names = [n for n, p in self.runs.items() if p.group == group]
+        if not names and group not in {p.group for p in self.runs.values()}:
+            raise KeyError(f"The plan has no group {group!r}; it has: {sorted({p.group for p in self.runs.values()})}")
+        runs = {"baseline": self.run("baseline")} if with_baseline else {}
+        runs.update({self.runs[n].label: self.run(n) for n in names})
+        return runs
+
+    def seed_runs(self) -> dict[int, object]:
+        return {int(s): self.run(_seed_name(int(s))) for s in self.settings.seeds}
+
+    # --- comparisons -------------------------------------------------------------------------
+    def comparison(self, name: str):
+        """The paired comparison ``name`` (see :func:`mura_lib.evaluation.compare_paired`),
+        computed once from the two stored runs and kept in the run store."""
+        from .evaluation import Comparison, compare_paired
+
+        if name in self._compared:
+            return self._compared[name]
+        planned = self.comparisons_planned.get(name)
+        if planned is None:
+            raise KeyError(f"The plan has no comparison {name!r}; it has: {', '.join(self.comparisons_planned)}")
+        run_a, run_b = self.run(planned.a), self.run(planned.b)
+        identity = {"a": run_a.key, "b": run_b.key, "subset": planned.subset, "n": self.settings.n_resamples,
+                    "seed": self.settings.seed, "names": [planned.a, planned.b], "version": 1}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        path = self.runs_dir / "comparisons" / f"{digest}.json"
+        if path.exists():
+            values = json.loads(path.read_text())
+            values.pop("verdict", None)
+            values.pop("kappa_verdict", None)
+            result = Comparison(**values)
+        else:
+            from .runs import atomic_write_text
+
+            result = compare_paired(
+                run_a.study_predictions(planned.subset), run_b.study_predictions(planned.subset),
+                n_resamples=self.settings.n_resamples, seed=self.settings.seed,
+                name_a=self.runs[planned.a].label if planned.a in self.runs else planned.a,
+                name_b=self.runs[planned.b].label if planned.b in self.runs else planned.b,
+            )
+            atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
+        self._compared[name] = result
+        return result
+
+    def comparisons(self, group: str) -> dict[str, object]:
+        """``{name: Comparison}`` of one group, in plan order."""
+        return {n: self.comparison(n) for n, c in self.comparisons_planned.items() if c.group == group}
+
+    def seed_summary(self, metric: str = "auroc") -> dict:
+        """Mean, SD and the SD's interval over the seeds (:func:`mura_lib.evaluation.seed_spread`)."""
+        from .evaluation import seed_spread
+
+        values = [run.metrics[metric] for run in self.seed_runs().values()]
+        if len(values) < 2:
+            return {"n": len(values), "mean": values[0] if values else float("nan"), "sd": float("nan"),
+                    "sd_low": float("nan"), "sd_high": float("nan")}
+        return seed_spread(values)
+
+    # --- description ----------------------------------------------------------------------------
+    def describe(self, *, with_keys: bool = True) -> pd.DataFrame:
+        """One row per distinct run: name, group, key, chapters, whether stored, a rough cost."""
+        rows = []
+        train_images = None
+        for planned in self.runs.values():
+            row = {"run": planned.name, "group": planned.group, "model": planned.config.model,
+                   "image size": planned.config.image_size, "seed": planned.config.seed,
+                   "epoch cap": planned.config.epochs, "chapters": ", ".join(planned.chapters)}
+            if with_keys:
+                key = self.key(planned.name)
+                row["key"] = key
+                row["stored"] = self.store.is_complete(key)
+                if train_images is None:
+                    train_images = int((self.dataset.images["split"] == "train").sum()) if "split" in self.dataset.images else len(self.dataset.images)
+                # Image-epochs at 64 px: the cost of a convolutional network grows with the pixels.
+                row["cost (image-epochs at 64 px)"] = int(train_images * planned.config.epochs * (planned.config.image_size / 64) ** 2)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def jobs(self) -> list[tuple[str, "ExperimentConfig"]]:
+        """``(name, config)`` of every distinct run, for an executor."""
+        return [(p.name, p.config) for p in self.runs.values() if p.dataset == "target"]
+
+
+def profile_settings(profile: str, root: str | Path | None = None) -> dict:
+    """The ``parameters`` section of ``params/<profile>.yaml`` (validated), as a dict."""
+    from .build import load_profile, project_root
+
+    loaded = load_profile(Path(root) if root else project_root(), profile)
+    return settings_from_parameters(loaded.parameters, source=f"params/{profile}.yaml")
+
+
+def settings_from_parameters(parameters: dict, *, source: str) -> dict:
+    """The experiment settings among a profile's parameters, checked against :class:`PlanSettings`."""
+    return PlanSettings.from_dict(dict(parameters), source=source).to_dict()
