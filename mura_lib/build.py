@@ -172,9 +172,11 @@ class ChapterPlan:
 class Builder:
     """Executes and renders the book of one profile."""
 
-    def __init__(self, root: Path, profile: Profile, *, data: str | None = None, progress: bool = True, out=sys.stdout):
+    def __init__(self, root: Path, profile: Profile, *, data: str | None = None, progress: bool = True, out=sys.stdout,
+                 overrides: dict | None = None):
         self.root = root
         self.profile = profile
+        self.overrides = dict(overrides or {})  # settings given on the command line (-p, -f) for every chapter
         self.data_override = data
         self.progress = progress
         self.out = out
@@ -214,6 +216,8 @@ class Builder:
         source = self.root / f"{entry}.md"
         if not source.exists():
             raise BuildError(f"Chapter {entry!r} is listed in _toc.yml but {source} does not exist.")
+        if overrides is None:
+            overrides = self.overrides
         from .plan import PlanSettings, settings_from_parameters
 
         declared = papermill.inspect_notebook(str(self._converted(source)))

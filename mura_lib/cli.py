@@ -32,9 +32,21 @@ def _overrides(args) -> dict:
     return values
 
 
+def _build_overrides(args) -> dict:
+    """Settings for a whole build: only experiment settings, which every chapter shares."""
+    from .plan import PlanSettings
+
+    values = _overrides(args)
+    unknown = sorted(set(values) - set(PlanSettings.fields()))
+    if unknown:
+        raise BuildError(f"{unknown} are not experiment settings; a build takes {PlanSettings.fields()}. "
+                         "Chapter-only parameters go to `mura-thesis run CHAPTER -p NAME VALUE`.")
+    return values
+
+
 def cmd_build(args) -> int:
     root = project_root()
-    builder = Builder(root, load_profile(root, args.profile), data=args.data)
+    builder = Builder(root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args))
     builder.build(force=args.force)
     return 0
 
@@ -47,7 +59,8 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     root = project_root()
-    builder = Builder(root, load_profile(root, args.profile), data=args.data, progress=False)
+    builder = Builder(root, load_profile(root, args.profile), data=args.data, progress=False,
+                      overrides=_build_overrides(args))
     print(f"Profile {args.profile!r}:")
     for entry in toc_entries(root):
         if not is_notebook(root / f"{entry}.md"):
@@ -59,6 +72,21 @@ def cmd_status(args) -> int:
             print(f"  {plan.name:<32} would re-run: {', '.join(reasons)}")
         else:
             print(f"  {plan.name:<32} up to date ({state['seconds']:.0f}s, {state['finished']})")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .plan import plan_for_profile
+
+    root = project_root()
+    plan = plan_for_profile(root, load_profile(root, args.profile), args.data, _overrides(args))
+    table = plan.describe()
+    print(f"Profile {args.profile!r}: {len(table)} runs, {int(table['stored'].sum())} stored, "
+          f"{len(plan.comparisons_planned)} comparisons.")
+    print(table.to_string(index=False, max_colwidth=48))
+    missing = table.loc[~table["stored"], "cost (image-epochs at 64 px)"].sum()
+    print(f"To train: {int((~table['stored']).sum())} runs, at most {int(missing):,} image-epochs at 64 px "
+          "(training usually stops earlier, on a plateau).")
     return 0
 
 
@@ -100,6 +128,9 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("build", help="execute the chapters and render the HTML thesis")
     profile_options(p)
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="change an experiment setting for the whole build (repeatable)")
+    p.add_argument("-f", "--parameters-file", action="append", help="YAML file of experiment settings")
     p.add_argument("--force", action="store_true", help="re-execute every chapter")
     p.set_defaults(func=cmd_build)
 
@@ -113,7 +144,15 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("status", help="which chapters are up to date and why others would re-run")
     profile_options(p)
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), help="as for build")
+    p.add_argument("-f", "--parameters-file", action="append", help="as for build")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("plan", help="list every run of a profile's experiment plan: key, chapters, stored or not, cost")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), help="change a setting")
+    p.add_argument("-f", "--parameters-file", action="append", help="YAML file of settings")
+    profile_options(p)
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("synthesize", help="write a synthetic MURA-v1.1 dataset")
     p.add_argument("destination")

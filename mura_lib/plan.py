@@ -328,3 +328,21 @@ def profile_settings(profile: str, root: str | Path | None = None) -> dict:
 def settings_from_parameters(parameters: dict, *, source: str) -> dict:
     """The experiment settings among a profile's parameters, checked against :class:`PlanSettings`."""
     return PlanSettings.from_dict(dict(parameters), source=source).to_dict()
+
+
+def plan_for_profile(root: str | Path, profile, data: str | None = None, overrides: dict | None = None,
+                     *, verbose="lines") -> "ExperimentPlan":
+    """The plan of a build: the profile's data (generated if synthetic) and its settings."""
+    from .build import resolve_data
+
+    root = Path(root)
+    _, data_root = resolve_data(root, profile, data)
+    settings = settings_from_parameters(profile.parameters | dict(overrides or {}), source=f"params/{profile.name}.yaml")
+    return ExperimentPlan(PlanSettings.from_dict(settings), data_root, root / "runs", root / "data" / "cache",
+                          verbose=verbose)
+
+
+def plan_jobs(root: str | Path, profile, data: str | None = None) -> tuple[Path, list]:
+    """``(data root, [(name, ExperimentConfig), ...])``: every run of a profile's plan, for an executor."""
+    plan = plan_for_profile(root, profile, data)
+    return Path(plan.data_root), plan.jobs()

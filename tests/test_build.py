@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import REPO
 
@@ -61,7 +62,7 @@ def test_results_page_has_figure_table_and_glued_number(smoke_book):
     from mura_lib.runs import RunStore
 
     runs = RunStore(project / "runs").list()
-    baseline = runs[(runs["name"] == "baseline seed 0") & (runs["image_size"] == 32)]
+    baseline = runs[runs["name"].str.startswith("baseline (") & (runs["image_size"] == 32)]
     assert len(baseline) == 1
     run = {"auroc": float(baseline["auroc"].iloc[0])}
     match = re.search(r"study-level AUROC of\s*(?:<[^>]+>\s*)*([0-9]\.[0-9]{3})", page)
@@ -110,7 +111,9 @@ def test_changed_parameter_reexecutes_only_chapters_that_use_it(smoke_book, tmp_
     project, _ = smoke_book
     profile = project / "params" / "smoke.yaml"
     text = profile.read_text()
-    profile.write_text(text + "chapters:\n  02_background:\n    n_resamples: 50\n")
+    changed = yaml.safe_load(text)
+    changed.setdefault("chapters", {})["02_background"] = {"n_resamples": 500}
+    profile.write_text(yaml.safe_dump(changed))
     try:
         status = mura_thesis(project, "status", "--profile", "smoke").stdout
         assert re.search(r"02_background\s+would re-run: parameters changed", status)
@@ -237,3 +240,32 @@ def test_changed_library_source_marks_every_notebook_chapter_stale(smoke_book, t
     plots.write_text(plots.read_text() + "\n# an edit\n")
     lines = status()
     assert all("library changed" in line for line in lines)
+
+
+def _page_text(project: Path, page: str) -> str:
+    import html as html_module
+
+    text = re.sub(r"<[^>]+>", " ", html(project, page))
+    text = html_module.unescape(text).replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
+    return re.sub(r"\s+", " ", text)
+
+
+def test_conclusions_and_abstract_state_the_chapters_verdicts(smoke_book):
+    """One source of verdicts: the results chapters, the conclusions and the abstract print the
+    same sentences, from the same paired comparisons of the same stored runs."""
+    from mura_lib import narrative
+    from mura_lib.build import load_profile
+    from mura_lib.plan import plan_for_profile
+
+    project, _ = smoke_book
+    plan = plan_for_profile(project, load_profile(project, "smoke"), verbose="silent")
+    conclusions = _page_text(project, "06_conclusions")
+    for group, page in (("image size", "05_2_image_size"), ("regularisation", "05_3_regularisation")):
+        sentence = re.sub(r"\s+", " ", narrative.finding(plan, group)).replace("\u2019", "'")
+        assert plan.comparisons(group), group
+        assert sentence in _page_text(project, page), group
+        assert sentence in conclusions, group
+    seeds = re.sub(r"\s+", " ", narrative.seed_sentence(plan.seed_summary(), plan.comparisons("seeds")))
+    assert seeds in _page_text(project, "05_1_baseline") and seeds in conclusions
+    index = re.sub(r"<[^>]+>", " ", (project / "_build" / "html" / "index.html").read_text())
+    assert "paired" in index

@@ -41,3 +41,37 @@ def test_every_profile_is_valid_and_chapters_exist():
     for path in (REPO / "params").glob("*.yaml"):
         profile = load_profile(REPO, path.stem)
         assert profile.parameters.get("seed") is not None
+
+
+def test_every_profile_resolves_into_an_experiment_plan():
+    from mura_lib.build import load_profile
+    from mura_lib.plan import PlanSettings, settings_from_parameters
+
+    for path in (REPO / "params").glob("*.yaml"):
+        profile = load_profile(REPO, path.stem)
+        settings = settings_from_parameters(profile.parameters, source=str(path))
+        # Every setting is spelt out in every profile, so a profile reads as the whole plan.
+        assert set(profile.parameters) == set(PlanSettings.fields()), path.name
+
+
+def test_chapter_defaults_are_the_demo_profile():
+    """A chapter run on its own (papermill, Jupyter) gets the same settings as the demo build."""
+    import papermill
+
+    from mura_lib.build import Builder, is_notebook, load_profile, toc_entries
+    from mura_lib.plan import PlanSettings
+
+    demo = load_profile(REPO, "demo")
+    builder = Builder(REPO, demo)
+    for entry in toc_entries(REPO):
+        source = REPO / f"{entry}.md"
+        if not is_notebook(source):
+            continue
+        declared = papermill.inspect_notebook(str(builder._converted(source)))
+        if "profile" in declared:
+            assert declared["profile"]["default"].strip("'\"") == "demo", entry
+        if "settings" in declared:
+            assert declared["settings"]["default"] == "{}", entry
+        for name, spec in declared.items():
+            if name in PlanSettings.fields():
+                assert yaml.safe_load(spec["default"]) == demo.parameters[name], f"{entry}: {name}"
