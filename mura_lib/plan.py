@@ -35,7 +35,6 @@ REGULARISATION_VARIANTS = {
 # The alternatives tried while developing the baseline, judged on the validation subset.
 DEVELOPMENT_VARIANTS = {
     "3 blocks": {"depth": 3},
-    "16 filters": {"width": 16},
     "unweighted loss": {"class_weighting": "none"},
 }
 
@@ -45,11 +44,11 @@ class PlanSettings:
     """The experiment settings of a profile (``params/<profile>.yaml``, section ``parameters``)."""
 
     seed: int = 0
-    image_size: int = 64
+    image_size: int = 48
     epochs: int = 30
-    min_epochs: int = 8
-    lr_patience: int = 3
-    early_stopping_patience: int = 6
+    min_epochs: int = 6
+    lr_patience: int = 2
+    early_stopping_patience: int = 4
     smoothing: float = 0.5
     validation_fraction: float = 0.2
     n_resamples: int = 1000

@@ -492,7 +492,8 @@ def run_experiment(
         training = {
             "epochs": int(len(history)),
             "cap": int(config.epochs),
-            "stopped_early": bool(len(history) < config.epochs),
+            # Early stopping may fire on the last allowed epoch: that is a plateau, not the cap.
+            "stopped_early": bool(len(history) < config.epochs or stopping.stopped_epoch > 0),
             "best_epoch": int(history.loc[history[MONITOR].idxmax(), "epoch"]) + 1,
         }
         model.load_weights(directory / "best.weights.h5")
