@@ -191,6 +191,9 @@ def train_runs(
     data_hash = dataset.manifest_hash()
     keys = [run_key(config, data_hash) for _, config in jobs]
     # One task per key: the first job's name labels it; jobs sharing the key share its result.
+    # The key is computed here as the workers will compute it, except with precision "auto" on
+    # a driver without the workers' GPUs: then a stored run is not recognised here, and its task
+    # finds it in the store and returns at once.
     todo: dict[str, tuple[str, object]] = {}
     results: dict[str, Result] = {}
     for (name, config), key in zip(jobs, keys):
@@ -297,8 +300,10 @@ def _train_ray(todo, results, progress, retry, data_root, runs_dir, cache_dir, d
                     f"{resources.get(resource, 0):g}: lower --{resource.lower()}s-per-run or add nodes that have them."
                 )
         events = Queue(actor_options={"num_cpus": 0})
-        # max_calls=1: a fresh process per run, which frees its GPU memory and Keras state on exit.
-        remote = ray.remote(max_calls=1)(train_one)
+        # On GPUs, a fresh process per run (max_calls=1, Ray's own default for GPU tasks), so that
+        # each run's GPU memory is freed when it ends; CPU workers are reused, which saves
+        # importing TensorFlow once per run.
+        remote = ray.remote(max_calls=1 if gpus_per_run else 0)(train_one)
         environment = worker_environment()
         pending = {}
         for key, (name, config) in todo.items():
