@@ -4,7 +4,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= demo
 DATA    ?=
-EXTRAS  ?= cpu,dev
+EXTRAS  ?= cpu,dev,cluster
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 

@@ -90,6 +90,24 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .executors import train_runs
+    from .plan import plan_jobs
+
+    root = project_root()
+    data_root, jobs = plan_jobs(root, args.profile, data=args.data)
+    if args.run:
+        unknown = sorted(set(args.run) - {name for name, _ in jobs})
+        if unknown:
+            raise ValueError(f"No run named {unknown} in profile {args.profile!r}; its runs: {[n for n, _ in jobs]}")
+        jobs = [(name, config) for name, config in jobs if name in args.run]
+    command = ["mura-thesis", "train", "--profile", args.profile] + (["--data", args.data] if args.data else [])
+    results = train_runs(jobs, data_root=data_root, runs_dir=root / "runs", cache_dir=root / "data" / "cache",
+                         executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
+                         cpus_per_run=args.cpus_per_run, command=command)
+    return 0 if all(result.ok for result in results) else 1
+
+
 def cmd_synthesize(args) -> int:
     from .synthetic import generate_synthetic_mura
 
@@ -153,6 +171,15 @@ def main(argv=None) -> int:
     p.add_argument("-f", "--parameters-file", action="append", help="YAML file of settings")
     profile_options(p)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("train", help="train every run of the profile not yet in runs/, here or on a Ray cluster")
+    profile_options(p)
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="one run at a time here, or Ray tasks")
+    p.add_argument("--address", help="Ray cluster to join, e.g. auto or HEAD:6379 (default: start Ray on this machine)")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each Ray task asks for (default 0)")
+    p.add_argument("--cpus-per-run", type=float, default=1, help="CPUs each Ray task asks for (default 1)")
+    p.add_argument("--run", action="append", metavar="NAME", help="train only the run of this name (repeatable)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("synthesize", help="write a synthetic MURA-v1.1 dataset")
     p.add_argument("destination")

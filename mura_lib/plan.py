@@ -342,6 +342,11 @@ def plan_for_profile(root: str | Path, profile, data: str | None = None, overrid
 
 
 def plan_jobs(root: str | Path, profile, data: str | None = None) -> tuple[Path, list]:
-    """``(data root, [(name, ExperimentConfig), ...])``: every run of a profile's plan, for an executor."""
+    """``(data root, [(name, ExperimentConfig), ...])``: every run of a profile's plan (a name or a
+    loaded profile), for an executor."""
+    if isinstance(profile, str):
+        from .build import load_profile
+
+        profile = load_profile(Path(root), profile)
     plan = plan_for_profile(root, profile, data)
     return Path(plan.data_root), plan.jobs()
