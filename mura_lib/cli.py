@@ -92,20 +92,28 @@ def cmd_plan(args) -> int:
 
 def cmd_train(args) -> int:
     from .executors import train_runs
-    from .plan import plan_jobs
+    from .plan import plan_stages
 
     root = project_root()
-    data_root, jobs = plan_jobs(root, args.profile, data=args.data)
+    stages = plan_stages(root, args.profile, data=args.data)
+    names = [name for _, jobs in stages for name, _ in jobs]
     if args.run:
-        unknown = sorted(set(args.run) - {name for name, _ in jobs})
+        unknown = sorted(set(args.run) - set(names))
         if unknown:
-            raise ValueError(f"No run named {unknown} in profile {args.profile!r}; its runs: {[n for n, _ in jobs]}")
-        jobs = [(name, config) for name, config in jobs if name in args.run]
+            raise ValueError(f"No run named {unknown} in profile {args.profile!r}; its runs: {names}")
     command = ["mura-thesis", "train", "--profile", args.profile] + (["--data", args.data] if args.data else [])
-    results = train_runs(jobs, data_root=data_root, runs_dir=root / "runs", cache_dir=root / "data" / "cache",
-                         executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
-                         cpus_per_run=args.cpus_per_run, command=command)
-    return 0 if all(result.ok for result in results) else 1
+    ok = True
+    # Stages in order: the pretraining runs before the runs initialised from them.
+    for data_root, jobs in stages:
+        if args.run:
+            jobs = [(name, config) for name, config in jobs if name in args.run]
+        if not jobs:
+            continue
+        results = train_runs(jobs, data_root=data_root, runs_dir=root / "runs", cache_dir=root / "data" / "cache",
+                             executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
+                             cpus_per_run=args.cpus_per_run, command=command)
+        ok = ok and all(result.ok for result in results)
+    return 0 if ok else 1
 
 
 def cmd_synthesize(args) -> int:

@@ -32,6 +32,9 @@ REGULARISATION_VARIANTS = {
     "no augmentation": {"augment": False},
     "no batch normalisation": {"batch_norm": False},
 }
+# The pretraining corpus is drawn from the thesis' seed plus this offset: none of its images is in
+# the thesis' data.
+SOURCE_SEED_OFFSET = 1000
 # The alternatives tried while developing the baseline, judged on the validation subset.
 DEVELOPMENT_VARIANTS = {
     "3 blocks": {"depth": 3},
@@ -120,6 +123,7 @@ class PlannedRun:
     config: "ExperimentConfig"
     chapters: tuple = ()
     dataset: str = "target"  # "target" (the thesis' data) or "source" (the pretraining corpus)
+    source: str | None = None  # the run whose backbone initialises this one (its key is known once trained data exist)
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,8 @@ class ExperimentPlan:
         resolved = profile_settings(profile) if profile else {}
         return cls(PlanSettings.from_dict(resolved | dict(settings or {})), data_root, runs_dir, cache_dir, verbose=verbose)
 
-    def _add(self, name, group, label, config, chapters, dataset="target") -> None:
-        self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset)
+    def _add(self, name, group, label, config, chapters, dataset="target", source=None) -> None:
+        self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset, source)
 
     def _compare(self, name, group, a, b, subset="test") -> None:
         self.comparisons_planned[name] = PlannedComparison(name, group, a, b, subset)
@@ -192,6 +196,45 @@ class ExperimentPlan:
             for label, changes in DEVELOPMENT_VARIANTS.items():
                 self._add(label, "development", label, base.replace(**changes), ("04_model_development",))
                 self._compare(f"{label} vs baseline", "development", label, "baseline", subset="validation")
+        self._lay_out_transfer(base)
+
+    @property
+    def pretraining(self) -> str:
+        """Where the backbones' pretrained weights come from: "source" (the synthetic study-type
+        task), "ImageNet", or "weights" (a file)."""
+        weights = self.settings.pretrained_weights
+        return "source" if not weights else "ImageNet" if weights == "imagenet" else "weights"
+
+    def _lay_out_transfer(self, base) -> None:
+        s = self.settings
+        size = s.backbone_image_size or s.image_size
+        epochs = s.backbone_epochs or s.epochs
+        chapters = ("index", "05_4_pretrained", "06_conclusions")
+        for backbone in s.backbones:
+            name = BACKBONE_NAMES[backbone]
+            common = dict(model=backbone, image_size=size, epochs=epochs)
+            source = None
+            if self.pretraining == "source":
+                source = f"{name} source task"
+                self._add(source, "source", source,
+                          base.replace(**common, weights=None, fine_tune=True, task="study_type"),
+                          ("05_4_pretrained",), dataset="source")
+            random = f"{name} random init"
+            self._add(random, "transfer", random, base.replace(**common, weights=None, fine_tune=True), chapters)
+            if size == s.image_size:
+                self._compare(f"{random} vs baseline", "architecture", random, "baseline")
+            weights = None if self.pretraining == "source" else s.pretrained_weights
+            for mode in s.backbone_modes:
+                fine_tune = mode == "fine-tuned"
+                label = f"{name} {self.pretraining}, {mode}"
+                # Fine-tuning pretrained weights uses the paper's smaller learning rate.
+                config = base.replace(**common, weights=weights, fine_tune=fine_tune,
+                                      learning_rate=1e-4 if fine_tune else base.learning_rate)
+                self._add(label, "transfer", label, config, chapters, source=source)
+                self._compare(f"{label} vs random init", "transfer", label, random)
+            if len(s.backbone_modes) == 2:
+                self._compare(f"{name} fine-tuned vs frozen", "transfer modes",
+                              f"{name} {self.pretraining}, fine-tuned", f"{name} {self.pretraining}, frozen")
 
     # --- runs ------------------------------------------------------------------------------
     @cached_property
@@ -206,10 +249,33 @@ class ExperimentPlan:
 
         return RunStore(self.runs_dir)
 
+    @cached_property
+    def source_dataset(self):
+        """The pretraining corpus: a synthetic dataset of its own, from another seed, so that none
+        of its images is in the thesis' data; generated once beside the build's data."""
+        from .dataset import load_mura
+        from .synthetic import generate_synthetic_mura
+
+        seed = self.settings.seed + SOURCE_SEED_OFFSET
+        folder = self.cache_dir.parent / "synthetic" / f"source-scale{self.settings.source_scale}-seed{seed}"
+        root = generate_synthetic_mura(folder, scale=self.settings.source_scale, image_size=128, seed=seed,
+                                       overwrite=True, progress=self.verbose != "silent")
+        return load_mura(root)
+
+    def dataset_of(self, name: str):
+        return self.source_dataset if self.planned(name).dataset == "source" else self.dataset
+
+    def config(self, name: str):
+        """The run's configuration, with the key of the run it is initialised from filled in."""
+        planned = self.planned(name)
+        if planned.source is None:
+            return planned.config
+        return planned.config.replace(init_from=self.key(planned.source))
+
     def key(self, name: str) -> str:
         from .training import run_key
 
-        return run_key(self.planned(name).config, self.dataset.manifest_hash())
+        return run_key(self.config(name), self.dataset_of(name).manifest_hash())
 
     def planned(self, name: str) -> PlannedRun:
         if name == _seed_name(self.settings.seed):
@@ -225,9 +291,11 @@ class ExperimentPlan:
         if planned.name not in self._trained:
             from .training import run_experiment
 
+            if planned.source is not None:
+                self.run(planned.source)  # the source run must exist before its weights can be used
             self._trained[planned.name] = run_experiment(
-                planned.config, self.dataset, store=self.store, cache_dir=self.cache_dir, verbose=self.verbose,
-                name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
+                self.config(planned.name), self.dataset_of(planned.name), store=self.store, cache_dir=self.cache_dir,
+                verbose=self.verbose, name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
             )
         return self._trained[planned.name]
 
@@ -301,9 +369,12 @@ class ExperimentPlan:
                    "image size": planned.config.image_size, "seed": planned.config.seed,
                    "epoch cap": planned.config.epochs, "chapters": ", ".join(planned.chapters)}
             if with_keys:
-                key = self.key(planned.name)
+                if planned.source is not None and not self.store.is_complete(self.key(planned.source)):
+                    key = "(after " + planned.source + ")"
+                else:
+                    key = self.key(planned.name)
                 row["key"] = key
-                row["stored"] = self.store.is_complete(key)
+                row["stored"] = not key.startswith("(") and self.store.is_complete(key)
                 if train_images is None:
                     train_images = int((self.dataset.images["split"] == "train").sum()) if "split" in self.dataset.images else len(self.dataset.images)
                 # Image-epochs at 64 px: the cost of a convolutional network grows with the pixels.
@@ -311,9 +382,24 @@ class ExperimentPlan:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def job_stages(self) -> list[tuple[Path, list]]:
+        """``[(data root, [(name, config), ...]), ...]`` in the order an executor must train them:
+        the source runs, then the runs that need no other run, then those initialised from a source
+        run (their configurations carry its key)."""
+        source = [(p.name, p.config) for p in self.runs.values() if p.dataset == "source"]
+        first = [(p.name, p.config) for p in self.runs.values() if p.dataset == "target" and p.source is None]
+        stages = []
+        if source:
+            stages.append((Path(self.source_dataset.root), source))
+        stages.append((Path(self.data_root), first))
+        dependent = [p.name for p in self.runs.values() if p.source is not None]
+        if dependent:
+            stages.append((Path(self.data_root), [(n, self.config(n)) for n in dependent]))
+        return stages
+
     def jobs(self) -> list[tuple[str, "ExperimentConfig"]]:
-        """``(name, config)`` of every distinct run, for an executor."""
-        return [(p.name, p.config) for p in self.runs.values() if p.dataset == "target"]
+        """``(name, config)`` of every run on the thesis' data that needs no other run first."""
+        return [(p.name, p.config) for p in self.runs.values() if p.dataset == "target" and p.source is None]
 
 
 def profile_settings(profile: str, root: str | Path | None = None) -> dict:
@@ -350,3 +436,12 @@ def plan_jobs(root: str | Path, profile, data: str | None = None) -> tuple[Path,
         profile = load_profile(Path(root), profile)
     plan = plan_for_profile(root, profile, data)
     return Path(plan.data_root), plan.jobs()
+
+
+def plan_stages(root: str | Path, profile, data: str | None = None) -> list[tuple[Path, list]]:
+    """:meth:`ExperimentPlan.job_stages` of a profile (a name or a loaded profile)."""
+    if isinstance(profile, str):
+        from .build import load_profile
+
+        profile = load_profile(Path(root), profile)
+    return plan_for_profile(root, profile, data).job_stages()

@@ -145,7 +145,7 @@ def test_cli_train_reports_failures_with_the_command_to_retry_alone(data, tmp_pa
     """`mura-thesis train` on the jobs of a plan: into the project's runs/, exit code 1 on a failure."""
     jobs = [("smoke ok", SMOKE.replace(epochs=1, seed=3)), ("smoke too small", SMOKE.replace(image_size=4))]
     plan = types.ModuleType("mura_lib.plan")
-    plan.plan_jobs = lambda root, profile, data=None: (str(data_root), jobs)
+    plan.plan_stages = lambda root, profile, data=None: [(str(data_root), jobs)]
     data_root = data["data_root"]
     monkeypatch.setitem(sys.modules, "mura_lib.plan", plan)
     monkeypatch.setattr(cli, "project_root", lambda: tmp_path)
