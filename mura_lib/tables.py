@@ -149,7 +149,7 @@ def format_table(
     formats = {renamed[list(table.columns).index(c)]: f for c, f in formats.items()}
     table.columns = renamed
     styler = table.style.format(formats, na_rep="n/a").hide(axis="index")
-    styler = styler.set_table_attributes('class="thesis-table"')
+    styler = styler.set_table_attributes('class="dataframe thesis-table"')
     if caption:
         styler = styler.set_caption(caption)
     return styler
