@@ -8,6 +8,8 @@ import warnings
 from numbers import Number
 from typing import Any
 
+from .tables import format_table, plural  # noqa: F401  (chapters call them as book.format_table, book.plural)
+
 FIGURE_WIDTH = 7.0  # inches: the width of the book's text column at 100 dpi
 
 

@@ -537,24 +537,43 @@ def roc_points(studies: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr, "threshold": thresholds})
 
 
-def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3) -> pd.DataFrame:
-    """A metrics table for reading: each metric as ``estimate (low to high)``."""
+def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3):
+    """A metrics table for reading (a styled table): each metric as ``estimate (low to high)``,
+    its 95% bootstrap interval in brackets, with word headers (``tables.format_table``)."""
+    from .tables import column_words, format_table
+
     shown = pd.DataFrame(index=table.index)
     if "studies" in table:
         shown["studies"] = table["studies"]
     for metric in metrics:
         if metric not in table:
             continue
-        shown[metric] = [
+        shown[f"{column_words(metric)} (95% interval)"] = [
             "n/a" if np.isnan(value) else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
             for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
         ]
-    shown.columns = [{"auroc": "AUROC", "kappa": "Cohen's kappa"}.get(c, c) for c in shown.columns]
     shown.index.name = "study type"
-    return shown
+    return format_table(shown, digits=digits)
 
 
-def kappa_beside_paper(table: pd.DataFrame, label: str = "this model") -> pd.DataFrame:
-    """This run's kappa per study type next to the paper's radiologists and model."""
-    ours = table["kappa"].rename(label)
-    return PAPER_KAPPA.join(ours, how="left")
+PUBLISHED_GROUP = "MURA hidden test set (Rajpurkar et al., 2017)"
+DATA_GROUPS = {
+    "mura": "this build: MURA-v1.1 validation split",
+    "synthetic": "this build: synthetic radiographs (a different data set)",
+}
+
+
+def kappa_beside_paper(table: pd.DataFrame, label: str = "this model", *, data_source: str = "mura") -> pd.DataFrame:
+    """This run's kappa per study type beside the paper's radiologists and model.
+
+    The columns form two labelled groups: the published figures, and this build's kappa
+    titled with the data it was measured on (``data_source``: ``"mura"`` or ``"synthetic"``),
+    so that a kappa measured on synthetic images never reads as a column of the paper's.
+    """
+    if data_source not in DATA_GROUPS:
+        raise ValueError(f"data_source must be one of {tuple(DATA_GROUPS)}, got {data_source!r}")
+    ours = table["kappa"].rename(label).reindex(PAPER_KAPPA.index).to_frame()
+    published = PAPER_KAPPA.copy()
+    published.columns = pd.MultiIndex.from_product([[PUBLISHED_GROUP], published.columns])
+    ours.columns = pd.MultiIndex.from_product([[DATA_GROUPS[data_source]], ours.columns])
+    return published.join(ours, how="left")

@@ -11,8 +11,27 @@ from sklearn import metrics as skm
 from .book import FIGURE_WIDTH
 
 
+def _legend_below(fig: plt.Figure, handles, labels, *, columns: int | None = None) -> None:
+    """One legend for the whole figure, outside and below the axes, so that it never covers data.
+
+    The figure must use the constrained layout, which reserves the space the legend needs.
+    """
+    if not handles:
+        return
+    columns = columns or min(len(labels), 4)
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
+
+
+def _legend_rows(entries: int, columns: int) -> int:
+    return int(np.ceil(entries / max(columns, 1)))
+
+
 def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc")) -> plt.Figure:
-    """Training and validation curves per epoch, one panel per metric, one colour per run."""
+    """Training and validation curves per epoch, one panel per metric, one colour per run.
+
+    The legend sits below the panels: with many runs (a regularisation study trains ten) it
+    would otherwise cover the curves.
+    """
     frames = []
     for name, history in histories.items():
         for metric in metrics:
@@ -23,7 +42,10 @@ def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc"))
                         pd.DataFrame({"epoch": history["epoch"] + 1, "value": history[column], "metric": metric, "subset": subset, "run": name})
                     )
     data = pd.concat(frames, ignore_index=True)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(FIGURE_WIDTH, 3.2), squeeze=False)
+    entries = (len(histories) + 1 if len(histories) > 1 else 0) + 3
+    columns = 4 if len(metrics) > 1 else 3
+    height = 3.0 + 0.22 * _legend_rows(entries, columns)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(FIGURE_WIDTH, height), squeeze=False, layout="constrained")
     labels = {"loss": "weighted cross-entropy", "auc": "image-level AUROC", "accuracy": "accuracy"}
     for ax, metric in zip(axes[0], metrics):
         part = data.loc[data["metric"] == metric]
@@ -31,19 +53,22 @@ def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc"))
         ax.set_xlabel("epoch")
         ax.set_ylabel(labels.get(metric, metric))
         ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[0][:-1]:
+    handles, names = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0]:
         if ax.get_legend():
             ax.get_legend().remove()
-    fig.tight_layout()
+    _legend_below(fig, handles, names, columns=columns)
     return fig
 
 
 def roc_curves(studies: dict[str, pd.DataFrame], *, title: str | None = None, points: dict | None = None) -> plt.Figure:
     """Study-level ROC curves, one per named set of study predictions.
 
-    ``points`` adds operating points (name -> (false positive rate, sensitivity)).
+    ``points`` adds operating points (name -> (false positive rate, sensitivity)).  The legend
+    sits below the axes, where it cannot cover a curve.
     """
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    entries = len(studies) + len(points or {}) + 1
+    fig, ax = plt.subplots(figsize=(4.6, 4.4 + 0.22 * _legend_rows(entries, 2)), layout="constrained")
     for name, frame in studies.items():
         fpr, tpr, _ = skm.roc_curve(frame["label"], frame["probability"])
         auc = skm.roc_auc_score(frame["label"], frame["probability"])
@@ -56,10 +81,9 @@ def roc_curves(studies: dict[str, pd.DataFrame], *, title: str | None = None, po
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
-    ax.legend(loc="lower right", fontsize="small")
+    _legend_below(fig, *ax.get_legend_handles_labels(), columns=2)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 
@@ -75,16 +99,58 @@ def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figur
     return fig
 
 
-def kappa_comparison(table: pd.DataFrame) -> plt.Figure:
-    """Cohen's kappa per study type: columns are raters (radiologists, models)."""
-    data = table.reset_index().melt(id_vars=table.index.name or "index", var_name="rater", value_name="kappa")
-    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 3.6))
-    sns.barplot(data, x=table.index.name or "index", y="kappa", hue="rater", ax=ax)
+def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
+    """Grouped bars (rows: study types, columns: raters), each with a tick at its value so that
+    a kappa of 0 stays visible, and its value printed where the bar itself would not show."""
+    raters = list(table.columns)
+    groups = np.arange(len(table))
+    width = 0.8 / len(raters)
+    for number, (rater, colour) in enumerate(zip(raters, palette)):
+        x = groups - 0.4 + width * (number + 0.5)
+        values = table[rater].to_numpy(dtype=float)
+        heights = np.nan_to_num(values, nan=0.0)
+        ax.bar(x, heights, width=width * 0.95, color=colour, edgecolor="black", linewidth=0.4, label=rater)
+        shown = ~np.isnan(values)
+        ax.plot(x[shown], values[shown], linestyle="none", marker="_", markersize=max(width * 40, 4), markeredgewidth=2,
+                color="black")
+        for position, value in zip(x, values):
+            if np.isnan(value) or abs(value) < 0.05:
+                ax.annotate("n/a" if np.isnan(value) else f"{value:.2f}", (position, 0), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(groups, [str(name) for name in table.index], rotation=30, ha="right")
+    ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xlabel("study type")
     ax.set_ylabel("Cohen's kappa")
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend(fontsize="small", ncols=3)
-    fig.tight_layout()
+
+
+def kappa_comparison(table: pd.DataFrame, *, data_source: str = "mura") -> plt.Figure:
+    """Cohen's kappa per study type, from ``evaluation.kappa_beside_paper``.
+
+    The table's columns are grouped (published raters, this build).  On real MURA
+    (``data_source="mura"``) all raters share one chart.  On any other data the published
+    figures and this build's kappas are drawn in separate panels, titled with their data sets:
+    a kappa measured on synthetic images is no claim about radiologists.
+    """
+    if not isinstance(table.columns, pd.MultiIndex):
+        raise ValueError("kappa_comparison expects the grouped table of evaluation.kappa_beside_paper.")
+    groups = list(dict.fromkeys(table.columns.get_level_values(0)))
+    palette = sns.color_palette("colorblind", table.shape[1])
+    if data_source == "mura":
+        flat = table.droplevel(0, axis=1)
+        fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2), layout="constrained")
+        _kappa_bars(ax, flat, palette)
+        _legend_below(fig, *ax.get_legend_handles_labels(), columns=min(flat.shape[1], 5))
+        return fig
+    fig, axes = plt.subplots(len(groups), 1, figsize=(FIGURE_WIDTH, 3.3 * len(groups)), layout="constrained",
+                             squeeze=False)
+    start = 0
+    for ax, group in zip(axes[:, 0], groups):
+        part = table[group]
+        _kappa_bars(ax, part, palette[start:start + part.shape[1]])
+        start += part.shape[1]
+        ax.set_title(group)
+        ax.legend(*ax.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                  frameon=False)
     return fig
 
 
@@ -102,8 +168,9 @@ def image_grid(images: list[np.ndarray], titles: list[str], *, columns: int, cel
 
 def metric_against(results: pd.DataFrame, x: str, *, y: str = "auroc", hue: str | None = None, xlabel: str | None = None) -> plt.Figure:
     """A metric with its bootstrap interval (columns ``y``, ``y_low``, ``y_high``) against ``x``."""
-    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH * 0.7, 3.4))
-    groups = results.groupby(hue) if hue else [(None, results)]
+    groups = list(results.groupby(hue)) if hue else [(None, results)]
+    height = 3.4 + (0.22 * _legend_rows(len(groups), 3) if hue else 0)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH * 0.7, height), layout="constrained")
     for name, group in groups:
         group = group.sort_values(x)
         ax.errorbar(group[x], group[y], yerr=[group[y] - group[f"{y}_low"], group[f"{y}_high"] - group[y]],
@@ -111,8 +178,7 @@ def metric_against(results: pd.DataFrame, x: str, *, y: str = "auroc", hue: str 
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel({"auroc": "study-level AUROC", "kappa": "Cohen's kappa"}.get(y, y))
     if hue:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+        _legend_below(fig, *ax.get_legend_handles_labels(), columns=3)
     return fig
 
 

@@ -64,16 +64,37 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]})
 
 
+PARAMETER_TAGS = {"parameters", "injected-parameters"}
+
+
+def computes_something(notebook: nbformat.NotebookNode) -> bool:
+    """Whether an executed chapter shows anything computed: a code cell other than the
+    parameter cells produced a result or a glued value (a ``display_data`` or
+    ``execute_result`` output).  Set-up cells print nothing, and prose-only pages (the
+    references, a chapter that only imports) compute nothing, so they carry no boxes."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or set(cell.metadata.get("tags", [])) & PARAMETER_TAGS:
+            continue
+        if any(output.get("output_type") in ("display_data", "execute_result") for output in cell.get("outputs", [])):
+            return True
+    return False
+
+
 def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
-    """Hide the parameter cells, add the run-configuration and provenance boxes."""
+    """Hide the parameter cells; on a page that computes something (``computes_something``),
+    add the run-configuration box under the title and the provenance box at the end."""
     notebook = nbformat.read(path, as_version=4)
+    boxes = computes_something(notebook)
     title_index = None
     for index, cell in enumerate(notebook.cells):
         tags = set(cell.metadata.get("tags", []))
-        if tags & {"parameters", "injected-parameters"}:
+        if tags & PARAMETER_TAGS:
             cell.metadata["tags"] = sorted(tags | {"remove-cell"})
         if title_index is None and cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             title_index = index
+    if not boxes:
+        nbformat.write(notebook, path)
+        return
     position = 0 if title_index is None else title_index + 1
     # The box goes right after the title (a title cell with more text gets split first).
     if title_index is not None:
@@ -89,24 +110,44 @@ def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
     nbformat.write(notebook, path)
 
 
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"1 h 2 min"``."""
+    seconds = round(float(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
 def status_page(records: list[dict], profile, data_source: str, data_path: Path) -> str:
-    """The book's status page: every chapter with its execution time, cache state and outcome."""
+    """The book's status page: every chapter with its execution time, cache state and outcome.
+
+    Its sentences are derived from the same records as its table (the total is the sum of the
+    table's seconds), never from the profile's description of what it aims at.
+    """
+    total = sum(float(record["seconds"]) for record in records)
+    reused = sum(1 for record in records if record.get("cached"))
     lines = [
         "# Build status",
         "",
-        f"This thesis was built with the **{profile.name}** profile ({profile.description.strip()}) on "
+        f"This thesis was built with the **{profile.name}** profile on "
         f"{SOURCE_LABELS.get(data_source, data_source)}. Every chapter below was executed "
         "successfully; a chapter that fails stops the build, so a published page never hides an error.",
+        "",
+        f"Executing the {len(records)} chapters took {format_duration(total)} in total, the sum of the seconds "
+        "column below"
+        + (f"; {reused} of them were reused from an earlier build, with the time of that execution." if reused else "."),
         "",
         "| chapter | outcome | executed | seconds | cache |",
         "|---|---|---|---:|---|",
     ]
-    total = 0.0
     for record in records:
-        total += float(record["seconds"])
         cache = "reused from an earlier build" if record.get("cached") else "executed in this build"
         lines.append(f"| {record['chapter']} | passed | {record['finished']} | {record['seconds']:.1f} | {cache} |")
-    lines += ["", f"Total execution time of the chapters as last executed: {total:.0f} s.", ""]
+    lines += ["", f"Total: {total:.1f} s ({format_duration(total)}).", ""]
     if records:
         environment = records[-1]["environment"]
         lines += ["## Environment", "", "| item | value |", "|---|---|"]

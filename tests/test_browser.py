@@ -1,9 +1,12 @@
 """Every page of the built smoke book in headless Chromium: images load, internal links
-resolve, no page shows an error; screenshots are kept as test artefacts."""
+resolve, no page shows an error, no table overflows its column on a desktop (1280 px) or a
+phone (390 px) screen, and equations are typeset by the MathJax served with the book;
+screenshots are kept as test artefacts."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -11,6 +14,11 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from .conftest import REPO
+
+try:
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # selenium comes with the dev extra; without it the browser tests skip
+    WebDriverWait = None
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ARTEFACTS = REPO / "build" / "test-artifacts" / "screenshots"
@@ -35,6 +43,12 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+def _pages(project: Path) -> list[Path]:
+    html_root = project / "_build" / "html"
+    pages = sorted(html_root.glob("*.html")) + sorted((html_root / "chapters").glob("*.html"))
+    return [p for p in pages if p.name not in ("genindex.html", "search.html")]
+
+
 @pytest.fixture(scope="module")
 def browser():
     driver = _browser()
@@ -44,9 +58,7 @@ def browser():
 
 def test_every_page_renders_with_images_links_and_no_errors(smoke_book, browser):
     project, _ = smoke_book
-    html_root = project / "_build" / "html"
-    pages = sorted(html_root.glob("*.html")) + sorted((html_root / "chapters").glob("*.html"))
-    pages = [p for p in pages if p.name not in ("genindex.html", "search.html")]
+    pages = _pages(project)
     assert len(pages) >= 6
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     problems = []
@@ -80,3 +92,64 @@ def test_every_page_renders_with_images_links_and_no_errors(smoke_book, browser)
         assert title, f"{page.name} has no title"
         browser.save_screenshot(str(ARTEFACTS / f"{page.stem}.png"))
     assert not problems, "\n".join(problems)
+
+
+# For each table: the nearest element (itself or an ancestor inside the article) that scrolls
+# horizontally, else the table itself, must end inside the article's text column.
+OVERFLOWING_TABLES = """
+const column = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const right = column.getBoundingClientRect().right + 1;
+const found = [];
+for (const table of document.querySelectorAll('article table, main table')) {
+  let box = table;
+  for (let node = table; node && node !== column; node = node.parentElement) {
+    const overflow = getComputedStyle(node).overflowX;
+    if (overflow === 'auto' || overflow === 'scroll') { box = node; break; }
+  }
+  const edge = box.getBoundingClientRect().right;
+  if (edge > right) {
+    const caption = table.closest('figure');
+    found.push((caption && caption.id ? caption.id : (table.id || table.className || 'table')) +
+               ' ends at ' + Math.round(edge) + ' px, column at ' + Math.round(right) + ' px');
+  }
+}
+return found;
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_no_page_or_table_overflows_its_column(smoke_book, browser, width):
+    project, _ = smoke_book
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(width, 1600)
+    problems = []
+    try:
+        for page in _pages(project):
+            browser.get(page.as_uri())
+            page_width, window = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth];")
+            if page_width > window:
+                problems.append(f"{page.name} at {width} px: the page is {page_width} px wide, wider than the window")
+            problems += [f"{page.name} at {width} px: {text}" for text in browser.execute_script(OVERFLOWING_TABLES)]
+            browser.save_screenshot(str(ARTEFACTS / f"{page.stem}-{width}.png"))
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert not problems, "\n".join(problems)
+
+
+def test_equations_render_offline_with_the_books_mathjax(smoke_book, browser):
+    project, _ = smoke_book
+    for page in _pages(project):
+        remote = [src for src in re.findall(r'<script[^>]+src="([^"]+)"', page.read_text())
+                  if "mathjax" in src.lower() and "://" in src]
+        assert not remote, f"{page.name} loads MathJax from the network: {remote}"
+    page = project / "_build" / "html" / "chapters" / "02_background.html"
+    browser.get(page.as_uri())
+    sources = browser.execute_script(
+        "return Array.from(document.scripts).map(s => s.src).filter(s => s.toLowerCase().includes('mathjax'));")
+    assert sources and all(src.startswith("file://") for src in sources), sources
+    assert all(Path(unquote(urlparse(src).path)).exists() for src in sources)
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+        "return document.querySelectorAll('mjx-container').length;") > 0)
+    errors = browser.execute_script("return document.querySelectorAll('mjx-merror, .MathJax_Error').length;")
+    assert errors == 0, f"{errors} equations on {page.name} failed to typeset"

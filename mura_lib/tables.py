@@ -1,0 +1,155 @@
+"""Tables for reading: result DataFrames to styled tables with word headers and sensible numbers.
+
+``format_table`` is what every chapter displays or glues a table through: headers become words
+(``auroc_low`` and ``auroc_high`` become one column "AUROC 95% interval"), integers print as
+integers, other numbers at three decimals, missing values as "n/a", and the index becomes an
+ordinary first column (no stray index-name row).  The book's stylesheet lets a wide table scroll
+inside the text column.  A glued table whose name starts with ``tab-`` is numbered as a table
+(see ``mura_lib.sphinx_book``).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+# The library's and the chapters' column names, as words.  Names are looked up with
+# underscores read as spaces; names not listed are shown with a capital first letter.
+COLUMN_WORDS = {
+    "auroc": "AUROC",
+    "kappa": "Cohen's kappa",
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "f1": "F1 score",
+    "studies": "Studies",
+    "images": "Images",
+    "patients": "Patients",
+    "views": "Views",
+    "study type": "Study type",
+    "image size": "Image size (px)",
+    "epochs": "Epochs",
+    "seed": "Seed",
+    "training seconds": "Training time (s)",
+    "seconds": "Time (s)",
+    "train loss": "Training loss",
+    "val loss": "Validation loss",
+    "validation loss": "Validation loss",
+    "parameters": "Parameters",
+    "trained parameters": "Trained parameters",
+    "trainable parameters": "Trainable parameters",
+    "output features": "Output features",
+    "output shape": "Output shape",
+    "threshold": "Threshold",
+    "probability": "Probability",
+    "label": "Label",
+}
+# Columns that count things: shown as integers even when stored as floats (e.g. after a join).
+COUNT_WORDS = {"studies", "images", "patients", "views", "image size", "epochs", "seed", "parameters",
+               "trained parameters", "trainable parameters", "output features", "layers"}
+INTERVAL_SUFFIXES = ("_low", "_high")
+
+
+def plural(count, word: str, plural_form: str | None = None) -> str:
+    """``"1 epoch"``, ``"2 epochs"``, ``"0 epochs"``: a count with its noun in the right number."""
+    if isinstance(count, Real) and not isinstance(count, Integral) and float(count).is_integer():
+        count = int(count)
+    noun = word if count == 1 else (plural_form or f"{word}s")
+    return f"{count:,} {noun}" if isinstance(count, Integral) else f"{count} {noun}"
+
+
+def column_words(name) -> str:
+    """A column name of the library (``image_size``) as a header in words ("Image size (px)")."""
+    if isinstance(name, tuple):
+        return tuple(column_words(part) for part in name)
+    if not isinstance(name, str):
+        return str(name)
+    key = name.replace("_", " ").strip()
+    if key.lower() in COLUMN_WORDS:
+        return COLUMN_WORDS[key.lower()]
+    for suffix, words in (("low", "95% interval, lower bound"), ("high", "95% interval, upper bound")):
+        if key.lower().endswith(f" {suffix}") and key[: -len(suffix) - 1].lower() in COLUMN_WORDS:
+            return f"{COLUMN_WORDS[key[: -len(suffix) - 1].lower()]} {words}"
+    return key[:1].upper() + key[1:]
+
+
+def _is_count(name, values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values):
+        return False
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    if not pd.api.types.is_float_dtype(values):
+        return False
+    key = (name[-1] if isinstance(name, tuple) else str(name)).replace("_", " ").lower()
+    present = values.dropna().to_numpy(dtype=float)
+    return key in COUNT_WORDS and bool(np.all(np.mod(present, 1) == 0))
+
+
+def _merge_intervals(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """``X_low`` and ``X_high`` side by side become one column ``X 95% interval``: "low to high"."""
+    if isinstance(frame.columns, pd.MultiIndex):
+        return frame
+    merged = frame.copy()
+    for column in list(frame.columns):
+        if not isinstance(column, str) or not column.endswith("_low"):
+            continue
+        base = column[: -len("_low")]
+        high = f"{base}_high"
+        if high not in frame:
+            continue
+        text = [
+            "n/a" if pd.isna(lo) or pd.isna(hi) else f"{lo:.{digits}f} to {hi:.{digits}f}"
+            for lo, hi in zip(frame[column], frame[high])
+        ]
+        position = merged.columns.get_loc(column)
+        merged = merged.drop(columns=[column, high])
+        merged.insert(position, f"{column_words(base)} 95% interval", text)
+    return merged
+
+
+def format_table(
+    frame: pd.DataFrame, *, digits: int = 3, caption: str | None = None, index: bool = True,
+    words: dict | None = None,
+) -> Styler:
+    """A result DataFrame as a table for reading (a pandas Styler, shown as HTML).
+
+    ``index=False`` drops the index instead of showing it as the first column; ``words``
+    adds or overrides header words for this table; ``caption`` is for tables shown without a
+    ``{glue:figure}`` caption.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"format_table expects a pandas DataFrame, got {type(frame).__name__}")
+    table = frame.copy()
+    if index and not (isinstance(table.index, pd.RangeIndex) and table.index.name is None):
+        names = [name or "" for name in table.index.names]
+        table = table.reset_index(names=names if any(names) else None)
+    table = _merge_intervals(table, digits)
+    formats = {}
+    for column in table.columns:
+        values = table[column]
+        if _is_count(column, values):
+            formats[column] = lambda v: "n/a" if pd.isna(v) else f"{int(v):,}"
+        elif pd.api.types.is_float_dtype(values):
+            formats[column] = lambda v, d=digits: "n/a" if pd.isna(v) else f"{v:.{d}f}"
+    lookup = {**{k.lower(): v for k, v in (words or {}).items()}}
+
+    def header(name):
+        if isinstance(name, tuple):
+            return tuple(header(part) for part in name)
+        key = str(name).replace("_", " ").strip().lower()
+        return lookup.get(key) or column_words(name)
+
+    if isinstance(table.columns, pd.MultiIndex):
+        renamed = pd.MultiIndex.from_tuples([header(c) for c in table.columns])
+    else:
+        renamed = pd.Index([header(c) for c in table.columns])
+    formats = {renamed[list(table.columns).index(c)]: f for c, f in formats.items()}
+    table.columns = renamed
+    styler = table.style.format(formats, na_rep="n/a").hide(axis="index")
+    styler = styler.set_table_attributes('class="dataframe thesis-table"')
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler

@@ -1,0 +1,151 @@
+"""Every figure of mura_lib.plots, drawn on small synthetic inputs: each axes is labelled (or is
+an image panel), no legend covers plotted data, and a kappa of 0 stays visible."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
+
+from mura_lib import evaluation, plots
+from mura_lib.dataset import STUDY_TYPES
+
+
+def _history(seed: int, epochs: int = 6) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    loss = np.linspace(0.7, 0.3, epochs) + rng.normal(0, 0.02, epochs)
+    auc = np.linspace(0.55, 0.9, epochs) + rng.normal(0, 0.02, epochs)
+    return pd.DataFrame({"epoch": np.arange(epochs), "loss": loss, "val_loss": loss + 0.05, "auc": auc,
+                         "val_auc": auc - 0.05})
+
+
+def _studies(seed: int, n: int = 80) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return pd.DataFrame({"study_type": rng.choice(STUDY_TYPES, n), "label": labels,
+                         "probability": np.clip(labels * 0.3 + rng.uniform(0, 0.7, n), 0, 1)})
+
+
+def _kappa_table(data_source: str) -> pd.DataFrame:
+    kappa = pd.Series(np.linspace(0.2, 0.9, len(evaluation.PAPER_KAPPA)), index=evaluation.PAPER_KAPPA.index)
+    kappa.iloc[1] = 0.0  # a study type on which the model agrees with the labels only by chance
+    kappa.iloc[2] = np.nan  # a study type with a single class among the test studies
+    return evaluation.kappa_beside_paper(kappa.to_frame("kappa"), data_source=data_source)
+
+
+FIGURES = {
+    "learning curves, one run": lambda: plots.learning_curves({"baseline": _history(0)}),
+    "learning curves, ten runs": lambda: plots.learning_curves({f"variant {i}": _history(i) for i in range(10)},
+                                                               metrics=("loss",)),
+    "learning curves, ten runs, two metrics": lambda: plots.learning_curves(
+        {f"variant {i}": _history(i) for i in range(10)}),
+    "ROC curves": lambda: plots.roc_curves({"model A": _studies(0), "model B": _studies(1)},
+                                           points={"radiologist": (0.1, 0.8)}, title="test"),
+    "confusion matrix": lambda: plots.confusion_matrix(_studies(0)),
+    "kappa on MURA": lambda: plots.kappa_comparison(_kappa_table("mura"), data_source="mura"),
+    "kappa on synthetic data": lambda: plots.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic"),
+    "image grid": lambda: plots.image_grid([np.full((8, 8), 100, np.uint8)] * 3, ["a", "b", "c"], columns=2),
+    "metric against a setting": lambda: plots.metric_against(
+        pd.DataFrame({"size": [16, 32, 64] * 3, "auroc": np.linspace(0.6, 0.9, 9), "auroc_low": 0.5,
+                      "auroc_high": 0.95, "model": np.repeat(["a", "b", "c"], 3)}), "size", hue="model",
+        xlabel="image size (px)"),
+}
+
+
+def _data_extents(fig, renderer) -> list[Bbox]:
+    """Display-space boxes of the plotted data: points along every line, every bar."""
+    boxes = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            xy = line.get_xydata()
+            if len(xy) == 0:
+                continue
+            if line.get_linestyle() not in ("None", "none", "") and len(xy) > 1:
+                # sample along each segment, so that a legend over the middle of a line is caught
+                steps = np.linspace(0, 1, 12)[:, None, None]
+                xy = (xy[:-1][None] * (1 - steps) + xy[1:][None] * steps).reshape(-1, 2)
+            points = line.get_transform().transform(xy)
+            boxes += [Bbox.from_bounds(x - 1, y - 1, 2, 2) for x, y in points[np.isfinite(points).all(axis=1)]]
+        boxes += [patch.get_window_extent(renderer) for patch in ax.patches if isinstance(patch, Rectangle)]
+    return boxes
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_every_axes_is_labelled_and_no_legend_covers_data(name):
+    fig = FIGURES[name]()
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            if ax.images or not ax.axison:
+                continue  # an image panel
+            assert ax.get_xlabel().strip(), f"{name}: an axes has no x label"
+            assert ax.get_ylabel().strip(), f"{name}: an axes has no y label"
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+        data = _data_extents(fig, renderer)
+        assert data or name in ("image grid", "confusion matrix"), f"{name}: no data found to check"
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            covered = [b for b in data if box.overlaps(b)]
+            assert not covered, f"{name}: the legend covers {len(covered)} plotted points or bars"
+    finally:
+        plt.close(fig)
+
+
+def test_the_legend_check_catches_a_legend_on_data():
+    """The overlap check above fails for a legend drawn over the data (so it can fail at all)."""
+    fig, ax = plt.subplots()
+    ax.plot(np.linspace(0, 1, 50), np.full(50, 0.5), label="a flat line under the legend")
+    ax.legend(loc="center")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_legend().get_window_extent(renderer)
+    assert any(box.overlaps(b) for b in _data_extents(fig, renderer))
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("data_source", ["mura", "synthetic"])
+def test_a_kappa_of_zero_or_missing_stays_visible(data_source):
+    table = _kappa_table(data_source)
+    fig = plots.kappa_comparison(table, data_source=data_source)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ours = table.columns[-1][1]
+    ax = next(a for a in fig.axes if ours in a.get_legend_handles_labels()[1])
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+    flat = [p for p in bars if p.get_height() == 0]
+    assert len(flat) >= 2, "the zero and the missing kappa should give bars of height 0"
+    texts = [t for t in ax.texts if t.get_visible() and t.get_text()]
+    markers = [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "")]
+    for bar in flat:
+        left, right = bar.get_x(), bar.get_x() + bar.get_width()
+        centre = (left + right) / 2
+        labels = [t.get_text() for t in texts if left <= t.xy[0] <= right]
+        assert labels and labels[0] in ("0.00", "n/a"), f"no value printed on the flat bar at x={centre:.2f}"
+        extent = [t.get_window_extent(renderer) for t in texts if left <= t.xy[0] <= right][0]
+        assert extent.height > 5 and extent.width > 2, "the printed value of a flat bar is not visible"
+    zero_bar = [b for b in flat if any(np.isclose(b.get_x() + b.get_width() / 2, x) and np.isclose(y, 0.0)
+                                       for line in markers for x, y in line.get_xydata())]
+    assert zero_bar, "a kappa of exactly 0 has no marker at its value"
+    plt.close(fig)
+
+
+def test_synthetic_kappas_are_not_drawn_among_the_radiologists():
+    fig = plots.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic")
+    assert len(fig.axes) == 2
+    published, ours = fig.axes
+    assert "Rajpurkar" in published.get_title() and "synthetic" in ours.get_title()
+    assert all("radiologist" not in label for label in ours.get_legend_handles_labels()[1])
+    assert all("this" not in label for label in published.get_legend_handles_labels()[1])
+    plt.close(fig)
+    fig = plots.kappa_comparison(_kappa_table("mura"), data_source="mura")
+    assert len(fig.axes) == 1
+    plt.close(fig)

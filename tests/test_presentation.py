@@ -1,0 +1,217 @@
+"""How results are presented: tables for reading, the kappa comparison's column groups, the
+run-configuration and provenance boxes, the status page, and the book's Sphinx extension."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from mura_lib import evaluation, presentation
+from mura_lib.tables import column_words, format_table, plural
+
+
+def _headers(html: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", html, re.S)]
+
+
+def _cells(html: str) -> list[str]:
+    return [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S)]
+
+
+def test_format_table_words_integers_decimals_and_intervals():
+    frame = pd.DataFrame({
+        "image_size": [16.0, 32.0], "auroc": [0.61234, np.nan], "auroc_low": [0.5, 0.41], "auroc_high": [0.7, 0.8],
+        "epochs": [1, 8], "kappa": [0.25, 0.5],
+    })
+    html = format_table(frame).to_html()
+    assert _headers(html) == ["Image size (px)", "AUROC", "AUROC 95% interval", "Epochs", "Cohen's kappa"]
+    assert _cells(html) == ["16", "0.612", "0.500 to 0.700", "1", "0.250", "32", "n/a", "0.410 to 0.800", "8", "0.500"]
+    assert "8.000" not in html and "auroc_low" not in html
+
+
+def test_format_table_shows_the_index_as_a_column_without_an_index_name_row():
+    frame = pd.DataFrame({"studies": [3, 4], "kappa": [0.1, 0.2]}, index=pd.Index(["XR_HAND", "overall"], name="study_type"))
+    html = format_table(frame).to_html()
+    assert html.count("<tr>") == 3  # one header row, two body rows
+    assert _headers(html) == ["Study type", "Studies", "Cohen's kappa"]
+    assert _cells(html)[:3] == ["XR_HAND", "3", "0.100"]
+    with pytest.raises(TypeError, match="DataFrame"):
+        format_table(frame["kappa"])
+
+
+def test_column_words_and_plural():
+    assert column_words("auroc_low") == "AUROC 95% interval, lower bound"
+    assert column_words("training seconds") == "Training time (s)"
+    assert column_words("output shape") == "Output shape"
+    assert column_words("mode") == "Mode"
+    assert [plural(n, "epoch") for n in (0, 1, 2, 1.0)] == ["0 epochs", "1 epoch", "2 epochs", "1 epoch"]
+    assert plural(1, "study", "studies") == "1 study" and plural(1200, "study", "studies") == "1,200 studies"
+
+
+def test_metrics_table_for_reading_has_word_headers():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    studies = pd.DataFrame({"study_type": "XR_HAND", "label": labels, "probability": rng.uniform(0, 1, 60)})
+    html = evaluation.with_intervals(evaluation.metrics_table(studies, n_resamples=50)).to_html()
+    assert _headers(html)[:3] == ["Study type", "Studies", "AUROC (95% interval)"]
+    assert "auroc" not in " ".join(_headers(html))
+
+
+@pytest.mark.parametrize("data_source", ["mura", "synthetic"])
+def test_kappa_beside_paper_keeps_this_build_in_its_own_labelled_group(data_source):
+    ours = pd.DataFrame({"kappa": 0.5}, index=evaluation.PAPER_KAPPA.index)
+    table = evaluation.kappa_beside_paper(ours, label="baseline", data_source=data_source)
+    groups = list(dict.fromkeys(table.columns.get_level_values(0)))
+    assert groups == [evaluation.PUBLISHED_GROUP, evaluation.DATA_GROUPS[data_source]]
+    assert list(table[evaluation.DATA_GROUPS[data_source]].columns) == ["baseline"]
+    assert ("synthetic" in groups[1]) == (data_source == "synthetic")
+    html = format_table(table).to_html()
+    assert evaluation.PUBLISHED_GROUP in html and ">Baseline<" in html
+    with pytest.raises(ValueError, match="data_source"):
+        evaluation.kappa_beside_paper(ours, data_source="imagenet")
+
+
+def _notebook(*cells) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# A chapter")] + list(cells)
+    return notebook
+
+
+def _code(outputs=(), tags=()):
+    cell = nbformat.v4.new_code_cell("x = 1", metadata={"tags": list(tags)})
+    cell.outputs = [nbformat.v4.new_output(kind, data={"text/plain": "1"}) if kind != "stream"
+                    else nbformat.v4.new_output("stream", name="stdout", text="hello") for kind in outputs]
+    return cell
+
+
+RECORD = {
+    "chapter": "x", "profile": "smoke", "parameters": {"seed": 0}, "commit": "abc", "started": "s", "finished": "f",
+    "seconds": 1.0, "environment": {"versions": {"python": "3"}, "backend": "tensorflow", "device": "CPU"},
+}
+
+
+@pytest.mark.parametrize(("cells", "expected"), [
+    ([_code(tags=["parameters"])], False),  # the references page: parameters only
+    ([_code(tags=["parameters"]), _code(outputs=["stream"])], False),  # set-up that only prints
+    ([_code(tags=["injected-parameters"], outputs=["execute_result"])], False),
+    ([_code(tags=["parameters"]), _code(outputs=["display_data"])], True),  # a glued value
+    ([_code(outputs=["execute_result"])], True),  # a displayed table
+])
+def test_boxes_only_on_pages_that_compute_something(tmp_path, cells, expected):
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(_notebook(*cells), path)
+    assert presentation.computes_something(nbformat.read(path, as_version=4)) is expected
+    presentation.present_notebook(path, RECORD, data_source="synthetic")
+    tags = [tag for cell in nbformat.read(path, as_version=4).cells for tag in cell.metadata.get("tags", [])]
+    assert ("run-configuration" in tags) is expected and ("provenance" in tags) is expected
+
+
+def test_status_page_text_agrees_with_its_table():
+    records = [dict(RECORD, chapter=f"c{i}", seconds=s, cached=i == 0) for i, s in enumerate((400.2, 500.0, 450.6))]
+    profile = SimpleNamespace(name="demo", description="the whole thesis in under 20 minutes")
+    page = presentation.status_page(records, profile, "synthetic", Path("data"))
+    assert "20 minutes" not in page
+    seconds = [float(m) for m in re.findall(r"^\| c\d \| passed \| f \| ([0-9.]+) \|", page, re.M)]
+    total = sum(seconds)
+    assert presentation.format_duration(total) == "22 min 31 s"
+    assert f"Executing the 3 chapters took {presentation.format_duration(total)} in total" in page
+    assert f"Total: {total:.1f} s" in page and "1 of them were reused" in page
+
+
+def test_format_duration():
+    assert [presentation.format_duration(s) for s in (5, 60, 61.4, 3600, 3725)] == [
+        "5 s", "1 min", "1 min 1 s", "1 h", "1 h 2 min"]
+
+
+SPHINX_PROJECT = {
+    "conf.py": """
+        extensions = ["sphinx_external_toc", "sphinx_multitoc_numbering", "mura_lib.sphinx_book"]
+        external_toc_path = "_toc.yml"
+        numfig = True
+        numfig_secnum_depth = 1
+        mathjax_path = "mathjax/tex-chtml-full.js"
+        html_css_files = ["thesis.css"]
+    """,
+    "_toc.yml": """
+        format: jb-book
+        root: index
+        parts:
+          - caption: Thesis
+            numbered: true
+            chapters:
+              - file: one
+          - caption: Appendices
+            numbered: true
+            chapters:
+              - file: appendix
+    """,
+    "index.rst": """
+        Thesis
+        ======
+    """,
+    "one.rst": """
+        Results
+        =======
+
+        .. figure:: pixel.png
+           :name: tab-results
+
+           A table shown as a glued output.
+
+        .. figure:: pixel.png
+           :name: fig-curve
+
+           A figure.
+
+        :numref:`tab-results` and :numref:`fig-curve`; the energy is :math:`E = mc^2`.
+    """,
+    "appendix.rst": """
+        Architectures
+        =============
+
+        Details
+        -------
+
+        .. figure:: pixel.png
+           :name: fig-arch
+
+           An architecture.
+
+        See :numref:`fig-arch`.
+    """,
+}
+
+
+def test_sphinx_extension_numbers_tables_letters_appendices_and_serves_mathjax(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    for name, text in SPHINX_PROJECT.items():
+        (source / name).write_text(textwrap.dedent(text).lstrip())
+    # a 1x1 PNG
+    (source / "pixel.png").write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"))
+    out = tmp_path / "html"
+    result = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-W", "-q", str(source), str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    one = (out / "one.html").read_text()
+    assert re.search(r'caption-number">Table 1\.1', one) and re.search(r'caption-number">Fig\. 1\.1', one)
+    assert ">Table 1.1<" in one and ">Fig. 1.1<" in one  # the references say which is which
+    appendix = (out / "appendix.html").read_text()
+    assert "Appendix A. </span>Architectures" in appendix
+    assert "A.1. </span>Details" in appendix and 'caption-number">Fig. A.1' in appendix
+    assert ">Fig. A.1<" in appendix and "2." not in re.findall(r'section-number">([^<]*)', appendix)
+    assert 'src="_static/mathjax/tex-chtml-full.js' in one and "cdn" not in one.lower()
+    assert (out / "_static" / "mathjax" / "tex-chtml-full.js").stat().st_size > 500_000
+    assert (out / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff").exists()
+    assert 'href="_static/thesis.css' in one
