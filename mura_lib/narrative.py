@@ -266,3 +266,25 @@ def research_answer(plan, headline: dict) -> str:
     text += (" These answers hold for the data of this build; on synthetic data they describe how the method responds "
              "to the generator's findings, not how it would read real radiographs.")
     return text
+
+
+def constant_sentence(collapsed: list[str]) -> str:
+    """Flag networks whose test predictions are constant (they learned nothing)."""
+    if not collapsed:
+        return "No network collapsed to a constant prediction."
+    one = len(collapsed) == 1
+    return (f"{join_words(collapsed)} predicted the same probability, or the same class, for every test image: "
+            f"{'it has' if one else 'they have'} learned nothing, and {'its' if one else 'their'} kappa of zero is a "
+            "symptom of that, not a measurement of agreement.")
+
+
+def source_sentence(sources: dict) -> str:
+    """How well the source runs learned their task (without it, transfer has nothing to transfer)."""
+    if not sources:
+        return ""
+    parts = []
+    for label, run in sources.items():
+        accuracy = run.metrics.get("accuracy")
+        parts.append(f"{label} {plain(accuracy)}" if accuracy is not None else label)
+    return (f"On the source task the backbones reached study-type accuracies of {join_words(parts)} on the source "
+            f"corpus' test split (chance: {plain(1 / 7)}).")
