@@ -486,3 +486,38 @@ def masking_sentence(comparison, summary: dict | None) -> str:
     else:
         text += " The markers carry part of the network's decision: a shortcut, since they say nothing about the limb."
     return text
+
+
+def shortcut_reading(shortcut: dict | None, comparison, summary: dict | None, shown: pd.DataFrame | None = None) -> str:
+    """How to read Grad-CAM maps in the light of the measurements: whether a map over hardware, a
+    cast or a lead marker points to something the network relies on.  ``shown``: the truth of the
+    images in the figure (columns ``hardware``, ``cast``, ``marker``), to say what they show."""
+    if shortcut is None or summary is None:
+        return ("Without ground truth, the maps remain the only look at what the network relies on; real MURA records "
+                "neither hardware, casts nor markers, so the measurements that would test them need the synthetic data.")
+    parts = []
+    if shown is not None and len(shown):
+        conspicuous = int((shown["hardware"].astype(bool) | shown["cast"].astype(bool)).sum())
+        marked = int(shown["marker"].astype(bool).sum())
+        parts.append(f"Of the {len(shown)} views in the Grad-CAM figure, {conspicuous} show hardware or a cast and "
+                     f"{marked} carry a lead marker.")
+    if np.isfinite(shortcut["gap_low"]) and shortcut["gap_low"] > 0:
+        if shortcut["low_without"] > 0.5:
+            parts.append("A map that lights up a plate or a cast points to something the network does find more "
+                         "easily than the other abnormalities, but not to all it relies on: it also tells the abnormal "
+                         "studies without hardware or a cast from normal ones.")
+        else:
+            parts.append("A map that lights up a plate or a cast shows the shortcut that the numbers confirm: the "
+                         "network cannot be shown to find the abnormalities without them.")
+    else:
+        parts.append("The maps that fall on hardware or a cast are not backed by a measurable preference: the network "
+                     "finds the studies with and without them about equally well on these test studies.")
+    if comparison.verdict == "no detectable difference":
+        parts.append(f"A map that reaches a corner of the film is no evidence that the network reads the lead marker "
+                     f"there: removing the markers moved the probabilities of the marked images by "
+                     f"{plain(summary['marked_mean_abs_change'])} on average and made no detectable difference to "
+                     "the AUROC.")
+    else:
+        parts.append(f"The lead markers do carry part of the decision: removing them changed the AUROC by "
+                     f"{signed(comparison.auroc_diff)}, so maps over the corners of the film deserve suspicion.")
+    return " ".join(parts)

@@ -154,3 +154,20 @@ def test_marker_masking_on_a_trained_run(synthetic_root, tiny_run, tmp_path):
     assert differs[marked].all() and not differs[~marked].any()
     assert len(list((tmp_path / "redrawn").glob("*.npy"))) == 1  # the masked films, kept on disk and reused
     assert "lead markers" in analysis.masking_sentence(comparison, summary)
+
+
+def test_shortcut_reading_follows_the_measurements(truth):
+    from mura_lib.evaluation import compare_paired
+
+    reliant = analysis.shortcut_reliance(fabricated(truth, shortcut=True), truth, n_resamples=300, seed=0)
+    studies = fabricated(truth)
+    same = compare_paired(studies, studies, n_resamples=200, seed=0)
+    moved = compare_paired(studies.assign(probability=studies["probability"] * (studies["label"] == 0)), studies,
+                           n_resamples=200, seed=0)
+    summary = {"marked_mean_abs_change": 0.004}
+    shown = truth[["hardware", "cast", "marker"]].head(6)
+    text = analysis.shortcut_reading(reliant, same, summary, shown)
+    assert f"Of the 6 views in the Grad-CAM figure, {int((shown['hardware'] | shown['cast']).sum())} show" in text
+    assert "the shortcut that the numbers confirm" in text and "no evidence that the network reads" in text
+    assert "do carry part of the decision" in analysis.shortcut_reading(reliant, moved, summary)
+    assert "need the synthetic data" in analysis.shortcut_reading(None, None, None)
