@@ -35,6 +35,8 @@ from scipy import stats
 from .narrative import join_words, plain, signed
 
 FINDINGS = ("fracture", "hardware", "cast", "lesion", "degenerative")
+FINDING_NAMES = {"fracture": "fractures", "hardware": "hardware", "cast": "casts", "lesion": "lesions",
+                 "degenerative": "degenerative change"}
 SUBTLE_FINDINGS = ("fracture", "lesion", "degenerative")
 CONSPICUOUS_FINDINGS = ("hardware", "cast")
 CONSPICUITY_LEVELS = ("low", "medium", "high")
@@ -191,8 +193,15 @@ def finding_sentences(table: pd.DataFrame | None) -> str:
         return "The test studies hold no abnormal study with a recorded finding."
 
     def named(rows):
-        return join_words([f"{r[FINDING]} ({plain(r[AUROC])}, {plain(r[LOW])} to {plain(r[HIGH])})"
-                           for _, r in rows.iterrows()])
+        return join_words([f"{FINDING_NAMES.get(r[FINDING], r[FINDING])} (AUROC {plain(r[AUROC])}, interval "
+                           f"{plain(r[LOW])} to {plain(r[HIGH])})" for _, r in rows.iterrows()])
+
+    def these(rows, one="this finding", many="these findings"):
+        return one if len(rows) == 1 else many
+
+    def spread(values):
+        low, high = plain(values.min(), 2), plain(values.max(), 2)
+        return f"is {low}" if low == high else f"ranges from {low} to {high}"
 
     detected = table.loc[table[LOW] > 0.5]
     below = table.loc[table[HIGH] < 0.5]
@@ -200,24 +209,23 @@ def finding_sentences(table: pd.DataFrame | None) -> str:
     too_few = table.loc[table[LOW].isna()]
     parts = []
     if len(detected):
-        parts.append(f"The network detects {named(detected)}: for these findings the AUROC against the normal "
-                     "studies, with its 95% interval, lies above 0.5.")
+        parts.append(f"The network detects {named(detected)}: for {these(detected)} the AUROC against the normal "
+                     "studies lies above 0.5 with its whole 95% interval.")
     if len(undecided):
-        verb = "is" if len(undecided) == 1 else "are"
-        parts.append(f"It cannot be shown to detect {named(undecided)}: these intervals include 0.5, so the "
-                     f"abnormal studies with {'this finding' if len(undecided) == 1 else 'these findings'} {verb} "
-                     "not told from normal ones better than chance.")
+        intervals = these(undecided, "this interval", "these intervals")
+        parts.append(f"It cannot be shown to detect {named(undecided)}: {intervals} "
+                     f"include{'s' if len(undecided) == 1 else ''} 0.5, so the abnormal studies with "
+                     f"{these(undecided)} are not told from normal ones better than chance.")
     if len(below):
         parts.append(f"It scores {named(below)} lower than the normal studies (interval below 0.5).")
     if len(too_few):
-        parts.append(f"Too few test studies show {join_words(list(too_few[FINDING]))} for an interval.")
+        parts.append(f"Too few test studies show {join_words([FINDING_NAMES.get(f, f) for f in too_few[FINDING]])} "
+                     "for an interval.")
     subtle = table.loc[table[FINDING].isin(SUBTLE_FINDINGS)]
     conspicuous = table.loc[table[FINDING].isin(CONSPICUOUS_FINDINGS)]
     if len(subtle) and len(conspicuous):
-        parts.append(f"Its sensitivity at 0.5 ranges from {plain(subtle[SENSITIVITY].min(), 2)} to "
-                     f"{plain(subtle[SENSITIVITY].max(), 2)} on the subtle findings and from "
-                     f"{plain(conspicuous[SENSITIVITY].min(), 2)} to {plain(conspicuous[SENSITIVITY].max(), 2)} on "
-                     "hardware and casts.")
+        parts.append(f"Its sensitivity at 0.5 {spread(subtle[SENSITIVITY])} on the subtle findings and "
+                     f"{spread(conspicuous[SENSITIVITY])} on hardware and casts.")
     return " ".join(parts)
 
 
@@ -285,7 +293,8 @@ def shortcut_reliance(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_re
             (normal, with_, without), _gap, vectorized=True, paired=False, n_resamples=n_resamples,
             confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed),
         )
-        result["gap_low"], result["gap_high"] = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+        result["gap_low"] = float(boot.confidence_interval.low)
+        result["gap_high"] = float(boot.confidence_interval.high)
     else:
         result["gap_low"] = result["gap_high"] = float("nan")
     return result
@@ -321,7 +330,8 @@ def shortcut_sentence(result: dict | None) -> str:
         text += " The network finds hardware and casts more easily than the other abnormalities"
         text += (", yet it also ranks the abnormal studies without them above the normal ones (interval above 0.5), "
                  "so it does not rely on hardware and casts alone." if result["low_without"] > 0.5 else
-                 ", and it cannot be shown to tell the other abnormal studies from normal ones (interval includes 0.5): "
+                 ", and it cannot be shown to tell the other abnormal studies from normal ones "
+                 "(interval includes 0.5): "
                  "its performance rests on hardware and casts, a shortcut.")
     elif result["gap_high"] < 0:
         text += " Against expectation, the network finds the other abnormalities more easily than hardware and casts."
@@ -365,12 +375,14 @@ def render_preprocessed(data_root, relpaths, image_size: int, policy: str = "pad
                     "policy": policy, "markers": markers,
                     "images": hashlib.sha256("\n".join(relpaths).encode()).hexdigest(), "version": 1}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        path = Path(cache_dir) / "redrawn" / f"{image_size}px-{policy}-{'markers' if markers else 'no-markers'}-{digest}.npy"
+        kind = "markers" if markers else "no-markers"
+        path = Path(cache_dir) / "redrawn" / f"{image_size}px-{policy}-{kind}-{digest}.npy"
         if path.exists():
             return np.load(path)
     workers = max(1, min(workers or os.cpu_count() or 1, len(relpaths) // 64 + 1))
     chunk = max(1, -(-len(relpaths) // (workers * 4)))
-    tasks = [(str(data_root), relpaths[i:i + chunk], markers, image_size, policy) for i in range(0, len(relpaths), chunk)]
+    tasks = [(str(data_root), relpaths[i:i + chunk], markers, image_size, policy)
+             for i in range(0, len(relpaths), chunk)]
     if workers == 1:
         parts = [_render_chunk(t) for t in tasks]
     else:
@@ -446,7 +458,8 @@ def marker_masking(run, data_root, *, subset: str = "test", n_resamples: int = 1
     masked_studies = aggregate_studies(masked)
     comparison = compare_paired(masked_studies, original_studies, n_resamples=n_resamples, seed=seed,
                                 name_a="markers removed", name_b="markers as recorded")
-    flips = (masked_studies["probability"] > THRESHOLD).to_numpy() != (original_studies["probability"] > THRESHOLD).to_numpy()
+    flips = ((masked_studies["probability"] > THRESHOLD).to_numpy()
+             != (original_studies["probability"] > THRESHOLD).to_numpy())
     study_marked = changes.groupby("study_path")["marker"].any().reindex(original_studies["study_path"]).to_numpy()
     size = np.abs(changes["change"])
     on_marked = size[changes["marker"]]
@@ -461,9 +474,11 @@ def marker_masking(run, data_root, *, subset: str = "test", n_resamples: int = 1
         "flipped": int(flips.sum()),
         "marked_mean_abs_change": float(on_marked.mean()) if len(on_marked) else float("nan"),
         "marked_p95_abs_change": float(on_marked.quantile(0.95)) if len(on_marked) else float("nan"),
-        "marked_mean_change": float(changes.loc[changes["marker"], "change"].mean()) if len(on_marked) else float("nan"),
+        "marked_mean_change": float(changes.loc[changes["marker"], "change"].mean())
+        if len(on_marked) else float("nan"),
         "marked_flipped_share": float(flips[study_marked].mean()) if study_marked.any() else float("nan"),
-        "unmarked_max_abs_change": float(size[~changes["marker"]].max()) if (~changes["marker"]).any() else float("nan"),
+        "unmarked_max_abs_change": float(size[~changes["marker"]].max())
+        if (~changes["marker"]).any() else float("nan"),
     }
     return comparison, summary, changes
 
@@ -494,7 +509,8 @@ def shortcut_reading(shortcut: dict | None, comparison, summary: dict | None, sh
     images in the figure (columns ``hardware``, ``cast``, ``marker``), to say what they show."""
     if shortcut is None or summary is None:
         return ("Without ground truth, the maps remain the only look at what the network relies on; real MURA records "
-                "neither hardware, casts nor markers, so the measurements that would test them need the synthetic data.")
+                "neither hardware, casts nor markers, so the measurements that would test them need the synthetic "
+                "data.")
     parts = []
     if shown is not None and len(shown):
         conspicuous = int((shown["hardware"].astype(bool) | shown["cast"].astype(bool)).sum())

@@ -90,9 +90,10 @@ def test_finding_sentences_sort_findings_by_their_intervals():
                           analysis.HIGH: [0.66, 0.99, np.nan], analysis.SENSITIVITY: [0.2, 0.9, 0.0]})
     text = analysis.finding_sentences(table)
     detects, rest = text.split("It cannot be shown to detect")
-    assert "hardware (0.970, 0.930 to 0.990)" in detects and "fracture" not in detects
-    assert "fracture (0.550, 0.450 to 0.660)" in rest
-    assert "Too few test studies show lesion" in rest
+    assert "hardware (AUROC 0.970, interval 0.930 to 0.990)" in detects and "fracture" not in detects
+    assert "fractures (AUROC 0.550, interval 0.450 to 0.660)" in rest
+    assert "Too few test studies show lesions" in rest
+    assert "sensitivity at 0.5 ranges from 0.00 to 0.20 on the subtle findings and is 0.90 on hardware" in rest
 
 
 def test_no_truth_no_tables(truth):
