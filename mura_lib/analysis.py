@@ -491,11 +491,15 @@ def masking_sentence(comparison, summary: dict | None) -> str:
     text = (f"Removing the lead markers from the {summary['marked_images']} of {summary['images']} test images that "
             f"carry one changed their abnormality probability by {plain(summary['marked_mean_abs_change'])} on average "
             f"(95th percentile {plain(summary['marked_p95_abs_change'])}, mean signed change "
-            f"{signed(summary['marked_mean_change'])}), and flipped the call at 0.5 of "
-            f"{summary['flipped']} of {summary['studies']} studies ({plain(100 * summary['flipped_share'], 1)}%). "
-            f"Images without a marker moved by at most {summary['unmarked_max_abs_change']:.1e}, rounding noise: the "
-            "re-drawn films reproduce the stored predictions. On the studies, "
-            f"{comparison.sentence()}.")
+            f"{signed(summary['marked_mean_change'])}), and changed the call at 0.5 of {summary['flipped']} of the "
+            f"{summary['studies']} test studies ({plain(100 * summary['flipped_share'], 1)}%). ")
+    noise = summary["unmarked_max_abs_change"]
+    if noise == 0:
+        text += "The images without a marker, drawn again, got exactly their stored probabilities. "
+    elif np.isfinite(noise):
+        text += (f"The images without a marker, drawn again, moved by at most {noise:.1e}, rounding noise: the "
+                 "re-drawn films reproduce the stored predictions. ")
+    text += f"On the studies, {comparison.sentence()}."
     if comparison.verdict == "no detectable difference":
         text += " The network's ranking of the studies does not depend detectably on the markers."
     else:
@@ -515,8 +519,9 @@ def shortcut_reading(shortcut: dict | None, comparison, summary: dict | None, sh
     if shown is not None and len(shown):
         conspicuous = int((shown["hardware"].astype(bool) | shown["cast"].astype(bool)).sum())
         marked = int(shown["marker"].astype(bool).sum())
-        parts.append(f"Of the {len(shown)} views in the Grad-CAM figure, {conspicuous} show hardware or a cast and "
-                     f"{marked} carry a lead marker.")
+        parts.append(f"Of the {len(shown)} views in the Grad-CAM figure, {conspicuous} "
+                     f"show{'s' if conspicuous == 1 else ''} hardware or a cast and {marked} "
+                     f"carr{'ies' if marked == 1 else 'y'} a lead marker.")
     if np.isfinite(shortcut["gap_low"]) and shortcut["gap_low"] > 0:
         if shortcut["low_without"] > 0.5:
             parts.append("A map that lights up a plate or a cast points to something the network does find more "
