@@ -223,7 +223,9 @@ def finding_sentences(table: pd.DataFrame | None) -> str:
                      "for an interval.")
     subtle = table.loc[table[FINDING].isin(SUBTLE_FINDINGS)]
     conspicuous = table.loc[table[FINDING].isin(CONSPICUOUS_FINDINGS)]
-    if len(subtle) and len(conspicuous):
+    if len(subtle) and len(conspicuous) and table[SENSITIVITY].nunique() == 1:
+        parts.append(f"Its sensitivity at 0.5 is {plain(table[SENSITIVITY].iloc[0], 2)} on every finding.")
+    elif len(subtle) and len(conspicuous):
         parts.append(f"Its sensitivity at 0.5 {spread(subtle[SENSITIVITY])} on the subtle findings and "
                      f"{spread(conspicuous[SENSITIVITY])} on hardware and casts.")
     return " ".join(parts)
