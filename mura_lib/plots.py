@@ -205,3 +205,22 @@ def paired_differences(comparisons, metric: str = "auroc", title: str | None = N
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def probability_changes(changes: pd.DataFrame) -> plt.Figure:
+    """Histograms of the change in abnormality probability per image (column ``change``) when the
+    lead markers are removed, for the images with a marker (column ``marker`` true) and without."""
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.0), sharex=True)
+    largest = float(np.abs(changes["change"]).max()) if len(changes) else 0.0
+    limit = max(largest * 1.05, 0.01)
+    bins = np.linspace(-limit, limit, 42)  # an odd number of bins: zero falls in the middle of one
+    for ax, has_marker, title, colour in ((axes[0], True, "images with a marker", "C1"),
+                                          (axes[1], False, "images without a marker", "C0")):
+        part = changes.loc[changes["marker"] == has_marker, "change"]
+        ax.hist(np.clip(part, -limit, limit), bins=bins, color=colour)
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(f"{title} ({len(part)})")
+    axes[0].set_ylabel("Images")
+    fig.supxlabel("Change in abnormality probability (markers removed \u2212 as recorded)", fontsize="medium")
+    fig.tight_layout()
+    return fig

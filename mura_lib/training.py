@@ -267,6 +267,10 @@ class _PlateauAfter(keras.callbacks.ReduceLROnPlateau):
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
+            # Log the rate all the same: the CSV logger fixes its columns from each fit() call's
+            # first epoch, so a column that appears later would shift the rows of history.csv.
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             return
         super().on_epoch_end(epoch, logs)
 

@@ -192,3 +192,12 @@ def test_run_records_how_training_ended(reference):
     assert reference.hit_cap  # three epochs are fewer than the minimum before the rules act
     assert 1 <= reference.training["best_epoch"] <= TINY["epochs"]
     assert {"val_loss", "val_study_auroc", "val_study_auroc_smooth"} <= set(reference.history.columns)
+
+
+def test_plateau_rules_starting_mid_training_keep_the_history_readable(dataset, cache_dir, tmp_path):
+    # The learning rate is logged from the first epoch on, also before the plateau rules start.
+    run = run_experiment(ExperimentConfig(**TINY | {"min_epochs": 1}), dataset, store=RunStore(tmp_path),
+                         cache_dir=cache_dir, verbose="silent")
+    assert len(run.history) == TINY["epochs"]
+    assert run.history["learning_rate"].notna().all()
+    assert run.history["val_study_auroc_smooth"].between(0, 1).all()

@@ -1,0 +1,174 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mura_lib import analysis
+from mura_lib.dataset import load_mura
+from mura_lib.preprocess import build_cache
+from mura_lib.runs import RunStore
+from mura_lib.synthetic import image_truth, study_truth
+from mura_lib.training import ExperimentConfig, run_experiment
+
+TINY = dict(image_size=32, depth=2, width=8, epochs=2, batch_size=16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def truth(synthetic_root):
+    return study_truth(synthetic_root)
+
+
+def fabricated(truth, seed=0, shortcut=False):
+    """Study predictions over every study of the truth table: noisy scores that rise with the label,
+    or (``shortcut``) 1.0 for hardware and casts and the normal studies' scores for the rest."""
+    rng = np.random.default_rng(seed)
+    probability = rng.uniform(0, 0.6, len(truth)) + 0.3 * truth["label"].to_numpy()
+    if shortcut:
+        probability = rng.uniform(0, 0.5, len(truth))
+        probability[(truth["hardware"] | truth["cast"]).to_numpy()] = 1.0
+    return truth[["study_path", "study_type", "label", "views"]].assign(probability=probability)
+
+
+def test_per_finding_auroc_matches_scikit_learn(truth):
+    studies = fabricated(truth)
+    table = analysis.detection_by_finding(studies, truth, n_resamples=200, seed=0)
+    normal = studies["label"] == 0
+    assert list(table[analysis.FINDING]) == [f for f in analysis.FINDINGS if (truth["finding"] == f).any()]
+    for _, row in table.iterrows():
+        chosen = normal | (truth["finding"] == row[analysis.FINDING]).to_numpy()
+        part = studies.loc[chosen]
+        assert row[analysis.AUROC] == pytest.approx(roc_auc_score(part["label"], part["probability"]), abs=1e-12)
+        abnormal = part.loc[part["label"] == 1, "probability"]
+        assert row[analysis.STUDIES] == len(abnormal)
+        assert row[analysis.SENSITIVITY] == pytest.approx((abnormal > 0.5).mean())
+        assert row[analysis.LOW] <= row[analysis.AUROC] <= row[analysis.HIGH]
+    shown = analysis.readable(table)
+    assert list(shown.columns) == ["Finding", "Abnormal studies", "AUROC against normal studies", "95% interval",
+                                   "Sensitivity at 0.5"]
+
+
+def test_conspicuity_tertiles_split_the_subtle_findings(truth):
+    studies = fabricated(truth, seed=3)
+    table = analysis.detection_by_conspicuity(studies, truth, n_resamples=200, seed=0)
+    subtle = truth.loc[truth["finding"].isin(analysis.SUBTLE_FINDINGS)]
+    assert list(table[analysis.CONSPICUITY]) == list(analysis.CONSPICUITY_LEVELS)
+    assert table[analysis.STUDIES].sum() == len(subtle)
+    # Each tertile holds about a third of the studies and the thirds are ordered by conspicuity.
+    assert table[analysis.STUDIES].max() - table[analysis.STUDIES].min() <= 2
+    tertile = pd.qcut(subtle["conspicuity"], 3, labels=list(analysis.CONSPICUITY_LEVELS))
+    normal = studies.loc[studies["label"] == 0, "probability"]
+    for _, row in table.iterrows():
+        abnormal = studies.set_index("study_path").loc[subtle.loc[tertile == row[analysis.CONSPICUITY], "study_path"],
+                                                       "probability"]
+        labels = np.r_[np.ones(len(abnormal)), np.zeros(len(normal))]
+        expected = roc_auc_score(labels, np.r_[abnormal.to_numpy(), normal.to_numpy()])
+        assert row[analysis.AUROC] == pytest.approx(expected, abs=1e-12)
+    per_finding = analysis.detection_by_conspicuity(studies, truth, per_finding=True, n_resamples=200, seed=0)
+    assert set(per_finding[analysis.FINDING]) <= set(analysis.SUBTLE_FINDINGS)
+
+
+def test_shortcut_reliance_sees_a_network_that_only_finds_hardware_and_casts(truth):
+    studies = fabricated(truth, shortcut=True)
+    result = analysis.shortcut_reliance(studies, truth, n_resamples=500, seed=0)
+    assert result["auroc_with"] == 1.0
+    assert result["with"] == int((truth["hardware"] | truth["cast"]).sum())
+    assert result["without"] + result["with"] == int(truth["label"].sum())
+    assert result["gap"] > 0.3
+    assert result["gap_low"] > 0
+    assert result["low_without"] <= 0.5 <= result["high_without"]
+    assert "a shortcut" in analysis.shortcut_sentence(result)
+    # A network that scores every abnormal study alike shows no gap.
+    even = fabricated(truth, seed=1)
+    even.loc[even["label"] == 1, "probability"] = 0.9
+    balanced = analysis.shortcut_reliance(even, truth, n_resamples=500, seed=0)
+    assert balanced["gap"] == 0 and balanced["gap_low"] <= 0 <= balanced["gap_high"]
+
+
+def test_finding_sentences_sort_findings_by_their_intervals():
+    table = pd.DataFrame({analysis.FINDING: ["fracture", "hardware", "lesion"], analysis.STUDIES: [9, 8, 1],
+                          analysis.AUROC: [0.55, 0.97, 0.6], analysis.LOW: [0.45, 0.93, np.nan],
+                          analysis.HIGH: [0.66, 0.99, np.nan], analysis.SENSITIVITY: [0.2, 0.9, 0.0]})
+    text = analysis.finding_sentences(table)
+    detects, rest = text.split("It cannot be shown to detect")
+    assert "hardware (AUROC 0.970, interval 0.930 to 0.990)" in detects and "fracture" not in detects
+    assert "fractures (AUROC 0.550, interval 0.450 to 0.660)" in rest
+    assert "Too few test studies show lesions" in rest
+    assert "sensitivity at 0.5 ranges from 0.00 to 0.20 on the subtle findings and is 0.90 on hardware" in rest
+
+
+def test_no_truth_no_tables(truth):
+    studies = fabricated(truth)
+    assert analysis.detection_by_finding(studies, None) is None
+    assert analysis.detection_by_conspicuity(studies, None) is None
+    assert analysis.shortcut_reliance(studies, None) is None
+    assert "no ground truth" in analysis.finding_sentences(None)
+
+
+def test_predictions_from_another_dataset_are_refused(truth):
+    studies = fabricated(truth)
+    studies.loc[0, "study_path"] = "valid/XR_HAND/patient99999/study1_positive"
+    with pytest.raises(ValueError, match="not in the ground truth"):
+        analysis.detection_by_finding(studies, truth)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synthetic_root, tmp_path_factory):
+    cache_dir = tmp_path_factory.mktemp("cache")
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    run = run_experiment(ExperimentConfig(**TINY), load_mura(synthetic_root), store=store, cache_dir=cache_dir,
+                         verbose="silent")
+    return run, cache_dir
+
+
+def test_redrawn_films_reproduce_the_cache_and_the_stored_predictions(synthetic_root, tiny_run):
+    run, cache_dir = tiny_run
+    images = run.predictions.loc[run.predictions["subset"] == "test"]
+    redrawn = analysis.render_preprocessed(synthetic_root, images["relpath"], run.config.image_size, run.config.policy,
+                                           markers=True, workers=1)
+    cache = build_cache(load_mura(synthetic_root), run.config.image_size, policy=run.config.policy,
+                        cache_dir=cache_dir, progress=False)
+    np.testing.assert_array_equal(redrawn, cache.images[cache.rows_for(images["relpath"])])
+    probability = analysis.predict_pixels(run, redrawn, images["label"])
+    np.testing.assert_allclose(probability, images["probability"], atol=1e-5, rtol=0)
+
+
+def test_marker_masking_on_a_trained_run(synthetic_root, tiny_run, tmp_path):
+    run, _ = tiny_run
+    comparison, summary, changes = analysis.marker_masking(run, synthetic_root, n_resamples=200, seed=0,
+                                                           cache_dir=tmp_path, workers=2)
+    images = run.predictions.loc[run.predictions["subset"] == "test"]
+    assert comparison.studies == images["study_path"].nunique() == summary["studies"]
+    assert comparison.auroc_b == pytest.approx(run.metrics["auroc"])
+    marked = image_truth(synthetic_root).set_index("relpath").loc[images["relpath"], "marker"].to_numpy()
+    assert summary["marked_images"] == marked.sum() > 0
+    assert (~marked).sum() > 0
+    assert np.abs(changes.loc[~changes["marker"], "change"]).max() < 1e-5
+    assert summary["unmarked_max_abs_change"] < 1e-5
+    assert summary["marked_mean_abs_change"] == pytest.approx(np.abs(changes.loc[changes["marker"], "change"]).mean())
+    assert 0 <= summary["flipped_share"] <= 1
+    # Removing the markers changed the pixels the model saw, not only nothing.
+    masked = analysis.render_preprocessed(synthetic_root, images["relpath"], run.config.image_size, run.config.policy,
+                                          cache_dir=tmp_path)
+    kept = analysis.render_preprocessed(synthetic_root, images["relpath"], run.config.image_size, run.config.policy,
+                                        markers=True, workers=1)
+    differs = (masked != kept).reshape(len(masked), -1).any(axis=1)
+    assert differs[marked].all() and not differs[~marked].any()
+    assert len(list((tmp_path / "redrawn").glob("*.npy"))) == 1  # the masked films, kept on disk and reused
+    assert "lead markers" in analysis.masking_sentence(comparison, summary)
+
+
+def test_shortcut_reading_follows_the_measurements(truth):
+    from mura_lib.evaluation import compare_paired
+
+    reliant = analysis.shortcut_reliance(fabricated(truth, shortcut=True), truth, n_resamples=300, seed=0)
+    studies = fabricated(truth)
+    same = compare_paired(studies, studies, n_resamples=200, seed=0)
+    moved = compare_paired(studies.assign(probability=studies["probability"] * (studies["label"] == 0)), studies,
+                           n_resamples=200, seed=0)
+    summary = {"marked_mean_abs_change": 0.004}
+    shown = truth[["hardware", "cast", "marker"]].head(6)
+    text = analysis.shortcut_reading(reliant, same, summary, shown)
+    assert f"Of the 6 views in the Grad-CAM figure, {int((shown['hardware'] | shown['cast']).sum())} show" in text
+    assert "the shortcut that the numbers confirm" in text and "no evidence that the network reads" in text
+    assert "do carry part of the decision" in analysis.shortcut_reading(reliant, moved, summary)
+    assert "need the synthetic data" in analysis.shortcut_reading(None, None, None)
