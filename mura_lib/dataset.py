@@ -354,6 +354,7 @@ def load_mura(path: str | os.PathLike | None = None, *, missing: str | None = No
             exclusions += [(name, "listed in the CSV but missing on disk") for name in absent]
             images = images.loc[~images["relpath"].isin(absent)]
         exclusions += [(name, "on disk but not listed in the CSV") for name in sorted(on_disk - listed)]
+        _check_split(root, split, images, studies)
 
         unlabeled = sorted(set(images["study_path"]) - set(studies["study_path"]))
         if unlabeled:
@@ -373,7 +374,6 @@ def load_mura(path: str | os.PathLike | None = None, *, missing: str | None = No
                     "An empty study cannot be classified; check that its images were extracted.",
                 )
             )
-        _check_split(root, split, images, studies)
         frames.append(images.merge(studies, on="study_path", how="left", validate="many_to_one"))
 
     table = pd.concat(frames, ignore_index=True)
