@@ -29,7 +29,7 @@ def _overrides(args, root: Path) -> dict:
     for file in args.parameters_file or []:
         sources.append((file, read_yaml(file) or {}))
     for name, value in args.parameter or []:
-        sources.append((f"-p {name}", {name: _parse_value(value)}))
+        sources.append(("-p", {name: _parse_value(value)}))
     check_overrides(root, Path(args.chapter).stem, sources)
     values = {}
     for _, loaded in sources:

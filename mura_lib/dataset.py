@@ -403,7 +403,11 @@ def manifest_hash(root: str | os.PathLike) -> str:
         for directory, _, files in os.walk(base):
             for name in files:
                 full = os.path.join(directory, name)
-                entries.append(f"{os.path.relpath(full, root)}:{os.path.getsize(full)}")
+                try:
+                    size = os.path.getsize(full)
+                except OSError:  # a dangling link: load_mura says what is wrong with it
+                    size = -1
+                entries.append(f"{os.path.relpath(full, root)}:{size}")
         digest.update("\n".join(sorted(entries)).encode())
     return digest.hexdigest()[:16]
 

@@ -349,7 +349,7 @@ def test_run_parameters_are_checked_before_any_kernel_starts(tmp_path):
     started = time.perf_counter()
     result = run_cli(project, "run", "05_1_baseline", "-p", "image_size", "abc", "--profile", "smoke")
     assert result.returncode == 2
-    assert "-p image_size: image_size: 'abc' is not valid; expected an integer in [8, 1024]" in result.stderr
+    assert "-p: image_size: 'abc' is not valid; expected an integer in [8, 1024]" in result.stderr
     assert "Traceback" not in result.stderr
     (project / "mine.yaml").write_text("epochs: 3\nimage_sizes: [16]\n")
     result = run_cli(project, "run", "05_1_baseline", "-f", "mine.yaml", "--profile", "smoke")
