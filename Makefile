@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 book: $(STAMP)
-	$(BIN)/mura-thesis build --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+	$(BIN)/mura-thesis build --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
 
 status: $(STAMP)
-	$(BIN)/mura-thesis status --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+	$(BIN)/mura-thesis status --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

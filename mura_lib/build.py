@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from .parallel import partial_name, remove_stale_partials
 from .runs import atomic_write_text
 
 PIPELINE_VERSION = 1
@@ -70,13 +71,12 @@ def load_profile(root: Path, name: str) -> Profile:
     if not path.exists():
         available = sorted(p.stem for p in (root / "params").glob("*.yaml"))
         raise BuildError(f"Unknown profile {name!r}: {path} does not exist. Available: {', '.join(available)}.")
-    values = yaml.safe_load(path.read_text()) or {}
-    unknown = set(values) - {"description", "data", "parameters", "chapters"}
-    if unknown:
-        raise BuildError(f"{path}: unknown sections {sorted(unknown)}.")
+    from .schema import check_profile, read_yaml
+
+    values = read_yaml(path)
+    # Unknown keys (a typo would silently leave a chapter's default), types and ranges.
+    check_profile(root, path.relative_to(root) if path.is_relative_to(root) else path, values)
     data = values.get("data") or {}
-    if data.get("source") not in ("synthetic", "mura"):
-        raise BuildError(f"{path}: data.source must be 'synthetic' or 'mura'.")
     return Profile(
         name=name,
         description=values.get("description", ""),
@@ -86,8 +86,10 @@ def load_profile(root: Path, name: str) -> Profile:
     )
 
 
-def resolve_data(root: Path, profile: Profile, data: str | None = None, *, progress: bool = True) -> tuple[str, Path]:
-    """``(source, MURA-v1.1 folder)`` for a build, generating synthetic data when needed."""
+def resolve_data(root: Path, profile: Profile, data: str | None = None, *, progress: bool = True,
+                 generate: bool = True) -> tuple[str, Path]:
+    """``(source, MURA-v1.1 folder)`` for a build, generating synthetic data when needed
+    (with ``generate=False`` the folder is returned even if it does not exist yet)."""
     from .dataset import DATA_ENV_VAR, resolve_data_root
 
     if data or profile.data["source"] == "mura":
@@ -103,6 +105,10 @@ def resolve_data(root: Path, profile: Profile, data: str | None = None, *, progr
     keys = ("scale", "valid_scale", "image_size", "seed")
     spec = {k: profile.data[k] for k in keys if profile.data.get(k) is not None}
     folder = root / "data" / "synthetic" / "-".join(f"{k}{v}" for k, v in sorted(spec.items()))
+    if not generate:
+        from .dataset import DATASET_DIRNAME
+
+        return "synthetic", folder / DATASET_DIRNAME
     # The folder belongs to the build: a dataset from older generator code is replaced.
     return "synthetic", generate_synthetic_mura(folder, progress=progress, overwrite=True, **spec)
 
@@ -173,11 +179,21 @@ class Builder:
     """Executes and renders the book of one profile."""
 
     def __init__(self, root: Path, profile: Profile, *, data: str | None = None, progress: bool = True, out=sys.stdout,
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, missing: str | None = None, max_excluded_fraction: float | None = None,
+                 generate: bool = True):
         self.root = root
         self.profile = profile
         self.overrides = dict(overrides or {})  # settings given on the command line (-p, -f) for every chapter
         self.data_override = data
+        self.generate = generate
+        # How the data are read: from the command line, else the profile's data section.
+        from .preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
+
+        self.missing = missing or profile.data.get("missing", "error")
+        self.max_excluded_fraction = float(
+            max_excluded_fraction if max_excluded_fraction is not None
+            else profile.data.get("max_excluded_fraction", DEFAULT_MAX_EXCLUDED_FRACTION)
+        )
         self.progress = progress
         self.out = out
         self.work = root / "build"
@@ -195,9 +211,44 @@ class Builder:
         if self._data is None:
             from .dataset import manifest_hash
 
-            source, path = resolve_data(self.root, self.profile, self.data_override, progress=self.progress)
-            self._data = (source, path, manifest_hash(path))
+            source, path = resolve_data(self.root, self.profile, self.data_override, progress=self.progress,
+                                        generate=self.generate)
+            if not path.exists():  # only without generate: status reports, it does not generate
+                self._data = (source, path, "not generated yet")
+            else:
+                self._data = (source, path, manifest_hash(path))
         return self._data
+
+    def data_settings(self) -> dict:
+        """How the chapters read the data (environment variables of the kernels)."""
+        from .dataset import MISSING_ENV_VAR
+        from .preprocess import MAX_EXCLUDED_ENV_VAR
+
+        return {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
+
+    def check_data(self) -> None:
+        """Read and check the dataset here, before any kernel starts (a clear error, not a
+        chapter traceback): layout, CSV files, missing files, empty or one-class splits."""
+        from .dataset import load_mura
+
+        load_mura(self.data[1], missing=self.missing)
+
+    def exclusion_summary(self) -> str | None:
+        """One line on the images the preprocessing caches of this dataset left out."""
+        import pandas as pd
+
+        from .preprocess import summarise_exclusions
+
+        failures = []
+        for meta_path in (self.root / "data" / "cache").glob("*/meta.json"):
+            meta = json.loads(meta_path.read_text())
+            if meta.get("manifest") == self.data[2] and (meta_path.parent / "index.csv").exists():
+                index = pd.read_csv(meta_path.parent / "index.csv", keep_default_na=False)
+                failures.append(index.loc[~index["ok"].astype(str).str.lower().eq("true"), ["relpath", "reason"]])
+        if not failures:
+            return None
+        excluded = pd.concat(failures).drop_duplicates("relpath")
+        return f"Images excluded as undecodable: {summarise_exclusions(excluded)} (listed in the Data chapter)."
 
     def automatic_parameters(self) -> dict:
         source, path, _ = self.data
@@ -208,6 +259,10 @@ class Builder:
             "runs_dir": str(self.root / "runs"),
             "cache_dir": str(self.root / "data" / "cache"),
         }
+
+    def lock(self, *, wait: bool = True) -> "_BuildLock":
+        """The lock of this checkout and profile (``build/locks/<profile>.lock``)."""
+        return _BuildLock(self.work / "locks" / f"{self.profile.name}.lock", self.profile.name, wait, self.say)
 
     # planning ----------------------------------------------------------------------------
     def plan(self, entry: str, overrides: dict | None = None) -> ChapterPlan:
@@ -246,6 +301,7 @@ class Builder:
             "parameters": _sha(parameters),
             "library": library_hash(),
             "data": self.data[2],
+            "data_settings": _sha(self.data_settings()),
             "pipeline": str(PIPELINE_VERSION),
         }
         return ChapterPlan(entry=entry, source=source, parameters=parameters, parts=parts)
@@ -281,14 +337,17 @@ class Builder:
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
+        from nbclient.exceptions import DeadKernelError
+
         output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_name(f".{output.stem}.partial.ipynb")
+        # Unique per process: two processes executing one chapter never share a notebook.
+        temporary = output.with_name(f"{partial_name(output.stem)}.ipynb")
         environment = {
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "PYTHONWARNINGS": "ignore",
             "MURA_RUNS": str(self.root / "runs"),
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        }
+        } | self.data_settings()
         previous = {k: os.environ.get(k) for k in environment}
         os.environ.update(environment)
         started = datetime.now(timezone.utc)
@@ -305,12 +364,27 @@ class Builder:
                 # The kernel talks to this process over localhost; its warning about unencrypted
                 # TCP would otherwise be printed once per chapter.  Kernel errors still show.
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                kernel_manager_class=ChapterKernelManager,
             )
+        except DeadKernelError:
+            temporary.unlink(missing_ok=True)
+            raise BuildError(
+                f"The kernel executing chapter {plan.name} ({plan.source.relative_to(self.root)}) died: it was "
+                "killed, most often for lack of memory (try a smaller image size or batch). Re-running the same "
+                "command resumes: finished chapters and trained runs are kept, and an interrupted training "
+                "continues from its last completed epoch."
+            ) from None
         except PapermillExecutionError as error:
             self.failed_dir.mkdir(parents=True, exist_ok=True)
             kept = self.failed_dir / f"{plan.name}.ipynb"
             if temporary.exists():
                 os.replace(temporary, kept)
+            expected = _expected_failure(error.ename, error.evalue)
+            if expected:
+                raise BuildError(
+                    f"Chapter {plan.name} ({plan.source.relative_to(self.root)}) stopped: {expected}\n"
+                    f"(The executed notebook is kept at {kept}.)"
+                ) from None
             cell_source = error.source or ""
             traceback = "\n".join(error.traceback)
             raise BuildError(
@@ -344,7 +418,8 @@ class Builder:
 
     def run_chapters(self, entries: list[str], *, force: bool = False) -> list[dict]:
         # A build killed mid-chapter leaves only a temporary file: remove it, re-run that chapter.
-        for stale in self.executed_dir.glob(".*.partial.ipynb"):
+        remove_stale_partials(self.executed_dir)
+        for stale in self.executed_dir.glob(".*.partial.ipynb"):  # named so by older versions
             stale.unlink()
         records = []
         notebooks = [e for e in entries if is_notebook(self.root / f"{e}.md")]
@@ -418,15 +493,87 @@ class Builder:
         shutil.rmtree(old, ignore_errors=True)
         return published / "index.html"
 
-    def build(self, *, force: bool = False) -> Path:
-        entries = toc_entries(self.root)
-        started = time.perf_counter()
-        source, path, manifest = self.data
-        self.say(f"Profile {self.profile.name!r} on {source} data at {path} (manifest {manifest})")
-        records = self.run_chapters(entries, force=force)
-        index = self.render(self.stage(entries, records))
-        self.say(f"Built in {time.perf_counter() - started:.0f}s. Open {index}")
-        return index
+    def build(self, *, force: bool = False, wait: bool = True) -> Path:
+        with self.lock(wait=wait):
+            entries = toc_entries(self.root)
+            started = time.perf_counter()
+            source, path, manifest = self.data
+            self.say(f"Profile {self.profile.name!r} on {source} data at {path} (manifest {manifest})")
+            self.check_data()
+            records = self.run_chapters(entries, force=force)
+            index = self.render(self.stage(entries, records))
+            self.say(self.exclusion_summary() or "Images excluded as undecodable: none.")
+            self.say(f"Built in {time.perf_counter() - started:.0f}s. Open {index}")
+            return index
+
+
+class _BuildLock:
+    """One build per checkout and profile at a time: a second one waits (saying so) or fails."""
+
+    def __init__(self, path: Path, profile: str, wait: bool, say):
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.profile, self.wait, self.say = path, profile, wait, say
+        self.lock = FileLock(path, mode=0o664)
+        self.owner = path.with_suffix(".owner")
+
+    def _holder(self) -> str:
+        try:
+            owner = json.loads(self.owner.read_text())
+            return f"pid {owner['pid']}, started {owner['started']}"
+        except (OSError, ValueError, KeyError):
+            return "pid unknown"
+
+    def __enter__(self):
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            message = f"Another build of profile {self.profile!r} is running in this checkout ({self._holder()})"
+            if not self.wait:
+                raise BuildError(f"{message}. Wait for it to finish, or run without --no-wait to wait.") from None
+            self.say(f"{message}; waiting for it to finish ... (Ctrl-C to stop; --no-wait fails instead)")
+            self.lock.acquire()
+        atomic_write_text(self.owner, json.dumps({"pid": os.getpid(), "started": datetime.now().isoformat(timespec="seconds")}))
+        return self
+
+    def __exit__(self, *exc):
+        self.owner.unlink(missing_ok=True)
+        self.lock.release()
+
+
+def _load_kernel_manager_base():
+    from jupyter_client.manager import AsyncKernelManager
+
+    return AsyncKernelManager
+
+
+class ChapterKernelManager(_load_kernel_manager_base()):
+    """The kernel manager of chapter execution: shuts an idle kernel down without a SIGINT.
+
+    jupyter_client interrupts a kernel before asking it to shut down, in case it is still busy.
+    A chapter's kernel is shut down only once its last cell has finished, so the interrupt only
+    makes the kernel log "KeyboardInterrupt caught in kernel" after every chapter.
+    """
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
+
+# Exceptions raised in a chapter for a known cause: their message is the whole story.
+EXPECTED_ERRORS = ("MuraFormatError", "BrokenRunError", "TooManyExcludedError", "ParameterError")
+
+
+def _expected_failure(name: str, value: str) -> str | None:
+    if name in EXPECTED_ERRORS:
+        return value
+    if "[Errno 28]" in (value or ""):
+        return f"the disk is full: {value}. Free space there and re-run; finished work is kept."
+    return None
 
 
 def jupyter_book_command() -> str:
@@ -479,16 +626,40 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def run_single_chapter(root: Path, profile: Profile, chapter: str, overrides: dict, output: Path | None, *, data: str | None = None) -> Path:
-    """Execute one chapter with changed parameters (``mura-thesis run``)."""
-    builder = Builder(root, profile, data=data)
+def run_single_chapter(root: Path, profile: Profile, chapter: str, overrides: dict, output: Path | None, *,
+                       data: str | None = None, **settings) -> Path:
+    """Execute one chapter with changed parameters (``mura-thesis run``).
+
+    ``settings`` are the data settings of :class:`Builder` (``missing``, ``max_excluded_fraction``).
+    Two runs never write one output: a second run aimed at an output that another one is writing
+    stops with a message (pass ``-o``); trained runs are shared through the run store's locks.
+    """
+    from filelock import FileLock, Timeout
+
+    builder = Builder(root, profile, data=data, **settings)
     entries = [e for e in toc_entries(root) if chapter_name(e) == chapter or e == chapter or f"{e}.md" == chapter]
     if not entries:
         names = [chapter_name(e) for e in toc_entries(root) if is_notebook(root / f"{e}.md")]
         raise BuildError(f"Unknown chapter {chapter!r}; chapters: {', '.join(names)}.")
     plan = builder.plan(entries[0], overrides)
-    output = output or root / "build" / "run" / f"{plan.name}.ipynb"
-    builder.say(f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ...")
-    record = builder.execute(plan, output)
-    builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")
+    output = Path(output or root / "build" / "run" / f"{plan.name}.ipynb").resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(output.parent / f".{output.name}.lock", mode=0o664)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BuildError(
+            f"{output} is being written by another `mura-thesis run` right now. Pass -o OTHER.ipynb to write "
+            "this run elsewhere, or wait for the other one to finish."
+        ) from None
+    try:
+        builder.check_data()
+        builder.say(f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ...")
+        record = builder.execute(plan, output)
+        builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")
+        summary = builder.exclusion_summary()
+        if summary:
+            builder.say(summary)
+    finally:
+        lock.release()
     return output

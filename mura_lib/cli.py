@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -20,15 +21,21 @@ def _parse_value(text: str):
         return text
 
 
-def _overrides(args) -> dict:
-    values = {}
+def _overrides(args, root: Path | None = None) -> dict:
+    """The ``-f`` files and ``-p`` values, each checked against the schema: experiment settings,
+    and for ``run`` the chapter's own parameters."""
+    from .schema import check_overrides, read_yaml
+
+    sources = []
     for file in args.parameters_file or []:
-        loaded = yaml.safe_load(Path(file).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise BuildError(f"{file} must hold a mapping of parameter names to values.")
-        values.update(loaded)
+        sources.append((file, read_yaml(file) or {}))
     for name, value in args.parameter or []:
-        values[name] = _parse_value(value)
+        sources.append(("-p", {name: _parse_value(value)}))
+    chapter = Path(args.chapter).stem if getattr(args, "chapter", None) else None
+    check_overrides(root or project_root(), chapter, sources)
+    values = {}
+    for _, loaded in sources:
+        values.update(loaded)
     return values
 
 
@@ -36,7 +43,7 @@ def _build_overrides(args) -> dict:
     """Settings for a whole build: only experiment settings, which every chapter shares."""
     from .plan import PlanSettings
 
-    values = _overrides(args)
+    values = _overrides(args)  # checked against the settings' schema
     unknown = sorted(set(values) - set(PlanSettings.fields()))
     if unknown:
         raise BuildError(f"{unknown} are not experiment settings; a build takes {PlanSettings.fields()}. "
@@ -44,24 +51,41 @@ def _build_overrides(args) -> dict:
     return values
 
 
+def _data_settings(args) -> dict:
+    """``--missing`` and ``--max-excluded-fraction``, checked with the profile's schema."""
+    from .schema import DATA_SCHEMA, check
+
+    settings = {"missing": args.missing, "max_excluded_fraction": args.max_excluded_fraction}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    check({"type": "object", "properties": DATA_SCHEMA["properties"]}, settings, "command line")
+    return settings
+
+
 def cmd_build(args) -> int:
     root = project_root()
-    builder = Builder(root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args))
-    builder.build(force=args.force)
+    builder = Builder(root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args),
+                      **_data_settings(args))
+    builder.build(force=args.force, wait=not args.no_wait)
     return 0
 
 
 def cmd_run(args) -> int:
     root = project_root()
-    run_single_chapter(root, load_profile(root, args.profile), args.chapter, _overrides(args), Path(args.output) if args.output else None, data=args.data)
+    profile = load_profile(root, args.profile)
+    overrides = _overrides(args, root)
+    run_single_chapter(root, profile, args.chapter, overrides, Path(args.output) if args.output else None,
+                       data=args.data, **_data_settings(args))
     return 0
 
 
 def cmd_status(args) -> int:
     root = project_root()
-    builder = Builder(root, load_profile(root, args.profile), data=args.data, progress=False,
-                      overrides=_build_overrides(args))
+    builder = Builder(root, load_profile(root, args.profile), data=args.data, progress=False, generate=False,
+                      overrides=_build_overrides(args), **_data_settings(args))
     print(f"Profile {args.profile!r}:")
+    source, path, manifest = builder.data
+    if not path.exists():
+        print(f"  The {source} dataset is not generated yet ({path}); the next build generates it.")
     for entry in toc_entries(root):
         if not is_notebook(root / f"{entry}.md"):
             continue
@@ -119,14 +143,9 @@ def cmd_train(args) -> int:
 def cmd_synthesize(args) -> int:
     from .synthetic import generate_synthetic_mura
 
-    root = generate_synthetic_mura(
-        args.destination,
-        scale=args.scale,
-        valid_scale=args.valid_scale,
-        image_size=args.image_size,
-        seed=args.seed,
-        workers=args.workers,
-    )
+    root = generate_synthetic_mura(args.destination, scale=args.scale, valid_scale=args.valid_scale,
+                                   image_size=args.image_size, seed=args.seed, workers=args.workers,
+                                   overwrite=args.overwrite)
     print(root)
     return 0
 
@@ -135,6 +154,12 @@ def cmd_runs(args) -> int:
     from .runs import RunStore
 
     store = RunStore(args.store)
+    if args.delete:
+        if not args.key:
+            raise ValueError("--delete needs the KEY of the run to delete (see `mura-thesis runs`).")
+        store.delete(args.key)
+        print(f"Deleted run {args.key} from {store.root}; the next build that needs it trains it again.")
+        return 0
     if args.key:
         run = store.load(args.key)
         print(json.dumps({"info": run.info, "config": run.config.to_dict(), "metrics": run.metrics, "environment": run.environment}, indent=1))
@@ -151,6 +176,12 @@ def main(argv=None) -> int:
     def profile_options(p):
         p.add_argument("--profile", default="demo", help="parameter profile from params/ (default: demo)")
         p.add_argument("--data", help="path to a real MURA-v1.1 folder (overrides the profile's data)")
+        p.add_argument("--missing", choices=("error", "drop"),
+                       help="images listed in a CSV but missing on disk: stop (error) or leave them out (drop); "
+                       "default: the profile's data.missing, else error")
+        p.add_argument("--max-excluded-fraction", type=float, metavar="F",
+                       help="stop if more than this fraction of images cannot be decoded "
+                       "(default: the profile's data.max_excluded_fraction, else 0.01)")
 
     p = sub.add_parser("build", help="execute the chapters and render the HTML thesis")
     profile_options(p)
@@ -158,6 +189,8 @@ def main(argv=None) -> int:
                    help="change an experiment setting for the whole build (repeatable)")
     p.add_argument("-f", "--parameters-file", action="append", help="YAML file of experiment settings")
     p.add_argument("--force", action="store_true", help="re-execute every chapter")
+    p.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another build of this profile runs in this checkout (default: wait for it)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="execute one chapter with other parameters")
@@ -201,11 +234,13 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int)
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset of another specification at DESTINATION")
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("runs", help="list the run store, or show one run")
     p.add_argument("key", nargs="?")
     p.add_argument("--store", default="runs")
+    p.add_argument("--delete", action="store_true", help="delete run KEY (a damaged one), so that it is trained again")
     p.set_defaults(func=cmd_runs)
 
     args = parser.parse_args(argv)
@@ -214,9 +249,20 @@ def main(argv=None) -> int:
     except BuildError as error:
         print(f"\nBUILD FAILED: {error}", file=sys.stderr)
         return 1
-    except (ValueError, FileExistsError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, FileExistsError, KeyError, RuntimeError) as error:
+        # Expected failures (bad data, parameters, a damaged run): the message says it all.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            print(f"error: no space left on the device holding {error.filename or 'the output'}. Free space there "
+                  "(old caches in data/cache, old runs) and re-run; finished work is kept.", file=sys.stderr)
+            return 1
+        if error.filename and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+            print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("\nInterrupted. Finished chapters and runs are kept; the next build continues from them.", file=sys.stderr)
         return 130

@@ -30,6 +30,8 @@ STUDY_TYPES = (
 SPLITS = ("train", "valid")
 DATASET_DIRNAME = "MURA-v1.1"
 DATA_ENV_VAR = "MURA_DATA"
+MISSING_ENV_VAR = "MURA_MISSING"
+MISSING_POLICIES = ("error", "drop", "exclude")  # "exclude" is the older name of "drop"
 MURA_URL = "https://stanfordmlgroup.github.io/competitions/mura/"
 
 _IMAGE_PATTERN = re.compile(
@@ -166,7 +168,14 @@ def _read_csv_lines(csv_path: Path, quirks: list[str]) -> list[list[str]]:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
         quirks.append(f"{csv_path.name}: UTF-8 byte-order mark removed")
-    text = raw.decode("utf-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise MuraFormatError(
+            f"{csv_path}:{line}: not valid UTF-8 (byte {raw[error.start]:#04x} at offset {error.start}). MURA's "
+            "CSV files are plain ASCII: re-extract the file, or re-save it as UTF-8."
+        ) from None
     if "\r\n" in text:
         quirks.append(f"{csv_path.name}: CRLF line ends")
     rows = [line.strip().split(",") for line in text.splitlines() if line.strip()]
@@ -217,8 +226,15 @@ def _parse_studies(root: Path, split: str, quirks: list[str]) -> pd.DataFrame:
 def _parse_images(root: Path, split: str, quirks: list[str]) -> pd.DataFrame:
     csv_path = root / f"{split}_image_paths.csv"
     records = []
+    first_line: dict[str, int] = {}
     for number, row in enumerate(_read_csv_lines(csv_path, quirks), start=1):
         relative = _strip_dataset_prefix(csv_path, number, row[0])
+        if relative in first_line:
+            raise MuraFormatError(
+                f"{csv_path}:{number}: image {row[0]!r} is listed twice (first on line {first_line[relative]}); "
+                "each image must be listed once. Delete the repeated line."
+            )
+        first_line[relative] = number
         match = _IMAGE_PATTERN.match(relative)
         if match is None or match["split"] != split:
             raise MuraFormatError(f"{csv_path}:{number}: {row[0]!r} is not a {split} image path.")
@@ -245,14 +261,45 @@ def _walk_files(root: Path, split: str) -> tuple[set[str], list[str]]:
     base = root / split
     if not base.is_dir():
         raise MuraFormatError(f"{root} is not a MURA-v1.1 folder: the folder {split}/ is missing.")
+    dangling: list[str] = []
     for directory, _, files in os.walk(base):
         rel_dir = Path(directory).relative_to(root).as_posix()
         for name in files:
             if name.startswith("._"):
                 sidecars.append(f"{rel_dir}/{name}")
             elif name.lower().endswith(".png"):
+                full = os.path.join(directory, name)
+                if os.path.islink(full) and not os.path.exists(full):
+                    dangling.append(f"{full} -> {os.readlink(full)}")
                 pngs.add(f"{rel_dir}/{name}")
+    if dangling:
+        raise MuraFormatError(
+            _list_problem(
+                f"{root}: symbolic links whose target does not exist",
+                dangling,
+                "Restore the files they point to (a moved or unmounted copy?), or delete the links "
+                "and their lines in the CSV files.",
+            )
+        )
     return pngs, sidecars
+
+
+def _check_split(root: Path, split: str, images: pd.DataFrame, studies: pd.DataFrame) -> None:
+    """A split must have images of both classes: AUROC and kappa are undefined otherwise."""
+    image_csv = root / f"{split}_image_paths.csv"
+    if images.empty:
+        raise MuraFormatError(
+            f"{image_csv}: the {split} split has no images (the file lists none, or none is on disk). "
+            "The copy is incomplete: extract the archive again."
+        )
+    labels = set(studies.loc[studies["study_path"].isin(images["study_path"]), "label"])
+    if len(labels) < 2:
+        only = "abnormal" if labels == {1} else "normal"
+        raise MuraFormatError(
+            f"{root / f'{split}_labeled_studies.csv'}: every study of the {split} split is {only}; with one class "
+            "AUROC and Cohen's kappa are undefined. Use a complete copy of MURA-v1.1 (or a larger synthetic "
+            "scale) with normal and abnormal studies in both splits."
+        )
 
 
 def _list_problem(title: str, items: list[str], hint: str) -> str:
@@ -261,7 +308,7 @@ def _list_problem(title: str, items: list[str], hint: str) -> str:
     return f"{title} ({len(items)}):\n  {shown}{more}\n{hint}"
 
 
-def load_mura(path: str | os.PathLike | None = None, *, missing: str = "error") -> MuraDataset:
+def load_mura(path: str | os.PathLike | None = None, *, missing: str | None = None) -> MuraDataset:
     """Read and validate a MURA-v1.1 folder (real or synthetic).
 
     Parameters
@@ -269,11 +316,18 @@ def load_mura(path: str | os.PathLike | None = None, *, missing: str = "error") 
     path:
         The ``MURA-v1.1`` folder or the folder above it; ``None`` reads ``$MURA_DATA``.
     missing:
-        What to do with images listed in a CSV but absent on disk: ``"error"`` (default) raises
-        a :class:`MuraFormatError` listing them; ``"exclude"`` leaves them out and records them.
+        What to do with images listed in a CSV but absent on disk: ``"error"`` raises a
+        :class:`MuraFormatError` listing them; ``"drop"`` (or ``"exclude"``) leaves them out and
+        records them.  ``None`` reads ``$MURA_MISSING`` (set by the build from the profile or
+        ``--missing``), else ``"error"``.
+
+    Each split is checked too: no images, a single class, an image listed twice or a link to a
+    file that does not exist are errors naming the file and the fix.
     """
-    if missing not in ("error", "exclude"):
-        raise ValueError(f"missing must be 'error' or 'exclude', got {missing!r}")
+    if missing is None:
+        missing = os.environ.get(MISSING_ENV_VAR) or "error"
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
     root = resolve_data_root(path)
     _check_layout(root)
     quirks: list[str] = []
@@ -293,13 +347,14 @@ def load_mura(path: str | os.PathLike | None = None, *, missing: str = "error") 
                     _list_problem(
                         f"{root}: images listed in {split}_image_paths.csv but missing on disk",
                         absent,
-                        "The copy is incomplete: extract the archive again, or pass "
-                        "missing='exclude' to leave these images out.",
+                        "The copy is incomplete: extract the archive again, or leave these images out "
+                        "with `--missing drop` (or `missing: drop` in the profile's data section).",
                     )
                 )
             exclusions += [(name, "listed in the CSV but missing on disk") for name in absent]
             images = images.loc[~images["relpath"].isin(absent)]
         exclusions += [(name, "on disk but not listed in the CSV") for name in sorted(on_disk - listed)]
+        _check_split(root, split, images, studies)
 
         unlabeled = sorted(set(images["study_path"]) - set(studies["study_path"]))
         if unlabeled:
@@ -348,7 +403,11 @@ def manifest_hash(root: str | os.PathLike) -> str:
         for directory, _, files in os.walk(base):
             for name in files:
                 full = os.path.join(directory, name)
-                entries.append(f"{os.path.relpath(full, root)}:{os.path.getsize(full)}")
+                try:
+                    size = os.path.getsize(full)
+                except OSError:  # a dangling link: load_mura says what is wrong with it
+                    size = -1
+                entries.append(f"{os.path.relpath(full, root)}:{size}")
         digest.update("\n".join(sorted(entries)).encode())
     return digest.hexdigest()[:16]
 

@@ -3,12 +3,17 @@
 For each dataset, image size and resize policy the cache holds one memory-mapped ``uint8``
 array of shape (images, size, size) and an index table.  It is built in parallel over all
 cores, reused by every experiment and rebuilt only when the dataset's files or the
-preprocessing parameters change.  Images that cannot be decoded are reported by path and
-left out, so that training never crashes mid-epoch on a bad file.
+preprocessing parameters change.  Images that cannot be decoded (zero-byte, truncated, too
+large, unreadable) are left out with their reason, so that training never crashes mid-epoch on
+a bad file; :func:`exclusions` lists them, and more than ``max_excluded_fraction`` of them stop
+the build.  Each entry remembers the identity (size, modification time) of the file it was made
+from: an entry whose file changed, or whose file failed, is processed again on the next use, so
+a temporary failure (a permission fixed since) is never remembered.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,16 +25,49 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .dataset import MuraDataset
-from .parallel import process_pool
+from .parallel import partial_name, process_pool, remove_stale_partials
 
 POLICIES = ("pad", "stretch", "crop")
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 DEFAULT_CACHE_DIR = Path("data") / "cache"
+# The largest image decoded: MURA's radiographs are at most a few megapixels, so anything
+# above this is a damaged or malicious file (a "decompression bomb"), not a radiograph.
+MAX_IMAGE_PIXELS = 50_000_000
+DEFAULT_MAX_EXCLUDED_FRACTION = 0.01
+MAX_EXCLUDED_ENV_VAR = "MURA_MAX_EXCLUDED_FRACTION"
+INDEX_COLUMNS = ["relpath", "ok", "reason", "error", "size", "mtime_ns"]
+
+
+class TooManyExcludedError(ValueError):
+    """More images could not be decoded than the profile allows; the message lists them."""
+
+
+def exclusion_reason(path: str | os.PathLike, error: BaseException) -> str:
+    """A short, stable reason for an image that could not be used (for tables and counts)."""
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "too large (decompression-bomb guard)"
+    if isinstance(error, PermissionError):
+        return "unreadable (permission denied)"
+    if isinstance(error, FileNotFoundError):
+        return "missing (deleted or a dangling link)"
+    if isinstance(error, IsADirectoryError):
+        return "unreadable (a folder, not a file)"
+    try:
+        if os.path.getsize(path) == 0:
+            return "zero-byte file"
+    except OSError:
+        pass
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not an image PIL can read"
+    if "truncated" in str(error).lower() or isinstance(error, (SyntaxError, ValueError, EOFError)):
+        return "truncated or corrupt"
+    return "unreadable"
 
 
 def load_grayscale(path: str | os.PathLike) -> np.ndarray:
@@ -39,7 +77,17 @@ def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        with image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(
+                    f"{width} x {height} pixels is more than the limit of {MAX_IMAGE_PIXELS:,d}"
+                )
             image.load()
             if image.mode in ("RGB", "RGBA"):
                 rgb = np.asarray(image.convert("RGB"))
@@ -90,8 +138,8 @@ class ImageCache:
 
     @property
     def failures(self) -> pd.DataFrame:
-        """Images that could not be decoded: ``relpath`` and the ``error``."""
-        return self.index.loc[~self.index["ok"], ["relpath", "error"]].reset_index(drop=True)
+        """Images that could not be decoded: ``relpath``, ``reason`` and PIL's ``error``."""
+        return self.index.loc[~self.index["ok"], ["relpath", "reason", "error"]].reset_index(drop=True)
 
     def rows_for(self, relpaths) -> np.ndarray:
         """Positions in the cache of the given relative paths (all must be present)."""
@@ -110,20 +158,56 @@ def cache_key(dataset: MuraDataset, image_size: int, policy: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _process_chunk(task: tuple) -> list[tuple[int, str]]:
-    """Decode and resize one chunk of images straight into the shared memory map."""
-    array_path, start, paths, size, policy = task
+def _identity(path: str) -> tuple[int, int]:
+    """``(size, modification time in ns)`` of a file, ``(-1, -1)`` if it cannot be stat'ed."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _process_chunk(task: tuple) -> list[tuple]:
+    """Decode and resize some images straight into the shared memory map.
+
+    Returns one ``(row, ok, reason, error, size, mtime_ns)`` per image.
+    """
+    array_path, rows, paths, size, policy = task
     target = np.load(array_path, mmap_mode="r+")
-    errors = []
-    for offset, path in enumerate(paths):
+    results = []
+    for row, path in zip(rows, paths):
+        file_size, mtime = _identity(path)
         try:
-            target[start + offset] = resize_image(load_grayscale(path), size, policy)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
-            errors.append((start + offset, f"{type(error).__name__}: {error}"))
+            target[row] = resize_image(load_grayscale(path), size, policy)
+            results.append((row, True, "", "", file_size, mtime))
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            target[row] = 0
+            results.append((row, False, exclusion_reason(path, error), f"{type(error).__name__}: {error}", file_size, mtime))
     # No flush here: the map is shared, so the pages are already in the file as the other
     # processes see it; the build syncs the file to disk once, at the end.
     del target
-    return errors
+    return results
+
+
+def _run_tasks(tasks: list[tuple], workers: int, bar) -> list[tuple]:
+    results: list[tuple] = []
+    if workers == 1 or len(tasks) == 1:
+        for task in tasks:
+            results += _process_chunk(task)
+            bar.update(len(task[2]))
+    else:
+        with process_pool(workers) as pool:
+            for task, result in zip(tasks, pool.map(_process_chunk, tasks)):
+                results += result
+                bar.update(len(task[2]))
+    return results
+
+
+def _chunks(array_path, rows, paths, size, policy, chunk_size) -> list[tuple]:
+    return [
+        (str(array_path), rows[start : start + chunk_size], paths[start : start + chunk_size], size, policy)
+        for start in range(0, len(paths), chunk_size)
+    ]
 
 
 def build_cache(
@@ -150,73 +234,167 @@ def build_cache(
     cache_dir = Path(cache_dir)
     key = cache_key(dataset, image_size, policy)
     final = cache_dir / f"{image_size}px-{policy}-{key}"
-    if not (final / "index.csv").exists():
-        _build(dataset, image_size, policy, final, workers or os.cpu_count() or 1, chunk_size, progress)
+    workers = workers or os.cpu_count() or 1
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # What a killed build left behind (a full-size array) goes, unless its process still runs.
+    remove_stale_partials(cache_dir)
+    lock = FileLock(cache_dir / f".{final.name}.lock", mode=0o664)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for the image cache {final}, built by another process ...", flush=True)
+        lock.acquire()
+    try:
+        if not (final / "index.csv").exists():
+            _build(dataset, image_size, policy, final, workers, chunk_size, progress)
+        else:
+            _refresh(dataset, final, workers, chunk_size)
+    finally:
+        lock.release()
     return open_cache(final)
+
+
+def _refresh(dataset: MuraDataset, directory: Path, workers: int, chunk_size: int) -> None:
+    """Process again the entries that failed or whose file changed (size or modification time)."""
+    index = _read_index(directory)
+    paths = dict(zip(dataset.images["relpath"], dataset.images["path"]))
+    current = [_identity(paths.get(rel, "")) for rel in index["relpath"]]
+    changed = (
+        ~index["ok"].to_numpy()
+        | (index["size"].to_numpy() != np.array([c[0] for c in current]))
+        | (index["mtime_ns"].to_numpy() != np.array([c[1] for c in current]))
+    )
+    rows = np.flatnonzero(changed & index["relpath"].isin(paths).to_numpy()).tolist()
+    if not rows:
+        return
+    meta = json.loads((directory / "meta.json").read_text())
+    tasks = _chunks(directory / "images.npy", rows, [paths[index.at[r, "relpath"]] for r in rows],
+                    meta["image_size"], meta["policy"], chunk_size)
+    with tqdm(total=len(rows), disable=True) as bar:
+        results = _run_tasks(tasks, min(workers, len(tasks)), bar)
+    _apply(index, results)
+    _write_index(index, directory)
+    meta["failed"] = int((~index["ok"]).sum())
+    _write_text(directory / "meta.json", json.dumps(meta, indent=1))
+
+
+def _apply(index: pd.DataFrame, results: list[tuple]) -> None:
+    if not results:
+        return
+    update = pd.DataFrame(results, columns=["row", "ok", "reason", "error", "size", "mtime_ns"]).set_index("row")
+    for column in update.columns:
+        values = index[column].to_numpy(copy=True)
+        values[update.index.to_numpy()] = update[column].to_numpy()
+        index[column] = values
+
+
+def _read_index(directory: Path) -> pd.DataFrame:
+    index = pd.read_csv(directory / "index.csv", keep_default_na=False)
+    index["ok"] = index["ok"].astype(str).str.lower().eq("true")
+    return index
+
+
+def _write_index(index: pd.DataFrame, directory: Path) -> None:
+    _write_text(directory / "index.csv", index[INDEX_COLUMNS].to_csv(index=False))
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .runs import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def exclusions(dataset: MuraDataset, image_size: int, policy: str = "pad",
+               cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, *, progress: bool = False) -> pd.DataFrame:
+    """Every image of ``dataset`` left out of the cache, with its ``reason`` and PIL's ``error``.
+
+    Builds the cache if needed (the same one the experiments use).
+    """
+    cache = build_cache(dataset, image_size, policy=policy, cache_dir=cache_dir, progress=progress)
+    return cache.failures
+
+
+def check_exclusions(excluded: pd.DataFrame, total: int, max_fraction: float | None = None) -> None:
+    """Raise :class:`TooManyExcludedError` if more than ``max_fraction`` of ``total`` images
+    were left out.  ``None`` reads ``$MURA_MAX_EXCLUDED_FRACTION`` (set by the build from the
+    profile or ``--max-excluded-fraction``), else 1%."""
+    if max_fraction is None:
+        max_fraction = float(os.environ.get(MAX_EXCLUDED_ENV_VAR) or DEFAULT_MAX_EXCLUDED_FRACTION)
+    if total == 0 or len(excluded) <= max_fraction * total:
+        return
+    shown = "\n".join(f"  {row.relpath}: {row.reason}" for row in excluded.head(10).itertuples())
+    more = f"\n  ... and {len(excluded) - 10} more" if len(excluded) > 10 else ""
+    raise TooManyExcludedError(
+        f"{len(excluded)} of {total} images ({len(excluded) / total:.1%}) could not be decoded, more than the "
+        f"allowed {max_fraction:.1%}:\n{shown}{more}\nRepair or re-extract these files, or raise the limit with "
+        "`--max-excluded-fraction` or `max_excluded_fraction` in the profile's data section."
+    )
+
+
+def summarise_exclusions(excluded: pd.DataFrame) -> str:
+    """``"3 (2 truncated or corrupt, 1 zero-byte file)"``, or ``"none"``."""
+    if excluded.empty:
+        return "none"
+    counts = excluded["reason"].value_counts()
+    return f"{len(excluded)} (" + ", ".join(f"{n} {reason}" for reason, n in counts.items()) + ")"
 
 
 def open_cache(directory: str | os.PathLike) -> ImageCache:
     directory = Path(directory)
     meta = json.loads((directory / "meta.json").read_text())
-    index = pd.read_csv(directory / "index.csv", keep_default_na=False)
-    index["ok"] = index["ok"].astype(bool)
+    index = _read_index(directory)
     images = np.load(directory / "images.npy", mmap_mode="r")
     return ImageCache(directory=directory, images=images, index=index, image_size=meta["image_size"], policy=meta["policy"])
 
 
 def _build(dataset, image_size, policy, final: Path, workers: int, chunk_size: int, progress: bool) -> None:
     images = dataset.images
-    staging = final.parent / f".{final.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = final.parent / partial_name(final.name)
     staging.mkdir(parents=True)
     array_path = staging / "images.npy"
-    open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(images), image_size, image_size)).flush()
-    paths = images["path"].tolist()
-    tasks = [
-        (str(array_path), start, paths[start : start + chunk_size], image_size, policy)
-        for start in range(0, len(paths), chunk_size)
-    ]
-    errors: list[tuple[int, str]] = []
-    started = time.perf_counter()
-    bar = tqdm(total=len(paths), desc=f"Caching images at {image_size}px", unit="img", disable=not progress)
     try:
-        if workers == 1:
-            for task in tasks:
-                errors += _process_chunk(task)
-                bar.update(len(task[2]))
-        else:
-            with process_pool(workers) as pool:
-                for task, result in zip(tasks, pool.map(_process_chunk, tasks)):
-                    errors += result
-                    bar.update(len(task[2]))
+        open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(images), image_size, image_size)).flush()
+        _reserve(array_path)
+        paths = images["path"].tolist()
+        tasks = _chunks(array_path, list(range(len(paths))), paths, image_size, policy, chunk_size)
+        started = time.perf_counter()
+        with tqdm(total=len(paths), desc=f"Caching images at {image_size}px", unit="img", disable=not progress) as bar:
+            results = _run_tasks(tasks, workers, bar)
+        with open(array_path, "rb+") as handle:  # to disk once, before the cache is published
+            os.fsync(handle.fileno())
+        index = pd.DataFrame({"relpath": images["relpath"].to_numpy(), "ok": False, "reason": "", "error": "",
+                              "size": -1, "mtime_ns": -1})
+        _apply(index, results)
+        _write_index(index, staging)
+        meta = {
+            "image_size": image_size,
+            "policy": policy,
+            "images": len(images),
+            "failed": int((~index["ok"]).sum()),
+            "seconds": round(time.perf_counter() - started, 2),
+            "workers": workers,
+            "dataset_root": str(dataset.root),
+            "manifest": dataset.manifest_hash(),
+            "version": CACHE_FORMAT_VERSION,
+        }
+        _write_text(staging / "meta.json", json.dumps(meta, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        bar.close()
-    with open(array_path, "rb+") as handle:  # to disk once, before the cache is published
-        os.fsync(handle.fileno())
-    error_of = dict(errors)
-    index = pd.DataFrame(
-        {
-            "relpath": images["relpath"].to_numpy(),
-            "ok": [i not in error_of for i in range(len(images))],
-            "error": [error_of.get(i, "") for i in range(len(images))],
-        }
-    )
-    index.to_csv(staging / "index.csv", index=False)
-    meta = {
-        "image_size": image_size,
-        "policy": policy,
-        "images": len(images),
-        "failed": len(errors),
-        "seconds": round(time.perf_counter() - started, 2),
-        "workers": workers,
-        "dataset_root": str(dataset.root),
-        "version": CACHE_FORMAT_VERSION,
-    }
-    (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the array's disk space now: a full disk is then a clear error naming the path,
+    not a crash of a worker writing into a memory map."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "rb+") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return  # the file system cannot reserve space; go on without
+            raise OSError(error.errno, f"{os.strerror(error.errno)} (reserving the image cache)", str(path)) from None

@@ -4,23 +4,36 @@ A run folder holds ``config.json``, ``environment.json``, ``history.csv`` (one r
 ``predictions.csv`` (image-level probabilities on the validation and test subsets),
 ``metrics.json`` (study-level test metrics), ``model.weights.h5`` and, while training,
 ``checkpoint/``.  A run is complete when ``run.json`` says so; every file is written to a
-temporary name and renamed, so a crash never leaves a half-written file behind.
+temporary name and renamed, so a crash never leaves a half-written file behind.  One process
+at a time trains a run (:meth:`RunStore.lock`, a lock file beside the run folder), and a stored
+run is verified (:meth:`RunStore.verify`) before it is reused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 RUNS_ENV_VAR = "MURA_RUNS"
+FILE_MODE = 0o644  # readable by the group and others, whatever the umask
+RUN_FILES = ("run.json", "config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json", "model.weights.h5")
+PREDICTION_COLUMNS = ("relpath", "study_path", "study_type", "patient", "view", "label", "subset", "probability")
+
+
+class BrokenRunError(RuntimeError):
+    """A run marked complete whose files are missing or damaged; the message says how to retrain it."""
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -32,6 +45,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, FILE_MODE)  # mkstemp creates files readable by their owner only
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -121,6 +135,74 @@ class RunStore:
         info = self.path(key) / "run.json"
         return info.exists() and json.loads(info.read_text()).get("status") == "complete"
 
+    @contextmanager
+    def lock(self, key: str, *, name: str | None = None, out=None):
+        """Hold the lock of run ``key`` (a file ``KEY.lock`` beside the run folder).
+
+        Only the holder trains or deletes the run.  When another process holds it, one line
+        says so and the call waits until that process is done (or has died: the operating
+        system releases its lock).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.root / f"{key}.lock", mode=FILE_MODE)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(
+                f"waiting for run {key} ({name or key}), trained by another process ...",
+                file=out or sys.stdout, flush=True,
+            )
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def verify(self, key: str) -> list[str]:
+        """Problems with the stored files of complete run ``key`` (empty if it is sound)."""
+        directory = self.path(key)
+        problems = [f"{name} is missing" for name in RUN_FILES if not (directory / name).is_file()]
+        if problems:
+            return problems
+        try:
+            info = json.loads((directory / "run.json").read_text())
+            for name in ("config.json", "environment.json", "metrics.json"):
+                json.loads((directory / name).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return [f"a JSON file does not parse: {error}"]
+        problems += _history_problems(directory / "history.csv", resumes=int(info.get("resumed", 0)))
+        try:
+            columns = pd.read_csv(directory / "predictions.csv", nrows=5).columns
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            return problems + [f"predictions.csv does not parse: {error}"]
+        absent = [c for c in PREDICTION_COLUMNS if c not in columns]
+        if absent:
+            problems.append(f"predictions.csv lacks the columns {absent}")
+        return problems
+
+    def retrain_command(self, key: str) -> str:
+        store = "" if self.root == Path("runs") else f" --store {shlex.quote(str(self.root))}"
+        return f"mura-thesis runs {key} --delete{store}"
+
+    def check(self, key: str) -> None:
+        """Raise :class:`BrokenRunError` if complete run ``key`` fails :meth:`verify`."""
+        problems = self.verify(key)
+        if problems:
+            name = json.loads((self.path(key) / "run.json").read_text()).get("name", key)
+            raise BrokenRunError(
+                f"Run {key} ({name}) in {self.path(key)} is marked complete but is damaged: "
+                f"{'; '.join(problems)}. Delete it with `{self.retrain_command(key)}`; "
+                "the next build trains it again."
+            )
+
+    def delete(self, key: str) -> None:
+        """Remove run ``key`` (waiting for a process that trains it)."""
+        directory = self.path(key)
+        if not directory.exists():
+            raise KeyError(f"No run {key!r} in {self.root}")
+        with self.lock(key):
+            shutil.rmtree(directory)
+
     def start(self, key: str, config: dict, *, name: str, data_root: str) -> Path:
         """Create (or reopen, to resume) the folder of run ``key``."""
         directory = self.path(key)
@@ -147,6 +229,7 @@ class RunStore:
         directory = self.path(key)
         weights_tmp = directory / ".model.tmp.weights.h5"
         model.save_weights(weights_tmp)
+        os.chmod(weights_tmp, FILE_MODE)
         os.replace(weights_tmp, directory / "model.weights.h5")
         atomic_write_text(directory / "predictions.csv", predictions.to_csv(index=False))
         studies = aggregate_studies(predictions.loc[predictions["subset"] == "test"])
@@ -166,6 +249,7 @@ class RunStore:
     def load(self, key: str) -> Run:
         if not self.is_complete(key):
             raise KeyError(f"No complete run {key!r} in {self.root}")
+        self.check(key)
         return Run(self.path(key))
 
     def list(self) -> pd.DataFrame:
@@ -190,6 +274,38 @@ class RunStore:
             rows.append(row)
         columns = ["key", "name", "status", "model", "image_size", "seed", "finished", "auroc", "kappa"]
         return pd.DataFrame(rows, columns=columns)
+
+
+def _history_problems(path: Path, *, resumes: int) -> list[str]:
+    """What is wrong with a run's ``history.csv``: one header, numeric epochs 0..n-1 in order.
+
+    A resumed run may log the epoch it was interrupted in twice (once per resume); more
+    repeated epochs mean that two processes wrote the file.
+    """
+    lines = path.read_text().splitlines()
+    if not lines:
+        return ["history.csv is empty"]
+    header = lines[0]
+    if header.split(",")[0] != "epoch":
+        return [f"history.csv does not start with an 'epoch' header: {header[:60]!r}"]
+    repeated = sum(1 for line in lines[1:] if line == header)
+    if repeated:
+        return [f"history.csv repeats its header {repeated} time(s) (written by two processes at once)"]
+    try:
+        epochs = pd.read_csv(path)["epoch"]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        return [f"history.csv does not parse: {error}"]
+    if epochs.empty or not pd.api.types.is_integer_dtype(epochs):
+        return ["history.csv has no epochs or non-integer epoch numbers"]
+    problems = []
+    if (epochs.diff().dropna() < 0).any():
+        problems.append("history.csv has epochs out of order (written by two processes at once)")
+    duplicates = int(epochs.duplicated().sum())
+    if duplicates > resumes:
+        problems.append(f"history.csv logs {duplicates} epoch(s) twice after {resumes} resume(s)")
+    if sorted(set(epochs)) != list(range(int(epochs.max()) + 1)):
+        problems.append("history.csv skips epochs")
+    return problems
 
 
 def default_store() -> RunStore:

@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .dataset import DATASET_DIRNAME, SPLITS, STUDY_TYPES, resolve_data_root
-from .parallel import process_pool
+from .parallel import partial_name, process_pool, remove_stale_partials
 from .radiograph import FINDINGS, draw_radiograph
 
 # Studies per (split, study type) as (normal, abnormal), from MURA-v1.1's labelled-study CSVs.
@@ -284,21 +285,26 @@ def generate_synthetic_mura(
     spec_file = root / SPEC_FILENAME
     # The drawing code's hash is part of the specification: new pictures, a new dataset.
     spec_json = pd.Series(asdict(spec) | {"generator": generator_hash()}).to_json(indent=1)
-    if root.exists():
-        if spec_file.exists() and spec_file.read_text() == spec_json:
-            return root
-        if not overwrite:
-            raise FileExistsError(
-                f"{root} exists and was not generated with this specification; "
-                "delete it or pass overwrite=True."
-            )
-        shutil.rmtree(root)
+    destination.mkdir(parents=True, exist_ok=True)
+    # One process generates a destination at a time; another one waits, then reuses the result.
+    with FileLock(destination / f".{DATASET_DIRNAME}.lock", mode=0o664):
+        # What a killed generation left behind goes, unless its process still runs.
+        remove_stale_partials(destination)
+        if root.exists():
+            if spec_file.exists() and spec_file.read_text() == spec_json:
+                return root
+            if not overwrite:
+                raise FileExistsError(
+                    f"{root} exists and was not generated with this specification; delete it, or replace it "
+                    "with `mura-thesis synthesize --overwrite` (overwrite=True)."
+                )
+        return _generate(spec, spec_json, destination, root, workers, progress)
 
+
+def _generate(spec: "SyntheticSpec", spec_json: str, destination: Path, root: Path, workers, progress: bool) -> Path:
     studies = plan_studies(spec)
     images = plan_images(spec, studies)
-    staging = destination / f".{DATASET_DIRNAME}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = destination / partial_name(DATASET_DIRNAME)
     staging.mkdir(parents=True)
     for study_path in studies["study_path"]:
         (staging / study_path).mkdir(parents=True, exist_ok=True)
@@ -349,7 +355,13 @@ def generate_synthetic_mura(
     # what a model relies on (e.g. hardware or lead markers as shortcuts).
     _truth_table(images, drawn).to_csv(staging / TRUTH_FILENAME, index=False)
     (staging / SPEC_FILENAME).write_text(spec_json)
-    os.replace(staging, root)
+    if root.exists():  # replaced only now, so that an interrupted run keeps the old copy
+        old = destination / partial_name(f"{DATASET_DIRNAME}-old")
+        os.replace(root, old)
+        os.replace(staging, root)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, root)
     return root
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from . import device, numerics
 from .dataset import MuraDataset, split_by_patient
 from .models import MODEL_NAMES, build_model
-from .preprocess import DEFAULT_CACHE_DIR, POLICIES, build_cache
+from .preprocess import DEFAULT_CACHE_DIR, POLICIES, build_cache, check_exclusions
 from .runs import Run, RunStore, atomic_write_text, default_store
 
 # Modules whose source shapes a run's result: a change to any of them retrains.  Plotting,
@@ -361,14 +361,20 @@ def prepare_data(
     seed: int = 0,
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
     progress: bool = True,
+    max_excluded_fraction: float | None = None,
 ) -> PreparedData:
-    """Cache the images at ``image_size``, drop undecodable ones (reported), split by patient."""
+    """Cache the images at ``image_size``, drop undecodable ones, split by patient.
+
+    ``excluded`` lists the dropped images with their ``reason``; more than
+    ``max_excluded_fraction`` of them (default: the build's setting, else 1%) is an error.
+    """
     cache = build_cache(dataset, image_size, policy=policy, cache_dir=cache_dir, progress=progress)
     ok = cache.index.set_index("relpath")["ok"]
     images = dataset.images.copy()
     images["cache_row"] = cache.rows_for(images["relpath"])
     good = images["relpath"].map(ok).astype(bool).to_numpy()
-    excluded = cache.failures.assign(reason="could not be decoded")
+    excluded = cache.failures.loc[cache.failures["relpath"].isin(images["relpath"])].reset_index(drop=True)
+    check_exclusions(excluded, len(images), max_excluded_fraction)
     images = images.loc[good].reset_index(drop=True)
     images["subset"] = split_by_patient(images, validation_fraction=validation_fraction, seed=seed).to_numpy()
     return PreparedData(images=images, cache_images=cache.images, excluded=excluded)
@@ -410,10 +416,18 @@ def run_experiment(
     """
     store = store or default_store()
     key = run_key(config, dataset.manifest_hash())
-    if store.is_complete(key):
-        return store.load(key)
-    mode = _verbosity(verbose)
     label = name or f"{config.model}@{config.image_size}px"
+    if store.is_complete(key):
+        return store.load(key)  # verified: a damaged run raises BrokenRunError with the fix
+    with store.lock(key, name=label):
+        # Another process may have finished this run while we waited for its lock.
+        if store.is_complete(key):
+            return store.load(key)
+        return _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbacks)
+
+
+def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbacks) -> Run:
+    mode = _verbosity(verbose)
     directory = store.start(key, config.to_dict(), name=label, data_root=str(dataset.root))
 
     precision = device.resolve_precision(config.precision)

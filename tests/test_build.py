@@ -129,7 +129,7 @@ def test_run_one_chapter_with_other_parameters(smoke_book):
     notebook = output.read_text()
     # The page reports the new image size, glued from the run it trained.
     assert '"application/papermill.record/text/plain": "48"' in notebook
-    with pytest.raises(AssertionError, match="no parameters"):
+    with pytest.raises(AssertionError, match="unknown key"):
         mura_thesis(project, "run", "05_1_baseline", "--profile", "smoke", "-p", "imag_size", "48")
 
 
@@ -188,7 +188,7 @@ def test_killed_build_leaves_nothing_half_written_and_continues(smoke_book):
     result = mura_thesis(project, "build", "--profile", "smoke")
     up_to_date = re.findall(r"\] (\S+): up to date", result.stdout)
     assert len(up_to_date) >= 2
-    assert not list(executed.glob(".*.partial.ipynb"))
+    assert not list(executed.glob(".*.partial*.ipynb"))
 
 
 def test_every_page_with_its_images_stays_under_5_mb(smoke_book):

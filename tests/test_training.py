@@ -79,7 +79,7 @@ def resumed(dataset, cache_dir, tmp_path_factory):
     config = ExperimentConfig(**TINY)
     with pytest.raises(Interrupt):
         run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent", extra_callbacks=[InterruptAfter(1)])
-    (run_folder,) = list(folder.iterdir())
+    (run_folder,) = [p for p in folder.iterdir() if p.is_dir()]  # beside it: the run's lock file
     interrupted = {
         "status": json.loads((run_folder / "run.json").read_text())["status"],
         "checkpoint": (run_folder / "checkpoint" / "state.json").exists(),

@@ -1,0 +1,495 @@
+"""Faults: concurrent processes, bad images and splits, bad parameters, killed processes, and the
+messages they end in.  Small synthetic data; every test takes seconds."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mura_lib import cli
+from mura_lib.build import Builder, BuildError, ChapterPlan, load_profile
+from mura_lib.dataset import MuraFormatError, load_mura
+from mura_lib.parallel import partial_name, remove_stale_partials
+from mura_lib.preprocess import TooManyExcludedError, build_cache, exclusions
+from mura_lib.runs import BrokenRunError, RunStore, atomic_write_text
+from mura_lib.schema import ParameterError
+
+from .conftest import REPO
+
+PROJECT_FILES = ["_toc.yml", "chapters", "params"]
+ENVIRONMENT = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+def small_project(target: Path) -> Path:
+    """The book's sources (not its data or builds), enough for profiles and planning."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        shutil.copytree(source, target / name) if source.is_dir() else shutil.copy2(source, target / name)
+    return target
+
+
+def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mura_lib.cli", *args], cwd=project, capture_output=True, text=True,
+                          env=ENVIRONMENT, timeout=300)
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+# --- 1. concurrency ---------------------------------------------------------------------------
+
+TRAIN_SCRIPT = """
+import sys
+from mura_lib.dataset import load_mura
+from mura_lib.runs import RunStore
+from mura_lib.training import ExperimentConfig, run_experiment
+config = ExperimentConfig(image_size=16, depth=1, width=4, epochs=2, batch_size=32, seed=3, augment=False)
+run = run_experiment(config, load_mura(sys.argv[1]), store=RunStore(sys.argv[2]), cache_dir=sys.argv[3], verbose="silent")
+print("RUN", run.key, flush=True)
+"""
+
+
+def test_two_processes_training_one_run_key_take_turns(synthetic_root, tmp_path):
+    store, cache = tmp_path / "runs", tmp_path / "cache"
+    build_cache(load_mura(synthetic_root), 16, cache_dir=cache, progress=False)  # both start training at once
+    processes = [
+        subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(synthetic_root), str(store), str(cache)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENVIRONMENT)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    keys = {line.split()[1] for out, _ in outputs for line in out.splitlines() if line.startswith("RUN")}
+    assert len(keys) == 1
+    (key,) = keys
+    # One trained it, the other waited (saying so) and reused the result.
+    assert sum("waiting for run" in out for out, _ in outputs) == 1
+    runs = RunStore(store)
+    assert runs.verify(key) == []
+    history = pd.read_csv(store / key / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+    assert json.loads((store / key / "run.json").read_text()).get("resumed", 0) == 0
+
+
+def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, tmp_path, capsys):
+    store = RunStore(tmp_path / "runs")
+    directory = store.path("abc123")
+    directory.mkdir(parents=True)
+    for name in ("config.json", "environment.json", "metrics.json"):
+        atomic_write_text(directory / name, "{}")
+    atomic_write_text(directory / "run.json", json.dumps({"status": "complete", "name": "baseline seed 0"}))
+    (directory / "model.weights.h5").write_bytes(b"weights")
+    columns = "relpath,study_path,study_type,patient,view,label,subset,probability\n"
+    atomic_write_text(directory / "predictions.csv", columns + "a,b,XR_HAND,p1,1,0,test,0.5\n")
+    # Two processes appended to one history: the header repeats and the epochs interleave.
+    atomic_write_text(directory / "history.csv", "epoch,loss\n0,0.7\nepoch,loss\n0,0.69\n1,0.6\n1,0.61\n")
+    with pytest.raises(BrokenRunError, match=r"repeats its header.*mura-thesis runs abc123 --delete"):
+        store.load("abc123")
+    atomic_write_text(directory / "history.csv", "epoch,loss\n0,0.7\n0,0.69\n1,0.6\n1,0.61\n")
+    assert "logs 2 epoch(s) twice after 0 resume(s)" in " ".join(store.verify("abc123"))
+    atomic_write_text(directory / "history.csv", "epoch,loss\n0,0.7\n1,0.6\n")
+    assert store.verify("abc123") == []
+    (directory / "predictions.csv").write_text("relpath,probability\na,0.5\n")
+    assert "predictions.csv lacks the columns" in " ".join(store.verify("abc123"))
+    (directory / "metrics.json").unlink()
+    assert store.verify("abc123") == ["metrics.json is missing"]
+    # The command the message names deletes the run.
+    assert cli.main(["runs", "abc123", "--delete", "--store", str(store.root)]) == 0
+    assert not directory.exists()
+
+
+def test_run_store_files_are_readable_by_the_group(tmp_path):
+    previous = os.umask(0o077)
+    try:
+        atomic_write_text(tmp_path / "run.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_second_build_of_a_profile_waits_or_fails_fast(tmp_path):
+    project = small_project(tmp_path / "thesis")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from pathlib import Path
+            from mura_lib.build import Builder, load_profile
+            builder = Builder(Path.cwd(), load_profile(Path.cwd(), "smoke"))
+            with builder.lock():
+                print("locked", flush=True)
+                time.sleep(60)
+        """)],
+        cwd=project, stdout=subprocess.PIPE, text=True, env=ENVIRONMENT,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        builder = Builder(project, load_profile(project, "smoke"))
+        with pytest.raises(BuildError, match=rf"Another build of profile 'smoke' is running .*pid {holder.pid}"):
+            with builder.lock(wait=False):
+                pass
+        # Another profile is another lock.
+        with Builder(project, load_profile(project, "demo")).lock(wait=False):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock dies with its holder.
+    with builder.lock(wait=False):
+        pass
+
+
+def test_temporary_names_are_unique_and_only_dead_processes_leftovers_go(tmp_path):
+    assert partial_name("05_1_baseline") != partial_name("05_1_baseline")
+    dead = tmp_path / f".cache.partial-{dead_pid()}-0a1b2c3d"
+    alive = tmp_path / partial_name("cache")
+    notebook = tmp_path / f".05_1_baseline.partial-{dead_pid()}-00ff00ff.ipynb"
+    for folder in (dead, alive):
+        (folder / "sub").mkdir(parents=True)
+    notebook.write_text("{}")
+    removed = remove_stale_partials(tmp_path)
+    assert set(removed) == {dead, notebook}
+    assert alive.exists() and not dead.exists() and not notebook.exists()
+
+
+def test_two_runs_of_one_chapter_do_not_share_an_output(tmp_path):
+    from filelock import FileLock
+
+    project = small_project(tmp_path / "thesis")
+    output = project / "out.ipynb"
+    with FileLock(project / ".out.ipynb.lock"):  # as another `mura-thesis run -o out.ipynb` holds it
+        holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", textwrap.dedent("""
+                    import sys
+                    from pathlib import Path
+                    from mura_lib.build import Builder, run_single_chapter, load_profile
+                    root = Path.cwd()
+                    Builder.check_data = lambda self: None  # not needed: the output check comes first
+                    try:
+                        run_single_chapter(root, load_profile(root, "smoke"), "07_ethics", {}, Path("out.ipynb"),
+                                           data=sys.argv[1])
+                    except Exception as error:
+                        print(type(error).__name__, error)
+                """), str(tmp_path)],
+                cwd=project, capture_output=True, text=True, env=ENVIRONMENT, timeout=120,
+            )
+        finally:
+            holder.kill()
+            holder.wait()
+    assert "is being written by another `mura-thesis run`" in result.stdout, result.stdout + result.stderr
+    assert "-o OTHER.ipynb" in result.stdout
+    assert not output.exists()
+
+
+# --- 2. data problems -------------------------------------------------------------------------
+
+
+def damage(dataset, mura_copy: Path) -> dict[str, str]:
+    """A zero-byte, a truncated and a decompression-bomb image: ``{relpath: expected reason}``."""
+    train = dataset.images.loc[dataset.images["split"] == "train"]
+    zero, truncated, bomb = train["relpath"].iloc[[3, 10, 20]]
+    (mura_copy / zero).write_bytes(b"")
+    data = (mura_copy / truncated).read_bytes()
+    (mura_copy / truncated).write_bytes(data[: len(data) // 3])
+    Image.new("1", (9000, 9000)).save(mura_copy / bomb)  # 81 megapixels in a few kB
+    return {zero: "zero-byte file", truncated: "truncated or corrupt", bomb: "too large (decompression-bomb guard)"}
+
+
+def test_bad_images_are_excluded_with_their_reason_and_counted(mura_copy, tmp_path):
+    from mura_lib.training import prepare_data
+
+    expected = damage(load_mura(mura_copy), mura_copy)
+    dataset = load_mura(mura_copy)
+    table = exclusions(dataset, 16, cache_dir=tmp_path, progress=False)
+    assert dict(zip(table["relpath"], table["reason"])) == expected
+    # Above the threshold the build stops, naming every file and the setting that allows more.
+    with pytest.raises(TooManyExcludedError, match="max-excluded-fraction") as error:
+        prepare_data(dataset, 16, cache_dir=tmp_path, progress=False, max_excluded_fraction=0.001)
+    assert all(relpath in str(error.value) for relpath in expected)
+    prepared = prepare_data(dataset, 16, cache_dir=tmp_path, progress=False, max_excluded_fraction=0.05)
+    assert set(prepared.excluded["relpath"]) == set(expected)
+    assert not prepared.images["relpath"].isin(list(expected)).any()
+
+
+def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_path, monkeypatch):
+    import mura_lib.preprocess as preprocess
+
+    dataset = load_mura(mura_copy)
+    victim, changed = dataset.images["relpath"].iloc[[5, 6]]
+    original = preprocess.load_grayscale
+
+    def unreadable(path):
+        if str(path).endswith(victim):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return original(path)
+
+    monkeypatch.setattr(preprocess, "load_grayscale", unreadable)
+    first = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert first.failures[["relpath", "reason"]].values.tolist() == [[victim, "unreadable (permission denied)"]]
+    monkeypatch.setattr(preprocess, "load_grayscale", original)  # the permission is fixed
+    # Same size, new content and modification time: the manifest (sizes) is unchanged, the entry is not.
+    path = mura_copy / changed
+    size = path.stat().st_size
+    white = Image.new("L", (40, 40), 255)
+    white.save(path)
+    with open(path, "ab") as handle:
+        handle.write(b"\0" * (size - path.stat().st_size))
+    assert path.stat().st_size == size
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    again = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert again.directory == first.directory and again.failures.empty
+    row = again.rows_for([victim, changed])
+    assert again.images[row[0]].max() > 0
+    assert (again.images[row[1]] == 255).any()
+
+
+def test_splits_are_checked_before_training(mura_copy):
+    csv = mura_copy / "train_image_paths.csv"
+    lines = csv.read_text().splitlines()
+    # The same image listed twice.
+    csv.write_text("\n".join([*lines, lines[4]]) + "\n")
+    with pytest.raises(MuraFormatError, match=rf"train_image_paths.csv:{len(lines) + 1}: .* listed twice \(first on line 5\)"):
+        load_mura(mura_copy)
+    csv.write_text("\n".join(lines) + "\n")
+    # A link to a file that is gone.
+    image = mura_copy / lines[7].split("/", 1)[1]
+    image.unlink()
+    image.symlink_to(mura_copy / "moved-away.png")
+    with pytest.raises(MuraFormatError, match="symbolic links whose target does not exist"):
+        load_mura(mura_copy)
+
+
+def test_empty_and_one_class_splits_are_errors(mura_copy):
+    (mura_copy / "valid_image_paths.csv").write_text("")
+    with pytest.raises(MuraFormatError, match="valid_image_paths.csv: the valid split has no images"):
+        load_mura(mura_copy, missing="drop")
+
+
+def test_one_class_split_is_an_error(mura_copy):
+    studies = mura_copy / "valid_labeled_studies.csv"
+    images = mura_copy / "valid_image_paths.csv"
+    abnormal = [line.split(",")[0] for line in studies.read_text().splitlines() if line.endswith(",1")]
+    studies.write_text("".join(f"{line}\n" for line in studies.read_text().splitlines() if not line.endswith(",1")))
+    images.write_text("".join(f"{line}\n" for line in images.read_text().splitlines()
+                              if not any(line.startswith(study) for study in abnormal)))
+    for study in abnormal:
+        shutil.rmtree(mura_copy / study.split("/", 1)[1])
+    with pytest.raises(MuraFormatError, match="every study of the valid split is normal; with one class AUROC"):
+        load_mura(mura_copy)
+
+
+def test_non_utf8_csv_names_file_and_line(mura_copy):
+    csv = mura_copy / "train_labeled_studies.csv"
+    lines = csv.read_bytes().splitlines()
+    lines[2] = lines[2].replace(b"MURA", b"MUR\xe9")
+    csv.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(MuraFormatError, match=r"train_labeled_studies.csv:3: not valid UTF-8"):
+        load_mura(mura_copy)
+
+
+def test_missing_files_policy_from_profile_and_command_line(mura_copy, monkeypatch):
+    victim = load_mura(mura_copy).images.query("split == 'train'")
+    victim = victim.loc[victim.groupby("study_path")["view"].transform("size") > 1].iloc[0]
+    Path(victim["path"]).unlink()
+    with pytest.raises(MuraFormatError, match="--missing drop"):
+        load_mura(mura_copy)
+    monkeypatch.setenv("MURA_MISSING", "drop")  # what the build sets from --missing or the profile
+    assert victim["relpath"] not in set(load_mura(mura_copy).images["relpath"])
+    profile = load_profile(REPO, "smoke")
+    assert Builder(REPO, profile).missing == "error"
+    assert Builder(REPO, profile, missing="drop").data_settings()["MURA_MISSING"] == "drop"
+
+
+# --- 3. parameters and profiles ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text: text.replace("  epochs: 3", "  epoch: 1"), r"params/bad.yaml: parameters.epoch: unknown key \(did you mean 'epochs'\?\)"),
+        (lambda text: text.replace("    architecture_image_size: 32", "    architecture_image_siz: 32"),
+         r"chapters.appendix_a_architectures.architecture_image_siz: unknown key \(did you mean 'architecture_image_size'\?\)"),
+        (lambda text: text.replace("  appendix_a_architectures:", "  appendix_a_architecture:"),
+         r"chapters.appendix_a_architecture: unknown key"),
+        (lambda text: text.replace("  image_size: 32", "  image_size: abc"), r"parameters.image_size: 'abc' is not valid; expected an integer in \[8, 1024\]"),
+        (lambda text: text.replace("  image_size: 32", "  image_size: 4"), r"parameters.image_size: 4 is not valid"),
+        (lambda text: text.replace("  seeds: [0, 1]", "  seeds: [0, -1]"), r"parameters.seeds\[1\]: -1 is not valid"),
+        (lambda text: text.replace("  scale: 0.01", "  scale: 2"), r"data.scale: 2 is not valid; expected a number in \(0, 1\]"),
+        (lambda text: text.replace("  n_resamples: 200", "  n_resamples 200"), r"params/bad.yaml:\d+:\d+: YAML syntax error"),
+    ],
+    ids=["epoch", "chapter-key", "chapter-name", "type", "range", "list-item", "data-section", "yaml-syntax"],
+)
+def test_profile_errors_name_file_key_and_expectation(tmp_path, edit, message):
+    project = small_project(tmp_path / "thesis")
+    (project / "params" / "bad.yaml").write_text(edit((REPO / "params" / "smoke.yaml").read_text()))
+    with pytest.raises(ParameterError, match=message):
+        load_profile(project, "bad")
+
+
+def test_run_parameters_are_checked_before_any_kernel_starts(tmp_path):
+    project = small_project(tmp_path / "thesis")
+    started = time.perf_counter()
+    result = run_cli(project, "run", "05_1_baseline", "-p", "image_size", "abc", "--profile", "smoke")
+    assert result.returncode == 2
+    assert "-p: image_size: 'abc' is not valid; expected an integer in [8, 1024]" in result.stderr
+    assert "Traceback" not in result.stderr
+    (project / "mine.yaml").write_text("epochs: 3\nimage_sizez: [16]\n")
+    result = run_cli(project, "run", "05_1_baseline", "-f", "mine.yaml", "--profile", "smoke")
+    assert result.returncode == 2 and "mine.yaml: image_sizez: unknown key" in result.stderr
+    (project / "mine.yaml").write_text("epochs: [3\n")
+    result = run_cli(project, "run", "05_1_baseline", "-f", "mine.yaml", "--profile", "smoke")
+    assert result.returncode == 2 and "mine.yaml:2:1: YAML syntax error" in result.stderr
+    result = run_cli(project, "build", "--profile", "smoke", "--max-excluded-fraction", "2")
+    assert result.returncode == 2 and "max_excluded_fraction: 2.0 is not valid" in result.stderr
+    assert not (project / "data" / "synthetic").exists()  # nothing was generated, no kernel ran
+    assert time.perf_counter() - started < 120
+
+
+# --- 4. how errors reach the user, what faults leave behind -----------------------------------
+
+CACHE_SCRIPT = """
+import sys
+from mura_lib.dataset import load_mura
+from mura_lib.preprocess import build_cache
+build_cache(load_mura(sys.argv[1]), 16, cache_dir=sys.argv[2], workers=2, chunk_size=4, progress=False)
+"""
+
+
+def test_killed_cache_build_leaves_no_workers_and_its_leftovers_are_removed(mura_copy, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    dataset = load_mura(mura_copy)
+    blocker = mura_copy / dataset.images["relpath"].iloc[30]
+    content = blocker.read_bytes()
+    blocker.unlink()
+    os.mkfifo(blocker)  # a worker opening it blocks, so the build is still running when it is killed
+    cache = tmp_path / "cache"
+    process = subprocess.Popen([sys.executable, "-c", CACHE_SCRIPT, str(mura_copy), str(cache)], env=ENVIRONMENT)
+    deadline = time.time() + 60
+    workers = []
+    while time.time() < deadline:
+        partials = list(cache.glob(".*.partial-*"))
+        workers = [p for p in psutil.Process(process.pid).children(recursive=True)]
+        if partials and len(workers) >= 3:  # the fork server and two workers
+            break
+        time.sleep(0.2)
+    assert partials and workers, "the cache build did not start"
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers outlived their parent: {alive}"
+    # The next build removes the dead build's half-written array and builds the cache.
+    blocker.unlink()
+    blocker.write_bytes(content)
+    built = build_cache(load_mura(mura_copy), 16, cache_dir=cache, workers=1, progress=False)
+    assert not list(cache.glob(".*.partial-*"))
+    assert built.failures.empty
+
+
+def test_killed_synthesize_leftovers_are_removed(tmp_path):
+    from mura_lib.synthetic import generate_synthetic_mura
+
+    leftover = tmp_path / f".MURA-v1.1.partial-{dead_pid()}-12345678"
+    (leftover / "train").mkdir(parents=True)
+    generate_synthetic_mura(tmp_path, scale=0.002, image_size=32, workers=1, progress=False)
+    assert not leftover.exists()
+
+
+def test_synthesize_overwrite_from_the_command_line(tmp_path, capsys):
+    arguments = ["synthesize", str(tmp_path), "--scale", "0.002", "--image-size", "32", "--workers", "1"]
+    assert cli.main(arguments) == 0
+    assert cli.main([*arguments, "--seed", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main([*arguments, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "MURA-v1.1" / "SYNTHETIC.json").read_text())["seed"] == 1
+
+
+def test_full_disk_names_the_path(monkeypatch, capsys):
+    import mura_lib.synthetic as synthetic
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/synthetic/MURA-v1.1/train/image1.png")
+
+    monkeypatch.setattr(synthetic, "generate_synthetic_mura", full)
+    assert cli.main(["synthesize", "/data/synthetic"]) == 1
+    error = capsys.readouterr().err
+    assert "no space left on the device holding /data/synthetic/MURA-v1.1/train/image1.png" in error
+    assert "Traceback" not in error
+
+
+CHAPTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Test
+
+```{{code-cell}} ipython3
+import keras
+{body}
+```
+"""
+
+
+def chapter_plan(project: Path, name: str, body: str) -> ChapterPlan:
+    source = project / "chapters" / f"{name}.md"
+    source.write_text(CHAPTER.format(body=body))
+    return ChapterPlan(entry=f"chapters/{name}", source=source, parameters={}, parts={})
+
+
+def test_kernel_death_and_expected_errors_end_in_one_message(tmp_path, capfd):
+    project = small_project(tmp_path / "thesis")
+    builder = Builder(project, load_profile(project, "smoke"))
+    builder._data = ("synthetic", tmp_path, "manifest")
+    # A chapter that ends well: no "KeyboardInterrupt caught in kernel" from the kernel's shutdown.
+    record = builder.execute(chapter_plan(project, "fine", "print('ok')"), project / "build" / "fine.ipynb")
+    assert record["chapter"] == "fine"
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
+    plan = chapter_plan(project, "killed", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    with pytest.raises(BuildError, match="The kernel executing chapter killed .* died.*Re-running the same command resumes"):
+        builder.execute(plan, project / "build" / "killed.ipynb")
+    plan = chapter_plan(project, "bad_data", "from mura_lib.dataset import MuraFormatError\n"
+                                             "raise MuraFormatError('train_image_paths.csv:3: not valid UTF-8')")
+    with pytest.raises(BuildError) as error:
+        builder.execute(plan, project / "build" / "bad_data.ipynb")
+    assert "Chapter bad_data (chapters/bad_data.md) stopped: train_image_paths.csv:3: not valid UTF-8" in str(error.value)
+    assert "Traceback" not in str(error.value) and "----" not in str(error.value)
+
+
+def test_status_does_not_generate_the_dataset(tmp_path):
+    project = small_project(tmp_path / "thesis")
+    result = run_cli(project, "status", "--profile", "smoke")
+    assert result.returncode == 0, result.stderr
+    assert "not generated yet" in result.stdout and "never executed" in result.stdout
+    assert not (project / "data").exists()
+
+
+def test_makefile_quotes_the_data_path():
+    result = subprocess.run(["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"],
+                            capture_output=True, text=True)
+    assert "--data '/my data/MURA-v1.1'" in result.stdout
