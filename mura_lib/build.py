@@ -372,6 +372,9 @@ class Builder:
                 target.with_suffix(".md").write_text(status_page(records, self.profile, self.data[0], self.data[1]))
             else:
                 shutil.copy2(source, target.with_suffix(".md"))
+        from .frontmatter import stage_front_matter
+
+        stage_front_matter(staging)  # the word count, shown in the front matter
         return staging
 
     def render(self, staging: Path) -> Path:

@@ -35,6 +35,11 @@ def _overrides(args) -> dict:
 def cmd_build(args) -> int:
     root = project_root()
     builder = Builder(root, load_profile(root, args.profile), data=args.data)
+    if args.pdf:
+        from .pdf import build_pdf
+
+        build_pdf(builder, force=args.force)
+        return 0
     builder.build(force=args.force)
     return 0
 
@@ -94,6 +99,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("build", help="execute the chapters and render the HTML thesis")
     profile_options(p)
     p.add_argument("--force", action="store_true", help="re-execute every chapter")
+    p.add_argument("--pdf", action="store_true", help="typeset the PDF thesis (_build/latex/thesis.pdf) instead of the HTML")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="execute one chapter with other parameters")
