@@ -327,6 +327,14 @@ BBM_STANDIN = r"""\NeedsTeXFormat{LaTeX2e}
 \AtBeginDocument{\providecommand{\mathbbm}[1]{\mathbb{#1}}}
 """
 
+# Lettered appendices, with lettered figure, table and equation numbers (Sphinx numbers them
+# with the chapter counter in arabic).
+APPENDIX = r"""\appendix
+\renewcommand{\thefigure}{\thechapter.\arabic{figure}}
+\renewcommand{\thetable}{\thechapter.\arabic{table}}
+\renewcommand{\theequation}{\thechapter.\arabic{equation}}
+"""
+
 MAIN_MATTER = r"""
 \tableofcontents
 \listoffigures
@@ -403,7 +411,7 @@ def stage_pdf(staging: Path, target: Path) -> Path:
     _prepend_latex(document(layout["body"][0]["file"]), MAIN_MATTER)
     closing = (layout["appendices"] + back) or layout["body"]
     if layout["appendices"] + back:
-        _prepend_latex(document(closing[0]["file"]), r"\appendix")
+        _prepend_latex(document(closing[0]["file"]), APPENDIX)
     _append_markdown(document(_files(closing)[-1]), "```{bibliography}\n```\n")
     pdf_toc = {"format": "jb-book", "root": master.as_posix(), "chapters": front + layout["body"] + closing}
     (target / "_toc.yml").write_text(yaml.safe_dump(pdf_toc, sort_keys=False))

@@ -125,10 +125,14 @@ def test_smoke_thesis_pdf(smoke_book):
     from .test_build import mura_thesis
 
     project, _ = smoke_book
+    status = mura_thesis(project, "status", "--profile", "smoke").stdout
+    stale = re.findall(r"^\s+(\S+)\s+would re-run", status, re.MULTILINE)
     result = mura_thesis(project, "build", "--profile", "smoke", "--pdf")
     path = project / "_build" / "latex" / "thesis.pdf"
     assert str(path) in result.stdout
-    assert "executing" not in result.stdout  # the chapters of the HTML build are reused
+    # Only stale chapters execute (after the HTML build, none): the PDF reuses its executed chapters.
+    assert re.findall(r"\] (\S+): executing", result.stdout) == stale
+    assert result.stdout.count("up to date") >= 5
     check_thesis_pdf(path, project)
 
 
