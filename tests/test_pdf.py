@@ -165,9 +165,20 @@ def check_thesis_pdf(path, project) -> None:
         assert re.search(rf"Chapter {number}\s+{re.escape(title)}", flat) or f"{number} {title}" in flat, title
     assert re.search(r"Appendix A\s+Pretrained model architectures", flat)
 
-    # Figures and tables with chapter-numbered captions; references resolved; no code, no boxes.
-    assert re.search(r"Fig(ure|\.) 5\.\d+", flat) and re.search(r"Table 3\.\d+", flat)
+    # Every figure of the chapters has a chapter-numbered caption, numbered 1, 2, ... in its chapter.
+    sources = "".join(path.read_text() for path in (project / "chapters").glob("*.md"))
+    figures = len(re.findall(r"```\{(?:glue:figure|figure)\} fig", sources))
+    captions = sorted({tuple(map(int, m)) for m in re.findall(r"Figure (\d+)\.(\d+): ", flat)})
+    assert len(captions) == figures, (figures, captions)
+    for chapter in {c for c, _ in captions}:
+        numbers = [n for c, n in captions if c == chapter]
+        assert numbers == list(range(1, len(numbers) + 1)), (chapter, numbers)
+    assert re.search(r"Table 3\.1: ", flat) and re.search(r"Table A\.1: ", flat)
+    # References resolved; no code, no boxes.
     assert "??" not in flat
-    assert "Rajpurkar" in flat[flat.rindex("References"):]
+    bibliography = flat[re.search(r"References \[1\] ", flat).start():]
+    entry = re.search(r"@article\{rajpurkar2017mura,.*?title\s*=\s*\{(.*?)\},\n", (project / "references.bib").read_text(), re.S)
+    title_start = " ".join(entry.group(1).replace("{", "").replace("}", "").split()[:4])
+    assert "Rajpurkar" in bibliography and title_start.lower() in bibliography.lower(), title_start  # the style lowercases titles
     for noise in ("Run configuration", "from mura_lib", "book.setup_notebook", "glue("):
         assert noise not in flat, noise
