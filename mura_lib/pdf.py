@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import html
+import itertools
 import re
 import shutil
 import subprocess
@@ -139,31 +140,47 @@ class _TableParser(HTMLParser):
             self._cell.append(data)
 
 
-def html_table_to_markdown(markup: str) -> str:
-    """A MyST pipe table from an HTML table; header rows are merged into one (``a / b``)."""
+def html_table_rows(markup: str) -> tuple[list[list[str]], list[list[str]]]:
+    """``(header rows, body rows)`` of an HTML table (pandas and its Styler), as plain text.
+
+    A header cell spanning columns is written once, in its first column.
+    """
     parser = _TableParser()
     parser.feed(markup)
     rows = [(head, cells) for head, cells in parser.rows if cells]
     if not rows:
         raise ValueError("no table rows")
     width = max(len(cells) for _, cells in rows)
-    rows = [(head, cells + [""] * (width - len(cells))) for head, cells in rows]
-    head_rows = [cells for head, cells in rows if head] or [rows[0][1]]
-    body = [cells for head, cells in rows if not head] if any(head for head, _ in rows) else [c for _, c in rows[1:]]
-    header = []
-    for column in zip(*head_rows):
-        parts = []
-        for text in column:
-            if text and text not in parts:
-                parts.append(text)
-        header.append(" / ".join(parts))
+    rows = [(head, [html.unescape(c) for c in cells] + [""] * (width - len(cells))) for head, cells in rows]
+    if not any(head for head, _ in rows):
+        rows[0] = (True, rows[0][1])
+    header = [cells for head, cells in rows if head]
+    for cells in header[:-1]:  # spanned group names: once, not in every column they cover
+        for index in range(len(cells) - 1, 0, -1):
+            if cells[index] == cells[index - 1]:
+                cells[index] = ""
+    return header, [cells for head, cells in rows if not head]
 
-    def line(cells):
-        escaped = [html.unescape(c).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
-                   for c in cells]
-        return "| " + " | ".join(c or " " for c in escaped) + " |"
 
-    return "\n".join([line(header), "|" + "---|" * width, *(line(cells) for cells in body)])
+def _cell(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
+    if re.match(r"^(\d+[.)]|[-+#>])(\s|$)", text):
+        text = "\\" + text  # not a list item or a heading
+    return text
+
+
+def html_table_to_markdown(markup: str, caption: str = "", name: str | None = None) -> str:
+    """A MyST ``list-table`` from an HTML table, every header row kept as a header row."""
+    header, body = html_table_rows(markup)
+    lines = [f"```{{list-table}} {caption}".rstrip(), f":header-rows: {len(header)}"]
+    if name:
+        lines.append(f":name: {name}")
+    lines += [":align: center", ""]
+    for cells in header + body:
+        lines.append(f"* - {_cell(cells[0])}".rstrip())
+        lines += [f"  - {_cell(cell)}".rstrip() for cell in cells[1:]]  # an empty item: an empty cell
+    lines.append("```")
+    return "\n".join(lines)
 
 
 def _glued_outputs(notebook) -> dict:
@@ -180,8 +197,10 @@ WIDE_TABLE_COLUMNS = 9
 
 
 def printable_table(markdown: str) -> str:
-    """A table in markdown, set in the smallest table font when it has many columns."""
-    columns = max(line.count(" | ") + 1 for line in markdown.splitlines() if line.startswith("| "))
+    """A ``list-table``, set in the smallest table font when it has many columns."""
+    lines = markdown.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("* -"))
+    columns = 1 + len(list(itertools.takewhile(lambda line: line.startswith("  -"), lines[first + 1:])))
     if columns < WIDE_TABLE_COLUMNS:
         return markdown
     return f"```{{raw}} latex\n\\thesiswidetables\n```\n\n{markdown}\n\n```{{raw}} latex\n\\thesisnormaltables\n```"
@@ -215,7 +234,7 @@ def _table_directive(match: re.Match, glued: dict) -> str:
     caption = GLUE_TEXT.sub(lambda m: glued_text(glued.get(m["key"]), m["spec"], m.group(0)), match["caption"])
     caption = " ".join(caption.split())
     name = options.get("name", match["key"])
-    return printable_table(f"```{{table}} {caption}\n:name: {name}\n:align: center\n\n{html_table_to_markdown(data['text/html'])}\n```")
+    return printable_table(html_table_to_markdown(data["text/html"], caption, name))
 
 
 def printable_notebook(notebook) -> None:

@@ -66,13 +66,28 @@ def test_word_count_covers_the_numbered_body():
     assert not {"chapters/index", "chapters/declaration", "chapters/appendix_a_architectures", "chapters/references"} & set(entries)
 
 
-def test_glued_table_becomes_a_pipe_table():
-    frame = pd.DataFrame({"auroc": [0.81234, 0.7], "a|b": ["x_y", "z"]}, index=["XR_WRIST", "overall"])
-    markdown = pdf.html_table_to_markdown(frame.style.format(precision=3).to_html())
+def test_glued_table_becomes_a_list_table():
+    frame = pd.DataFrame({("scores", "auroc"): [0.81234, 0.7], ("scores", "a|b"): ["x_y", "z"]},
+                         index=pd.Index(["XR_WRIST", "overall"], name="type"))
+    markdown = pdf.html_table_to_markdown(frame.style.format(precision=3).to_html(), "Scores.", "tab-s")
     lines = markdown.splitlines()
-    assert lines[0] == "|   | auroc | a\\|b |"
-    assert lines[1] == "|---|---|---|"
-    assert lines[2:] == ["| XR\\_WRIST | 0.812 | x\\_y |", "| overall | 0.700 | z |"]
+    # Three header rows: the column group (once, not repeated), the columns, the index name.
+    assert lines[:5] == ["```{list-table} Scores.", ":header-rows: 3", ":name: tab-s", ":align: center", ""]
+    assert lines[5:] == [
+        "* -", "  - scores", "  -",  # an empty item is an empty cell
+        "* -", "  - auroc", "  - a|b",
+        "* - type", "  -", "  -",
+        "* - XR\\_WRIST", "  - 0.812", "  - x\\_y",
+        "* - overall", "  - 0.700", "  - z",
+        "```",
+    ]
+
+
+def test_wide_tables_get_the_smaller_font():
+    narrow = pdf.html_table_to_markdown(pd.DataFrame([range(3)]).to_html())
+    wide = pdf.html_table_to_markdown(pd.DataFrame([range(pdf.WIDE_TABLE_COLUMNS)]).to_html())
+    assert pdf.printable_table(narrow) == narrow
+    assert pdf.printable_table(wide).startswith("```{raw} latex\n\\thesiswidetables\n```") and wide in pdf.printable_table(wide)
 
 
 def test_glued_table_directive_in_printable_notebook():
@@ -90,8 +105,8 @@ def test_glued_table_directive_in_printable_notebook():
     assert len(notebook.cells) == 3
     assert all("remove-input" in cell.metadata["tags"] for cell in notebook.cells[:2])
     assert notebook.cells[1].outputs == []
-    assert notebook.cells[2].source.startswith("```{table} Counts of things.\n:name: tab-n\n")
-    assert "| a | 1 |" in notebook.cells[2].source
+    assert notebook.cells[2].source.startswith("```{list-table} Counts of things.\n:header-rows: 1\n:name: tab-n\n")
+    assert "* - a\n  - 1\n" in notebook.cells[2].source
 
 
 def test_missing_latex_names_the_packages(monkeypatch):
