@@ -8,10 +8,15 @@ EXTRAS  ?= cpu,dev,cluster
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: book test status clean help
+.PHONY: book pdf test status clean help
+
+# Debian packages for `make pdf` (mura_lib/pdf.py names the same set).
+TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+               fonts-freefont-otf lmodern latexmk poppler-utils
 
 help:
 	@echo "make book [PROFILE=demo|smoke|full] [DATA=/path/to/MURA-v1.1]  build the thesis"
+	@echo "make pdf [PROFILE=...]                                         the thesis as _build/latex/thesis.pdf"
 	@echo "make test                                                       run the test suite"
 	@echo "make status [PROFILE=...]                                       which chapters would re-run"
 
@@ -23,6 +28,12 @@ $(STAMP): pyproject.toml
 
 book: $(STAMP)
 	$(BIN)/mura-thesis build --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
+
+pdf:
+	@command -v xelatex >/dev/null 2>&1 && command -v latexmk >/dev/null 2>&1 || \
+		{ echo "make pdf needs XeLaTeX: sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; exit 1; }
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(BIN)/mura-thesis build --pdf --profile $(PROFILE) $(if $(DATA),--data $(DATA))
 
 status: $(STAMP)
 	$(BIN)/mura-thesis status --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')

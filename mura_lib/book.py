@@ -43,6 +43,10 @@ def setup_notebook() -> None:
         }
     )
     plt.ioff()
+    # Every figure is kept as PNG (the HTML) and as vector PDF (the LaTeX build prefers it).
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("png", "pdf")
     pd.set_option("display.precision", 3)
     pd.set_option("display.max_rows", 60)
 

@@ -65,6 +65,11 @@ def cmd_build(args) -> int:
     root = project_root()
     builder = Builder(root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args),
                       **_data_settings(args))
+    if args.pdf:
+        from .pdf import build_pdf
+
+        build_pdf(builder, force=args.force)
+        return 0
     builder.build(force=args.force, wait=not args.no_wait)
     return 0
 
@@ -191,6 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="re-execute every chapter")
     p.add_argument("--no-wait", action="store_true",
                    help="fail at once if another build of this profile runs in this checkout (default: wait for it)")
+    p.add_argument("--pdf", action="store_true", help="typeset the PDF thesis (_build/latex/thesis.pdf) instead of the HTML")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="execute one chapter with other parameters")

@@ -1,0 +1,491 @@
+"""The thesis as a PDF: Jupyter Book's LaTeX builder on the executed chapters, then XeLaTeX.
+
+``mura-thesis build --pdf`` (``make pdf``) executes the chapters that are stale, exactly as the
+HTML build does, stages them (:meth:`Builder.stage`), and turns a copy of the staged book into
+a printed thesis:
+
+- a title page from ``_config.yml`` (title, author, degree, department, date, word count);
+  the front-matter documents (declaration, acknowledgements), then the abstract, each on its
+  own page; contents, list of figures and list of tables; numbered chapters; lettered
+  appendices (the build's status page, with the provenance of every chapter, is one of
+  them); the references last;
+- no code: every code cell keeps its displayed outputs only, and the run-configuration and
+  provenance boxes are left out;
+- tables glued from pandas become LaTeX tables (in the list of tables) in a smaller font;
+  figures use the vector PDF that every chapter stores beside the PNG.
+
+The PDF is written to ``_build/latex/<targetname>.pdf`` (``thesis.pdf``).
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import itertools
+import re
+import shutil
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from .build import BuildError, Builder, toc_entries
+from .frontmatter import GENERATED_TAGS
+
+# Debian packages for the PDF (TeX Live with XeLaTeX, its fonts, latexmk; poppler for the tests).
+TEX_PACKAGES = (
+    "texlive-xetex", "texlive-latex-recommended", "texlive-latex-extra", "texlive-fonts-recommended",
+    "fonts-freefont-otf", "lmodern", "latexmk", "poppler-utils",
+)
+TARGET_NAME = "thesis"
+GLUE_FIGURE = re.compile(r"```\{glue:figure\}\s+(?P<key>[\w-]+)\n(?P<options>(?::[\w-]+:[^\n]*\n)*)\n?(?P<caption>.*?)\n```", re.S)
+
+
+def missing_tex() -> list[str]:
+    return [tool for tool in ("xelatex", "latexmk") if shutil.which(tool) is None]
+
+
+def check_tex() -> None:
+    """Raise a one-line BuildError naming the Debian packages when XeLaTeX or latexmk is missing."""
+    missing = missing_tex()
+    if missing:
+        raise BuildError(
+            f"The PDF needs {' and '.join(missing)}: install TeX Live with `sudo apt-get install --no-install-recommends "
+            f"{' '.join(TEX_PACKAGES)}`."
+        )
+
+
+# --- the toc of the printed thesis -------------------------------------------------------------
+
+
+def thesis_layout(toc: dict) -> dict:
+    """Split ``_toc.yml`` into front matter, body, appendices and back matter (lists of entries).
+
+    Parts before the first numbered part are front matter; the first numbered part is the body;
+    later numbered parts are appendices; unnumbered parts after the body are back matter.
+    """
+    parts = toc.get("parts")
+    if not parts:
+        raise BuildError("_toc.yml has no parts: the PDF needs a numbered part with the chapters of the thesis.")
+    layout = {"root": toc["root"], "front": [], "body": [], "appendices": [], "back": []}
+    seen_body = False
+    for part in parts:
+        if part.get("numbered") and not seen_body:
+            key, seen_body = "body", True
+        elif part.get("numbered"):
+            key = "appendices"
+        else:
+            key = "back" if seen_body else "front"
+        layout[key].extend(part.get("chapters") or [])
+    if not layout["body"]:
+        raise BuildError("_toc.yml has no numbered part: the PDF numbers the chapters of the first numbered part.")
+    return layout
+
+
+def _files(items: list[dict]) -> list[str]:
+    files = []
+    for item in items:
+        files.append(item["file"])
+        files.extend(_files(item.get("sections") or []))
+    return files
+
+
+# --- notebook transformations -------------------------------------------------------------------
+
+
+class _TableParser(HTMLParser):
+    """The rows of the first HTML table (pandas and its Styler): a list of (is_header, [cells])."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[tuple[bool, list[str]]] = []
+        self._cell: list[str] | None = None
+        self._span = 1
+        self._in_head = False
+        self._depth = 0
+        self._style = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._depth += 1
+        elif tag == "style":
+            self._style += 1
+        elif self._depth != 1:
+            return
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tbody":
+            self._in_head = False
+        elif tag == "tr":
+            self.rows.append((self._in_head, []))
+        elif tag in ("td", "th") and self.rows:
+            self._cell, self._span = [], int(attrs.get("colspan") or 1)
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._depth -= 1
+        elif tag == "style":
+            self._style -= 1
+        elif tag in ("td", "th") and self._cell is not None and self.rows:
+            text = " ".join("".join(self._cell).split())
+            self.rows[-1][1].extend([text] * self._span)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None and not self._style:
+            self._cell.append(data)
+
+
+def html_table_rows(markup: str) -> tuple[list[list[str]], list[list[str]]]:
+    """``(header rows, body rows)`` of an HTML table (pandas and its Styler), as plain text.
+
+    A header cell spanning columns is written once, in its first column.
+    """
+    parser = _TableParser()
+    parser.feed(markup)
+    rows = [(head, cells) for head, cells in parser.rows if cells]
+    if not rows:
+        raise ValueError("no table rows")
+    width = max(len(cells) for _, cells in rows)
+    rows = [(head, [html.unescape(c) for c in cells] + [""] * (width - len(cells))) for head, cells in rows]
+    if not any(head for head, _ in rows):
+        rows[0] = (True, rows[0][1])
+    header = [cells for head, cells in rows if head]
+    for cells in header[:-1]:  # spanned group names: once, not in every column they cover
+        for index in range(len(cells) - 1, 0, -1):
+            if cells[index] == cells[index - 1]:
+                cells[index] = ""
+    return header, [cells for head, cells in rows if not head]
+
+
+def _cell(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
+    if re.match(r"^(\d+[.)]|[-+#>])(\s|$)", text):
+        text = "\\" + text  # not a list item or a heading
+    return text
+
+
+def html_table_to_markdown(markup: str, caption: str = "", name: str | None = None) -> str:
+    """A MyST ``list-table`` from an HTML table, every header row kept as a header row."""
+    header, body = html_table_rows(markup)
+    lines = [f"```{{list-table}} {caption}".rstrip(), f":header-rows: {len(header)}"]
+    if name:
+        lines.append(f":name: {name}")
+    lines += [":align: center", ""]
+    for cells in header + body:
+        lines.append(f"* - {_cell(cells[0])}".rstrip())
+        lines += [f"  - {_cell(cell)}".rstrip() for cell in cells[1:]]  # an empty item: an empty cell
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _glued_outputs(notebook) -> dict:
+    glued = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            key = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if key:
+                glued[key] = output
+    return glued
+
+
+WIDE_TABLE_COLUMNS = 9
+
+
+def printable_table(markdown: str) -> str:
+    """A ``list-table``, set in the smallest table font when it has many columns."""
+    lines = markdown.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("* -"))
+    columns = 1 + len(list(itertools.takewhile(lambda line: line.startswith("  -"), lines[first + 1:])))
+    if columns < WIDE_TABLE_COLUMNS:
+        return markdown
+    return f"```{{raw}} latex\n\\thesiswidetables\n```\n\n{markdown}\n\n```{{raw}} latex\n\\thesisnormaltables\n```"
+
+
+GLUE_TEXT = re.compile(r"\{glue:text\}`(?P<key>[\w-]+)(?::(?P<spec>[^`]*))?`")
+
+
+def glued_text(output: dict | None, spec: str | None, fallback: str) -> str:
+    """A glued value as ``{glue:text}`` prints it (its ``text/plain``, formatted with ``spec``)."""
+    if not output:
+        return fallback
+    prefix = output.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
+    text = output.get("data", {}).get(f"{prefix}text/plain")
+    if text is None:
+        return fallback
+    if not spec:
+        return text.strip("'\"")
+    return format(ast.literal_eval(text), spec)
+
+
+def _table_directive(match: re.Match, glued: dict) -> str:
+    output = glued.get(match["key"]) or {}
+    prefix = output.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
+    data = {mime.removeprefix(prefix): value for mime, value in output.get("data", {}).items()}
+    if not output or "text/html" not in data or "<table" not in data["text/html"] or \
+            any(mime.startswith("image/") or mime == "application/pdf" for mime in data):
+        return match.group(0)
+    options = dict(re.findall(r":([\w-]+):\s*([^\n]*)", match["options"]))
+    # A glued value in a table's title is pasted here: Sphinx loses the table's label otherwise.
+    caption = GLUE_TEXT.sub(lambda m: glued_text(glued.get(m["key"]), m["spec"], m.group(0)), match["caption"])
+    caption = " ".join(caption.split())
+    name = options.get("name", match["key"])
+    return printable_table(html_table_to_markdown(data["text/html"], caption, name))
+
+
+def printable_notebook(notebook) -> None:
+    """Drop code, generated boxes and printed streams; turn glued tables into real tables."""
+    glued = _glued_outputs(notebook)
+    cells = []
+    for cell in notebook.cells:
+        tags = set(cell.metadata.get("tags", []))
+        if tags & GENERATED_TAGS:
+            continue
+        if cell.cell_type == "code":
+            cell.metadata["tags"] = sorted(tags | {"remove-input"})
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")]
+            for output in cell.outputs:  # a table shown directly (HTML only) gets a markdown twin
+                data = output.get("data", {})
+                if "text/html" in data and "<table" in data["text/html"] and "text/markdown" not in data:
+                    data["text/markdown"] = printable_table(html_table_to_markdown(data["text/html"]))
+        elif cell.cell_type == "markdown":
+            cell.source = GLUE_FIGURE.sub(lambda m: _table_directive(m, glued), cell.source)
+        cells.append(cell)
+    notebook.cells = cells
+
+
+def abstract_only(notebook, source: str) -> None:
+    """Keep the ``## Abstract`` section of the root page as the document ``# Abstract``."""
+    markdown = "\n\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    match = re.search(r"^##\s+Abstract\s*\n(?P<text>.*?)(?=^#{1,2}\s|\Z)", markdown, re.S | re.M)
+    if not match:
+        raise BuildError(f"{source} has no '## Abstract' section: the PDF prints the abstract from there; add one.")
+    notebook.cells = [c for c in notebook.cells if c.cell_type == "code"]
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"# Abstract\n\n{match['text'].strip()}\n"))
+
+
+def _prepend_latex(path: Path, latex: str) -> None:
+    block = f"```{{raw}} latex\n{latex}\n```\n\n"
+    if path.suffix == ".md":
+        text = path.read_text()
+        front = re.match(r"\A---\n.*?\n---\n", text, re.S)
+        cut = front.end() if front else 0
+        path.write_text(text[:cut] + block + text[cut:])
+        return
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(block))
+    nbformat.write(notebook, path)
+
+
+def _append_markdown(path: Path, text: str) -> None:
+    if path.suffix == ".md":
+        path.write_text(path.read_text().rstrip() + "\n\n" + text)
+        return
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell(text))
+    nbformat.write(notebook, path)
+
+
+# --- LaTeX configuration -------------------------------------------------------------------------
+
+
+def latex_escape(text: str) -> str:
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(replacements.get(char, char) for char in str(text))
+
+
+def title_page(config: dict) -> str:
+    values = config.get("parse", {}).get("myst_substitutions", {})
+    missing = [key for key in ("author_name", "degree", "department", "date") if not values.get(key)]
+    if missing or not config.get("title"):
+        raise BuildError(f"_config.yml: the title page needs title and parse.myst_substitutions {missing}; add them.")
+    v = {key: latex_escape(value) for key, value in values.items()}
+    department = r"\\".join(latex_escape(part.strip()) for part in values["department"].split(","))
+    return rf"""
+\begin{{titlepage}}
+\centering
+\vspace*{{2.5cm}}
+{{\LARGE\bfseries {latex_escape(config['title'])}\par}}
+\vspace{{2.5cm}}
+{{\Large {v['author_name']}\par}}
+\vfill
+{{\large A thesis submitted for the degree of\par\medskip {v['degree']}\par}}
+\vspace{{1.5cm}}
+{{\large {department}\par}}
+\vspace{{1.5cm}}
+{{\large {v['date']}\par}}
+\vspace{{1cm}}
+{{\small {v.get('word_count', '')} words\par}}
+\end{{titlepage}}
+\pagenumbering{{roman}}
+\setcounter{{secnumdepth}}{{-1}}
+"""
+
+
+PREAMBLE = r"""
+\usepackage{etoolbox}
+% Tables in a smaller font with narrower gaps, so that wide ones fit the text width; tables
+% with many columns are set smaller still (\thesiswidetables ... \thesisnormaltables).
+\newcommand{\thesistablefont}{\footnotesize\setlength{\tabcolsep}{4pt}}
+\newcommand{\thesiswidetables}{\renewcommand{\thesistablefont}{\scriptsize\setlength{\tabcolsep}{2.5pt}}}
+\newcommand{\thesisnormaltables}{\renewcommand{\thesistablefont}{\footnotesize\setlength{\tabcolsep}{4pt}}}
+\AtBeginEnvironment{tabulary}{\thesistablefont}
+\AtBeginEnvironment{longtable}{\thesistablefont}
+\AtBeginEnvironment{tabular}{\thesistablefont}
+\addto\captionsenglish{\renewcommand{\bibname}{References}}
+\setcounter{tocdepth}{1}
+"""
+
+BBM_STANDIN = r"""\NeedsTeXFormat{LaTeX2e}
+\ProvidesPackage{bbm}[2024/01/01 stand-in: blackboard bold from unicode-math]
+\AtBeginDocument{\providecommand{\mathbbm}[1]{\mathbb{#1}}}
+"""
+
+# Lettered appendices, with lettered figure, table and equation numbers (Sphinx numbers them
+# with the chapter counter in arabic).
+APPENDIX = r"""\appendix
+\renewcommand{\thefigure}{\thechapter.\arabic{figure}}
+\renewcommand{\thetable}{\thechapter.\arabic{table}}
+\renewcommand{\theequation}{\thechapter.\arabic{equation}}
+"""
+
+MAIN_MATTER = r"""
+\tableofcontents
+\listoffigures
+\listoftables
+\cleardoublepage
+\pagenumbering{arabic}
+\setcounter{secnumdepth}{2}
+"""
+
+
+def pdf_config(config: dict) -> dict:
+    config = dict(config)
+    config["latex"] = {
+        "latex_engine": "xelatex",
+        "use_jupyterbook_latex": True,
+        "latex_documents": {"targetname": f"{TARGET_NAME}.tex"},
+    }
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx.update({
+        "jblatex_captions_to_parts": False,
+        "latex_use_xindy": False,
+        # Numbered citations match the numbered list of references.
+        "bibtex_reference_style": "label",
+        "numfig_format": {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s", "section": "Section %s"},
+        "nb_render_markdown_format": "myst",  # the markdown twins of tables are pipe tables
+        "latex_show_urls": "footnote",
+        "latex_elements": {
+            "papersize": "a4paper",
+            "pointsize": "11pt",
+            "extraclassoptions": "openany,oneside",
+            "fncychap": "",
+            "printindex": "",
+            "maketitle": title_page(config),
+            "tableofcontents": "",
+            "preamble": PREAMBLE,
+            "figure_align": "htbp",
+        },
+    })
+    return config
+
+
+# --- staging and rendering -----------------------------------------------------------------------
+
+
+def stage_pdf(staging: Path, target: Path) -> Path:
+    """A copy of the staged book arranged as a printed thesis, in ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for child in target.iterdir():
+        if child.name != "_build":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for child in staging.iterdir():
+        if child.name != "_build":
+            (shutil.copytree if child.is_dir() else shutil.copy2)(child, target / child.name)
+    toc = yaml.safe_load((target / "_toc.yml").read_text())
+    layout = thesis_layout(toc)
+
+    def document(entry: str) -> Path:
+        notebook = target / f"{entry}.ipynb"
+        return notebook if notebook.exists() else target / f"{entry}.md"
+
+    # The references page becomes the bibliography at the very end.
+    back = [item for item in layout["back"] if "```{bibliography}" not in document(item["file"]).read_text()]
+    for path in target.rglob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        printable_notebook(notebook)
+        if path.with_suffix("").relative_to(target).as_posix() == layout["root"]:
+            abstract_only(notebook, f"{layout['root']}.md")
+        nbformat.write(notebook, path)
+    front = layout["front"] + [{"file": layout["root"]}]
+    # LaTeX takes the first title of the master document for \title and drops it: the master is
+    # an empty page, so that every front-matter document keeps its heading.
+    master = Path(layout["root"]).parent / "pdf_master"
+    (target / f"{master}.md").write_text("# Thesis\n")
+    _prepend_latex(document(layout["body"][0]["file"]), MAIN_MATTER)
+    closing = (layout["appendices"] + back) or layout["body"]
+    if layout["appendices"] + back:
+        _prepend_latex(document(closing[0]["file"]), APPENDIX)
+    _append_markdown(document(_files(closing)[-1]), "```{bibliography}\n```\n")
+    pdf_toc = {"format": "jb-book", "root": master.as_posix(), "chapters": front + layout["body"] + closing}
+    (target / "_toc.yml").write_text(yaml.safe_dump(pdf_toc, sort_keys=False))
+    config = yaml.safe_load((target / "_config.yml").read_text())
+    (target / "_config.yml").write_text(yaml.safe_dump(pdf_config(config), sort_keys=False, allow_unicode=True))
+    return target
+
+
+def render_pdf(target: Path, published: Path, *, say=print) -> Path:
+    """LaTeX sources with jupyter-book, the PDF with latexmk; copy it to ``published``."""
+    from .build import jupyter_book_command
+
+    command = [jupyter_book_command(), "build", str(target), "--builder", "latex", "--path-output", str(target),
+               "-W", "-n", "--keep-going", "--quiet"]
+    say("Writing the LaTeX sources with jupyter-book ...")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=target)
+    output = result.stdout + result.stderr
+    warnings = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
+    if result.returncode != 0 or warnings:
+        raise BuildError("jupyter-book (LaTeX) reported problems:\n" + ("\n".join(warnings[:40]) or output[-4000:]))
+    latex_dir = target / "_build" / "latex"
+    # jupyterBook.cls loads bbm (Debian's texlive-fonts-extra, over a gigabyte) for \mathbbm
+    # only; this stand-in maps it to unicode-math's \mathbb.
+    (latex_dir / "bbm.sty").write_text(BBM_STANDIN)
+    say("Typesetting with XeLaTeX (latexmk) ...")
+    result = subprocess.run(
+        ["latexmk", "-pdfxe", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", f"{TARGET_NAME}.tex"],
+        capture_output=True, text=True, cwd=latex_dir,
+    )
+    log = latex_dir / f"{TARGET_NAME}.log"
+    log_text = log.read_text(errors="replace") if log.exists() else ""
+    if result.returncode != 0:
+        errors = [line for line in log_text.splitlines() if line.startswith("!") or ":error" in line.lower()]
+        raise BuildError(f"XeLaTeX failed on {latex_dir / (TARGET_NAME + '.tex')} (log: {log}):\n"
+                         + "\n".join(errors[:20] or (result.stdout + result.stderr)[-3000:].splitlines()))
+    problems = [line for line in log_text.splitlines()
+                if re.search(r"undefined|Overfull \\hbox \((\d{2,}|[3-9])\.", line)]
+    if problems:
+        say(f"LaTeX warnings (see {log}):\n  " + "\n  ".join(problems[:20]))
+    published.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(latex_dir / f"{TARGET_NAME}.pdf", published)
+    return published
+
+
+def build_pdf(builder: Builder, *, force: bool = False) -> Path:
+    """Execute stale chapters, stage them, and typeset ``_build/latex/thesis.pdf``."""
+    check_tex()
+    started = time.perf_counter()
+    entries = toc_entries(builder.root)
+    source, path, manifest = builder.data
+    builder.say(f"Profile {builder.profile.name!r} on {source} data at {path} (manifest {manifest})")
+    records = builder.run_chapters(entries, force=force)
+    staging = builder.stage(entries, records)
+    target = stage_pdf(staging, builder.work / "pdf" / builder.profile.name)
+    published = render_pdf(target, builder.root / "_build" / "latex" / f"{TARGET_NAME}.pdf", say=builder.say)
+    builder.say(f"PDF built in {time.perf_counter() - started:.0f}s: {published}")
+    return published
+

@@ -1,0 +1,199 @@
+"""The PDF thesis: the word count, the table conversion, the set-up message, and (slow, where
+XeLaTeX is installed) the smoke thesis typeset and read back with pdftotext and pdfinfo."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from mura_lib import pdf
+from mura_lib.build import BuildError
+from mura_lib.frontmatter import body_entries, count_words, notebook_prose
+
+from .conftest import REPO
+
+CHAPTER = """# Baseline performance
+
+The baseline is the **ab-initio** network of {numref}`fig-x`, trained on {glue:text}`size:d` pixels
+{cite}`rajpurkar2017mura`.
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+x = 1 + 2  # code is not prose
+```
+
+```{glue:figure} fig-x
+:name: fig-x
+
+Learning curves of the baseline.
+```
+
+$$ a = b + c $$ and $x^2$ words, `inline code` [a link](https://example.org).
+<!-- a comment -->
+"""
+
+
+def test_word_count_counts_prose_only():
+    # Title 2, first paragraph 12 (a reference and a glued value count one word each, the citation
+    # none), caption 5, last line "and words a link" 4.
+    assert count_words(CHAPTER) == 23
+    assert count_words("```python\nprint('hello world')\n```\n") == 0
+    assert count_words(":::{admonition} Note\n:class: tip\nTwo words.\n:::\n") == 3
+
+
+def test_word_count_skips_generated_boxes(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title here"),
+        nbformat.v4.new_code_cell("print('not counted')"),
+        nbformat.v4.new_markdown_cell("Run configuration words", metadata={"tags": ["run-configuration"]}),
+        nbformat.v4.new_markdown_cell("Provenance words", metadata={"tags": ["provenance"]}),
+    ])
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(notebook, path)
+    assert count_words(notebook_prose(path)) == 2
+
+
+def test_word_count_covers_the_numbered_body():
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    entries = body_entries(toc)
+    assert entries[0] == "chapters/01_introduction" and "chapters/05_1_baseline" in entries
+    assert not {"chapters/index", "chapters/declaration", "chapters/appendix_a_architectures", "chapters/references"} & set(entries)
+
+
+def test_glued_table_becomes_a_list_table():
+    frame = pd.DataFrame({("scores", "auroc"): [0.81234, 0.7], ("scores", "a|b"): ["x_y", "z"]},
+                         index=pd.Index(["XR_WRIST", "overall"], name="type"))
+    markdown = pdf.html_table_to_markdown(frame.style.format(precision=3).to_html(), "Scores.", "tab-s")
+    lines = markdown.splitlines()
+    # Three header rows: the column group (once, not repeated), the columns, the index name.
+    assert lines[:5] == ["```{list-table} Scores.", ":header-rows: 3", ":name: tab-s", ":align: center", ""]
+    assert lines[5:] == [
+        "* -", "  - scores", "  -",  # an empty item is an empty cell
+        "* -", "  - auroc", "  - a|b",
+        "* - type", "  -", "  -",
+        "* - XR\\_WRIST", "  - 0.812", "  - x\\_y",
+        "* - overall", "  - 0.700", "  - z",
+        "```",
+    ]
+
+
+def test_wide_tables_get_the_smaller_font():
+    narrow = pdf.html_table_to_markdown(pd.DataFrame([range(3)]).to_html())
+    wide = pdf.html_table_to_markdown(pd.DataFrame([range(pdf.WIDE_TABLE_COLUMNS)]).to_html())
+    assert pdf.printable_table(narrow) == narrow
+    assert pdf.printable_table(wide).startswith("```{raw} latex\n\\thesiswidetables\n```") and wide in pdf.printable_table(wide)
+
+
+def test_glued_table_directive_in_printable_notebook():
+    frame = pd.DataFrame({"n": [1, 2]}, index=["a", "b"])
+    prefix = "application/papermill.record/"  # as myst-nb's glue stores it
+    glue_output = nbformat.v4.new_output("display_data", data={f"{prefix}text/html": frame.to_html(), f"{prefix}text/plain": "x"},
+                                         metadata={"scrapbook": {"name": "tab-n", "mime_prefix": prefix}})
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("glue('tab-n', frame)", outputs=[glue_output]),
+        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]),
+        nbformat.v4.new_markdown_cell("```{glue:figure} tab-n\n:name: tab-n\n\nCounts of\nthings.\n```"),
+        nbformat.v4.new_markdown_cell("box", metadata={"tags": ["provenance"]}),
+    ])
+    pdf.printable_notebook(notebook)
+    assert len(notebook.cells) == 3
+    assert all("remove-input" in cell.metadata["tags"] for cell in notebook.cells[:2])
+    assert notebook.cells[1].outputs == []
+    assert notebook.cells[2].source.startswith("```{list-table} Counts of things.\n:header-rows: 1\n:name: tab-n\n")
+    assert "* - a\n  - 1\n" in notebook.cells[2].source
+
+
+def test_missing_latex_names_the_packages(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    with pytest.raises(BuildError) as error:
+        pdf.check_tex()
+    message = str(error.value)
+    assert "\n" not in message and "xelatex" in message and "texlive-xetex" in message
+
+
+def test_setup_names_the_same_packages():
+    makefile = (REPO / "Makefile").read_text()
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    for package in pdf.TEX_PACKAGES:
+        assert package in makefile and package in readme and package in ci, package
+
+
+# --- the typeset smoke thesis ----------------------------------------------------------------
+
+
+def _pdftext(path, *options) -> str:
+    return subprocess.run(["pdftotext", "-layout", *options, str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(pdf.missing_tex()) or shutil.which("pdftotext") is None,
+                    reason="needs XeLaTeX, latexmk and poppler-utils (apt-get install " + " ".join(pdf.TEX_PACKAGES) + ")")
+def test_smoke_thesis_pdf(smoke_book):
+    from .test_build import mura_thesis
+
+    project, _ = smoke_book
+    status = mura_thesis(project, "status", "--profile", "smoke").stdout
+    stale = re.findall(r"^\s+(\S+)\s+would re-run", status, re.MULTILINE)
+    result = mura_thesis(project, "build", "--profile", "smoke", "--pdf")
+    path = project / "_build" / "latex" / "thesis.pdf"
+    assert str(path) in result.stdout
+    # Only stale chapters execute (after the HTML build, none): the PDF reuses its executed chapters.
+    assert re.findall(r"\] (\S+): executing", result.stdout) == stale
+    assert result.stdout.count("up to date") >= 5
+    check_thesis_pdf(path, project)
+
+
+def check_thesis_pdf(path, project) -> None:
+    config = yaml.safe_load((project / "_config.yml").read_text())
+    text = _pdftext(path)
+    flat = " ".join(text.split())
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert 40 <= pages <= 400, pages
+
+    title_page = " ".join(_pdftext(path, "-f", "1", "-l", "1").split())
+    substitutions = config["parse"]["myst_substitutions"]
+    assert " ".join(config["title"].split()) in title_page
+    for key in ("author_name", "degree", "date"):
+        assert substitutions[key] in title_page, key
+    assert re.search(r"\d[\d,]* words", title_page)
+
+    for heading in ("Declaration of authorship", "Acknowledgements", "Abstract", "Contents", "List of Figures",
+                    "List of Tables", "References"):
+        assert heading in flat, heading
+    abstract = flat[flat.index("Abstract"):]
+    assert "study-level area under the ROC curve" in abstract
+
+    # Every chapter title of _toc.yml, numbered; the appendix lettered.
+    toc = yaml.safe_load((project / "_toc.yml").read_text())
+    numbered = [item["file"] for part in toc["parts"] if part.get("caption") == "Thesis" for item in part["chapters"]]
+    for number, entry in enumerate(numbered, start=1):
+        title = (project / f"{entry}.md").read_text().split("\n# ", 1)[1].splitlines()[0].strip()
+        assert re.search(rf"Chapter {number}\s+{re.escape(title)}", flat) or f"{number} {title}" in flat, title
+    assert re.search(r"Appendix A\s+Pretrained model architectures", flat)
+
+    # Every figure of the chapters has a chapter-numbered caption, numbered 1, 2, ... in its chapter.
+    sources = "".join(path.read_text() for path in (project / "chapters").glob("*.md"))
+    figures = len(re.findall(r"```\{(?:glue:figure|figure)\} fig", sources))
+    captions = sorted({tuple(map(int, m)) for m in re.findall(r"Figure (\d+)\.(\d+): ", flat)})
+    assert len(captions) == figures, (figures, captions)
+    for chapter in {c for c, _ in captions}:
+        numbers = [n for c, n in captions if c == chapter]
+        assert numbers == list(range(1, len(numbers) + 1)), (chapter, numbers)
+    assert re.search(r"Table 3\.1: ", flat) and re.search(r"Table A\.1: ", flat)
+    # References resolved; no code, no boxes.
+    assert "??" not in flat
+    bibliography = flat[re.search(r"References \[1\] ", flat).start():]
+    entry = re.search(r"@article\{rajpurkar2017mura,.*?title\s*=\s*\{(.*?)\},\n", (project / "references.bib").read_text(), re.S)
+    title_start = " ".join(entry.group(1).replace("{", "").replace("}", "").split()[:4])
+    assert "Rajpurkar" in bibliography and title_start.lower() in bibliography.lower(), title_start  # the style lowercases titles
+    for noise in ("Run configuration", "from mura_lib", "book.setup_notebook", "glue("):
+        assert noise not in flat, noise
