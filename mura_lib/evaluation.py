@@ -170,7 +170,8 @@ def constant_predictions(predictions: pd.DataFrame, tolerance: float = 1e-6, thr
     above = probability > threshold
     if above.all() or not above.any():
         side = "abnormal" if above.all() else "normal"
-        return f"every image is predicted {side} at threshold {threshold:g} (probabilities {probability.min():.3g} to {probability.max():.3g})"
+        return (f"every image is predicted {side} at threshold {threshold:g} "
+                f"(probabilities {probability.min():.3g} to {probability.max():.3g})")
     return None
 
 

@@ -204,6 +204,7 @@ class Thesis:
                         name, fine_tune=mode == "fine-tuned", image_size=image_size, epochs=epochs, weights=weights
                     )
             runs[name] = {
-                label: self.run(config, name=f"{name} {label} {config.image_size}px") for label, config in configs.items()
+                label: self.run(config, name=f"{name} {label} {config.image_size}px")
+                for label, config in configs.items()
             }
         return runs

@@ -238,7 +238,8 @@ def transfer_backbone_weights(source_model: keras.Model, target_model: keras.Mod
     pairs = []
     for source, target in zip(sources, targets):
         shapes = [tuple(w.shape) for w in source.weights], [tuple(w.shape) for w in target.weights]
-        if _base_name(source.name) != _base_name(target.name) or type(source) is not type(target) or shapes[0] != shapes[1]:
+        same_name = _base_name(source.name) == _base_name(target.name)
+        if not same_name or type(source) is not type(target) or shapes[0] != shapes[1]:
             raise ValueError(
                 f"Cannot transfer weights: the source's layer {source.name!r} ({type(source).__name__}, {shapes[0]}) "
                 f"does not match the target's {target.name!r} ({type(target).__name__}, {shapes[1]}); build both "

@@ -217,7 +217,8 @@ class RunStore:
                 row.update({"auroc": metrics.get("auroc"), "kappa": metrics.get("kappa"),
                             "accuracy": metrics.get("accuracy")})
             rows.append(row)
-        columns = ["key", "name", "status", "model", "task", "image_size", "seed", "finished", "auroc", "kappa", "accuracy"]
+        columns = ["key", "name", "status", "model", "task", "image_size", "seed", "finished",
+                   "auroc", "kappa", "accuracy"]
         return pd.DataFrame(rows, columns=columns)
 
 

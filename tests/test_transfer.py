@@ -127,19 +127,38 @@ def test_invalid_task_and_init_from_are_explained():
 
 
 @pytest.fixture(scope="module")
-def vgg_runs(dataset, cache_dir, store):
-    """A VGG16 pretrained on the study types, and two abnormality models started from it."""
-    source = run_experiment(ExperimentConfig(**VGG, task="study_type", fine_tune=True), dataset, store=store,
-                            cache_dir=cache_dir, verbose="silent")
-    frozen = run_experiment(ExperimentConfig(**VGG, init_from=source.key, fine_tune=False), dataset, store=store,
-                            cache_dir=cache_dir, verbose="silent")
-    tuned = run_experiment(ExperimentConfig(**VGG, init_from=source.key, fine_tune=True, learning_rate=1e-4),
-                           dataset, store=store, cache_dir=cache_dir, verbose="silent")
-    return source, frozen, tuned
+def thesis(synthetic_root, store, cache_dir, tmp_path_factory):
+    from mura_lib.experiments import Thesis
+
+    return Thesis(str(synthetic_root), str(store.root), str(cache_dir), image_size=32, epochs=1, seed=0,
+                  verbose="silent", source_root=str(tmp_path_factory.mktemp("sources")))
+
+
+@pytest.fixture(scope="module")
+def vgg_runs(thesis):
+    """A VGG16 pretrained on the study types of a small source corpus, and the abnormality
+    models started from random weights and from it."""
+    variants = thesis.transfer_variants(("vgg16",), image_size=32, epochs=1, scale=0.005, corpus_image_size=32)
+    source = thesis.pretrain("vgg16", 32, 1, scale=0.005, corpus_image_size=32)
+    return source, variants["vgg16"]
+
+
+def test_thesis_source_corpus_is_its_own(thesis, vgg_runs):
+    source, _ = vgg_runs
+    corpus = thesis.source_dataset(scale=0.005, image_size=32)
+    assert corpus.root == thesis.source_root / "source-image_size32-scale0.005-seed1000" / "MURA-v1.1"
+    assert source.info["data_root"] == str(corpus.root) and source.config.task == "study_type"
+    assert not set(corpus.images["relpath"].map(lambda p: (corpus.root / p).read_bytes())) & set(
+        thesis.dataset.images["relpath"].head(50).map(lambda p: (thesis.dataset.root / p).read_bytes())
+    )
+    with pytest.raises(ValueError, match="would repeat its images"):
+        thesis.source_dataset(scale=0.005, seed=0, image_size=32)
 
 
 def test_frozen_transfer_keeps_source_backbone_fine_tuned_changes_it(vgg_runs):
-    source, frozen, tuned = vgg_runs
+    source, runs = vgg_runs
+    assert list(runs) == ["random init", "source, frozen", "source, fine-tuned"]
+    frozen, tuned, scratch = runs["source, frozen"], runs["source, fine-tuned"], runs["random init"]
     source_model = source.load_model()
     names = [layer.name for layer in backbone_layers(source_model)]
     assert names[0] == "block1_conv1" and len(names) == 13
@@ -148,8 +167,10 @@ def test_frozen_transfer_keeps_source_backbone_fine_tuned_changes_it(vgg_runs):
     tuned_weights = _weights(tuned.load_model(), names)
     assert any(not np.array_equal(tuned_weights[n][0], source_weights[n][0]) for n in names)
     assert frozen.training["init_from"] == {"key": source.key, "name": source.name, "layers": 13}
-    assert frozen.config.init_from == source.key and frozen.key != tuned.key
-    assert 0 <= frozen.metrics["auroc"] <= 1
+    assert frozen.config.init_from == tuned.config.init_from == source.key and scratch.config.init_from is None
+    assert tuned.config.learning_rate == 1e-4 and tuned.config.fine_tune and not frozen.config.fine_tune
+    assert len({frozen.key, tuned.key, scratch.key}) == 3
+    assert all(0 <= run.metrics["auroc"] <= 1 for run in runs.values())
 
 
 def test_frozen_cnn_transfer_trains_only_the_head(cnn_source, dataset, cache_dir, store):
