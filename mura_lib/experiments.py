@@ -12,6 +12,12 @@ from .training import ExperimentConfig, run_experiment
 # How the chapters name the backbones of mura_lib.models.BACKBONES.
 BACKBONE_NAMES = {"vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50", "efficientnetb0": "EfficientNet-B0"}
 
+# The source corpus for pretraining: a synthetic dataset of its own, drawn from another seed
+# (the thesis' seed plus this offset), so none of its images is in the thesis' data.
+SOURCE_SEED_OFFSET = 1000
+# Its size relative to MURA: about 3,000 training images.
+SOURCE_SCALE = 0.08
+
 
 class Thesis:
     """The data and run store of one build, with the experiments of every chapter.
@@ -21,10 +27,14 @@ class Thesis:
     """
 
     def __init__(self, data_root: str, runs_dir: str = "runs", cache_dir: str = "data/cache", *,
-                 image_size: int = 64, epochs: int = 10, seed: int = 0, verbose="auto"):
+                 image_size: int = 64, epochs: int = 10, seed: int = 0, verbose="auto",
+                 source_root: str | None = None):
         self.data_root = data_root
         self.store = RunStore(runs_dir)
         self.cache_dir = Path(cache_dir)
+        # Where source corpora for pretraining go: beside the build's synthetic data by default.
+        self.source_root = Path(source_root) if source_root else self.cache_dir.parent / "synthetic"
+        self._source_datasets: dict[tuple, MuraDataset] = {}
         self.image_size = image_size
         self.epochs = epochs
         self.seed = seed
@@ -41,8 +51,10 @@ class Thesis:
         """The ab-initio CNN with the thesis' default settings."""
         return ExperimentConfig(model="cnn", image_size=self.image_size, epochs=self.epochs, seed=self.seed).replace(**changes)
 
-    def run(self, config: ExperimentConfig, name: str | None = None) -> Run:
-        return run_experiment(config, self.dataset, store=self.store, cache_dir=self.cache_dir, verbose=self.verbose, name=name)
+    def run(self, config: ExperimentConfig, name: str | None = None, dataset: MuraDataset | None = None) -> Run:
+        """The run of ``config`` on the thesis' data (or on ``dataset``), trained if not stored."""
+        return run_experiment(config, dataset or self.dataset, store=self.store, cache_dir=self.cache_dir,
+                              verbose=self.verbose, name=name)
 
     def baseline(self, seed: int | None = None) -> Run:
         config = self.baseline_config() if seed is None else self.baseline_config(seed=seed)
@@ -82,14 +94,15 @@ class Thesis:
 
     def pretrained_config(self, name: str, *, fine_tune: bool, image_size: int | None = None,
                           epochs: int | None = None, weights: str | None = "imagenet",
-                          learning_rate: float | None = None):
+                          learning_rate: float | None = None, init_from: str | None = None):
         """A ``keras.applications`` backbone with a new sigmoid head, frozen or fine-tuned.
 
-        Fine-tuning ImageNet weights uses the paper's learning rate of 1e-4 unless one is given;
-        every other case uses the baseline's.
+        Fine-tuning pretrained weights (ImageNet's, a weights file's, or those of the run
+        ``init_from``) uses the paper's learning rate of 1e-4 unless one is given; every other
+        case uses the baseline's.
         """
         if learning_rate is None:
-            learning_rate = 1e-4 if (fine_tune and weights) else self.baseline_config().learning_rate
+            learning_rate = 1e-4 if (fine_tune and (weights or init_from)) else self.baseline_config().learning_rate
         return self.baseline_config(
             model=name,
             image_size=image_size or self.image_size,
@@ -97,6 +110,7 @@ class Thesis:
             weights=weights,
             fine_tune=fine_tune,
             learning_rate=learning_rate,
+            init_from=init_from,
         )
 
     def pretrained_variants(self, names=("vgg16", "densenet169", "resnet50", "efficientnetb0"), *,
@@ -111,4 +125,86 @@ class Thesis:
                 config = self.pretrained_config(name, fine_tune=mode == "fine-tuned", image_size=image_size,
                                                 epochs=epochs, weights=weights)
                 runs[(name, mode)] = self.run(config, name=f"{name} {mode} {config.image_size}px weights={weights}")
+        return runs
+
+    # --- pretraining on a source task ------------------------------------------------------
+
+    def source_dataset(self, scale: float = SOURCE_SCALE, seed: int | None = None,
+                       image_size: int | None = None) -> MuraDataset:
+        """The source corpus for pretraining: a synthetic dataset of its own, generated (once)
+        under ``source_root`` as ``source-image_size<N>-scale<S>-seed<K>/MURA-v1.1``.
+
+        ``seed`` defaults to the thesis' seed plus :data:`SOURCE_SEED_OFFSET`, ``image_size``
+        (the size the radiographs are drawn at) to that of the thesis' synthetic data (128 on
+        real MURA).  A seed equal to that of the thesis' own synthetic data is refused: the two
+        corpora would share their images.  Only the corpus' ``train`` split trains the source
+        model; its ``valid`` split measures it.
+        """
+        from .synthetic import dataset_spec, generate_synthetic_mura
+
+        target = dataset_spec(self.data_root) if self.data_root else None
+        seed = self.seed + SOURCE_SEED_OFFSET if seed is None else int(seed)
+        image_size = image_size or (target["image_size"] if target else 128)
+        if target and int(target["seed"]) == seed:
+            raise ValueError(
+                f"The source corpus' seed {seed} is the seed of the thesis' synthetic data in {self.data_root}: "
+                "the source corpus would repeat its images. Choose another seed."
+            )
+        key = (float(scale), seed, int(image_size))
+        if key not in self._source_datasets:
+            folder = self.source_root / f"source-image_size{image_size}-scale{scale}-seed{seed}"
+            root = generate_synthetic_mura(folder, scale=scale, image_size=image_size, seed=seed, overwrite=True,
+                                           progress=self.verbose != "silent")
+            self._source_datasets[key] = load_mura(root)
+        return self._source_datasets[key]
+
+    def source_config(self, name: str, *, image_size: int | None = None, epochs: int | None = None,
+                      learning_rate: float | None = None) -> ExperimentConfig:
+        """Backbone ``name`` trained from random weights to tell the seven study types apart."""
+        return self.pretrained_config(name, fine_tune=True, image_size=image_size, epochs=epochs, weights=None,
+                                      learning_rate=learning_rate).replace(task="study_type")
+
+    def pretrain(self, name: str, image_size: int | None = None, epochs: int | None = None, *,
+                 scale: float = SOURCE_SCALE, seed: int | None = None, corpus_image_size: int | None = None) -> Run:
+        """The source run: backbone ``name`` pretrained on the study-type task of the source
+        corpus (:meth:`source_dataset`); its key initialises the transfer variants."""
+        dataset = self.source_dataset(scale=scale, seed=seed, image_size=corpus_image_size)
+        config = self.source_config(name, image_size=image_size, epochs=epochs)
+        return self.run(config, name=f"{name} study-type source {config.image_size}px", dataset=dataset)
+
+    def transfer_variants(self, names=("vgg16", "efficientnetb0"), image_size: int | None = None,
+                          epochs: int | None = None, *, pretrain_epochs: int | None = None,
+                          weights: str | None = None, scale: float = SOURCE_SCALE, seed: int | None = None,
+                          corpus_image_size: int | None = None) -> dict[str, dict[str, Run]]:
+        """For each backbone, the abnormality model from random initial weights (all layers
+        trained) beside the same model initialised from its study-type source run, frozen and
+        fine-tuned: ``{name: {"random init": Run, "source, frozen": Run, "source, fine-tuned":
+        Run}}``, all at the same image size and epoch budget.
+
+        With ``weights`` ("imagenet" or a weights file) each backbone also gets "ImageNet,
+        frozen" and "ImageNet, fine-tuned" ("weights, ..." for a file).  ``pretrain_epochs``
+        (default ``epochs``) is the source runs' budget.
+        """
+        runs = {}
+        for name in names:
+            source = self.pretrain(name, image_size, pretrain_epochs or epochs, scale=scale, seed=seed,
+                                   corpus_image_size=corpus_image_size)
+            configs = {
+                "random init": self.pretrained_config(name, fine_tune=True, image_size=image_size, epochs=epochs,
+                                                      weights=None),
+                "source, frozen": self.pretrained_config(name, fine_tune=False, image_size=image_size, epochs=epochs,
+                                                         weights=None, init_from=source.key),
+                "source, fine-tuned": self.pretrained_config(name, fine_tune=True, image_size=image_size,
+                                                             epochs=epochs, weights=None, init_from=source.key),
+            }
+            if weights:
+                origin = "ImageNet" if weights == "imagenet" else "weights"
+                for mode in ("frozen", "fine-tuned"):
+                    configs[f"{origin}, {mode}"] = self.pretrained_config(
+                        name, fine_tune=mode == "fine-tuned", image_size=image_size, epochs=epochs, weights=weights
+                    )
+            runs[name] = {
+                label: self.run(config, name=f"{name} {label} {config.image_size}px")
+                for label, config in configs.items()
+            }
         return runs

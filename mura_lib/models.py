@@ -3,17 +3,23 @@ multi-view study model.
 
 Only the backend-neutral Keras API is used (``keras.layers``, ``keras.ops``), so the same
 models train on TensorFlow, JAX or PyTorch.  Every model takes ``uint8``-range grayscale
-images of shape (size, size, 1) and returns one abnormality probability; scaling,
-augmentation and each backbone's own preprocessing happen inside the model, on the device.
+images of shape (size, size, 1) and returns one abnormality probability (the ``abnormality``
+task) or, for the ``study_type`` task, a probability for each of the seven study types;
+scaling, augmentation and each backbone's own preprocessing happen inside the model, on the
+device.  The two tasks' models differ only in their head (the last layer), so a backbone
+trained on one task initialises the other (:func:`transfer_backbone_weights`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import keras
 from keras import layers
+
+from .dataset import STUDY_TYPES
 
 BACKBONES = {
     # name: (constructor, preprocess_input module, smallest input size)
@@ -23,6 +29,18 @@ BACKBONES = {
     "efficientnetb0": ("EfficientNetB0", "efficientnet", 32),
 }
 MODEL_NAMES = ("cnn", *BACKBONES)
+# The tasks a model can be trained for, with the name of the head layer that answers each one.
+TASKS = {"abnormality": "abnormal", "study_type": "study_type"}
+
+
+def head(task: str, *, kernel_regularizer=None) -> layers.Dense:
+    """The last layer of a model for ``task``: one sigmoid unit (abnormality) or a softmax over
+    :data:`~mura_lib.dataset.STUDY_TYPES` (study type)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {tuple(TASKS)}, got {task!r}")
+    units, activation = (1, "sigmoid") if task == "abnormality" else (len(STUDY_TYPES), "softmax")
+    return layers.Dense(units, activation=activation, dtype="float32", kernel_regularizer=kernel_regularizer,
+                        name=TASKS[task])
 
 
 def augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
@@ -48,10 +66,12 @@ def build_cnn(
     batch_norm: bool = True,
     augment: bool = True,
     seed: int = 0,
+    task: str = "abnormality",
 ) -> keras.Model:
     """The ab-initio CNN: ``depth`` blocks of 3x3 convolution (+ batch normalisation) + ReLU +
     2x2 max-pooling, doubling the width every block up to 8x, then global average pooling,
-    dropout and one sigmoid unit.  L2 weight decay applies to every kernel."""
+    dropout and the ``task``'s head (one sigmoid unit for abnormality).  L2 weight decay
+    applies to every kernel."""
     _check_positive(image_size=image_size, depth=depth, width=width)
     if image_size < 2**depth:
         raise ValueError(f"image_size {image_size} is too small for {depth} pooling blocks (needs >= {2**depth}).")
@@ -73,7 +93,7 @@ def build_cnn(
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:
         x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", kernel_regularizer=regulariser, name="abnormal")(x)
+    outputs = head(task, kernel_regularizer=regulariser)(x)
     return keras.Model(inputs, outputs, name="abinitio_cnn")
 
 
@@ -119,8 +139,10 @@ def build_pretrained(
     dropout: float = 0.0,
     augment: bool = True,
     seed: int = 0,
+    task: str = "abnormality",
 ) -> keras.Model:
-    """A backbone with a new single sigmoid head.
+    """A backbone with a new head: a single sigmoid unit (or, for ``task="study_type"``, a
+    softmax over the study types).
 
     Grayscale input is repeated to three channels and passed through the backbone's own
     ``preprocess_input`` (ImageNet mean/std or scaling, as the backbone was trained).  With
@@ -142,14 +164,18 @@ def build_pretrained(
     features = backbone.output
     if dropout:
         features = layers.Dropout(dropout, seed=seed, name="dropout")(features)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="abnormal")(features)
+    outputs = head(task)(features)
     return keras.Model(inputs, outputs, name=f"{name}_{'finetuned' if fine_tune else 'frozen'}")
 
 
 def build_model(config) -> keras.Model:
-    """The model an :class:`~mura_lib.training.ExperimentConfig` describes."""
+    """The model an :class:`~mura_lib.training.ExperimentConfig` describes.
+
+    The ab-initio CNN trains every layer, unless it starts from another run's weights
+    (``init_from``) with ``fine_tune=False``: then, like a frozen backbone, only its head learns.
+    """
     if config.model == "cnn":
-        return build_cnn(
+        model = build_cnn(
             config.image_size,
             depth=config.depth,
             width=config.width,
@@ -158,7 +184,13 @@ def build_model(config) -> keras.Model:
             batch_norm=config.batch_norm,
             augment=config.augment,
             seed=config.seed,
+            task=config.task,
         )
+        if getattr(config, "init_from", None) and not config.fine_tune:
+            # Transferred weights, frozen: as for a frozen backbone, only the head learns.
+            for layer in backbone_layers(model):
+                layer.trainable = False
+        return model
     if config.model in BACKBONES:
         return build_pretrained(
             config.model,
@@ -168,8 +200,55 @@ def build_model(config) -> keras.Model:
             dropout=config.dropout,
             augment=config.augment,
             seed=config.seed,
+            task=config.task,
         )
     raise ValueError(f"Unknown model {config.model!r}; choose one of {MODEL_NAMES}.")
+
+
+def backbone_layers(model: keras.Model) -> list:
+    """The layers of ``model`` that hold weights, in order, without its head: what a model for
+    one task hands on to a model for another (convolutions, batch normalisation statistics)."""
+    heads = set(TASKS.values())
+    return [layer for layer in model.layers if layer.weights and layer.name not in heads]
+
+
+def _base_name(name: str) -> str:
+    # Keras numbers the automatic names of unnamed layers (``normalization``, ``normalization_1``)
+    # per process, so the same layer of two models built one after the other may differ by it.
+    return re.sub(r"_\d+$", "", name)
+
+
+def transfer_backbone_weights(source_model: keras.Model, target_model: keras.Model) -> list[str]:
+    """Copy every backbone weight (trainable and not, e.g. batch normalisation statistics) of
+    ``source_model`` into ``target_model``; the heads, which differ between tasks, are left alone.
+
+    The two models must be built by the same model function (same ``model``, depth, width, ...):
+    their backbone layers are paired in order and must agree in name (up to Keras' automatic
+    numbering of unnamed layers), type and weight shapes.  The image size may differ: the
+    backbones' weights do not depend on it.  Returns the names of the target's layers that
+    received weights.
+    """
+    sources, targets = backbone_layers(source_model), backbone_layers(target_model)
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"Cannot transfer weights from {source_model.name!r} ({len(sources)} backbone layers with weights) to "
+            f"{target_model.name!r} ({len(targets)}): the two models have different backbones; build both with the "
+            "same model settings (model, depth, width, batch_norm)."
+        )
+    pairs = []
+    for source, target in zip(sources, targets):
+        shapes = [tuple(w.shape) for w in source.weights], [tuple(w.shape) for w in target.weights]
+        same_name = _base_name(source.name) == _base_name(target.name)
+        if not same_name or type(source) is not type(target) or shapes[0] != shapes[1]:
+            raise ValueError(
+                f"Cannot transfer weights: the source's layer {source.name!r} ({type(source).__name__}, {shapes[0]}) "
+                f"does not match the target's {target.name!r} ({type(target).__name__}, {shapes[1]}); build both "
+                "models with the same model settings (model, depth, width, batch_norm)."
+            )
+        pairs.append((source, target))
+    for source, target in pairs:
+        target.set_weights(source.get_weights())
+    return [target.name for _, target in pairs]
 
 
 class MaskedMean(layers.Layer):

@@ -7,6 +7,10 @@ A run folder holds ``config.json``, ``environment.json``, ``history.csv`` (one r
 temporary name and renamed, so a crash never leaves a half-written file behind.  One process
 at a time trains a run (:meth:`RunStore.lock`, a lock file beside the run folder), and a stored
 run is verified (:meth:`RunStore.verify`) before it is reused.
+
+A run of the study-type task (a source task for pretraining) stores each image's study-type
+probabilities (``p_XR_ELBOW`` ... ``p_XR_WRIST``), its ``predicted_type`` and that type's
+``probability``, and as metrics the test accuracy and macro one-vs-rest AUROC.
 """
 
 from __future__ import annotations
@@ -107,6 +111,23 @@ class Run:
     @cached_property
     def metrics(self) -> dict:
         return json.loads((self.directory / "metrics.json").read_text())
+
+    @property
+    def task(self) -> str:
+        """``"abnormality"`` or ``"study_type"`` (a source task for pretraining)."""
+        return self.config.task
+
+    def constant_note(self, subset: str = "test", tolerance: float = 1e-6) -> str | None:
+        """Why the run's predictions on ``subset`` are constant (a collapsed model), or None."""
+        from .evaluation import constant_predictions
+
+        return constant_predictions(self.predictions.loc[self.predictions["subset"] == subset], tolerance=tolerance)
+
+    @property
+    def constant_predictions(self) -> bool:
+        """True if the test-set predictions are constant: their range is below 1e-6, or every
+        image is predicted the same class (at 0.5)."""
+        return self.constant_note() is not None
 
     def study_predictions(self, subset: str = "test", rule: str = "mean") -> pd.DataFrame:
         from .evaluation import aggregate_studies
@@ -223,8 +244,10 @@ class RunStore:
         return directory
 
     def finish(self, key: str, *, model, predictions: pd.DataFrame, environment: dict, data_summary: dict,
-               training: dict | None = None) -> Run:
-        from .evaluation import aggregate_studies, study_metrics
+               training: dict | None = None, task: str = "abnormality") -> Run:
+        """Store the trained run; its metrics are the abnormality task's study-level metrics or,
+        for ``task="study_type"``, the study-type accuracy and macro AUROC."""
+        from .evaluation import aggregate_studies, study_metrics, study_type_metrics
 
         directory = self.path(key)
         weights_tmp = directory / ".model.tmp.weights.h5"
@@ -232,8 +255,12 @@ class RunStore:
         os.chmod(weights_tmp, FILE_MODE)
         os.replace(weights_tmp, directory / "model.weights.h5")
         atomic_write_text(directory / "predictions.csv", predictions.to_csv(index=False))
-        studies = aggregate_studies(predictions.loc[predictions["subset"] == "test"])
-        metrics = study_metrics(studies["label"], studies["probability"])
+        test = predictions.loc[predictions["subset"] == "test"]
+        if task == "abnormality":
+            studies = aggregate_studies(test)
+            metrics = study_metrics(studies["label"], studies["probability"])
+        else:
+            metrics = study_type_metrics(test)
         atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=1))
         atomic_write_text(directory / "environment.json", json.dumps(environment, indent=1))
         info = json.loads((directory / "run.json").read_text())
@@ -263,6 +290,7 @@ class RunStore:
                 "name": info.get("name"),
                 "status": info.get("status"),
                 "model": config.get("model"),
+                "task": config.get("task", "abnormality"),
                 "image_size": config.get("image_size"),
                 "seed": config.get("seed"),
                 "finished": info.get("finished"),
@@ -270,9 +298,11 @@ class RunStore:
             metrics_path = info_path.parent / "metrics.json"
             if metrics_path.exists():
                 metrics = json.loads(metrics_path.read_text())
-                row.update({"auroc": metrics.get("auroc"), "kappa": metrics.get("kappa")})
+                row.update({"auroc": metrics.get("auroc"), "kappa": metrics.get("kappa"),
+                            "accuracy": metrics.get("accuracy")})
             rows.append(row)
-        columns = ["key", "name", "status", "model", "image_size", "seed", "finished", "auroc", "kappa"]
+        columns = ["key", "name", "status", "model", "task", "image_size", "seed", "finished",
+                   "auroc", "kappa", "accuracy"]
         return pd.DataFrame(rows, columns=columns)
 
 

@@ -5,6 +5,11 @@ store already has it, resumes an interrupted one from its last completed epoch, 
 trains from scratch.  Everything that determines the result (the configuration, the source of
 the modules that shape training, the data manifest, the numeric precision) goes into the
 run's key.
+
+A run is trained for one of two tasks: ``abnormality`` (the thesis' task: is the study
+abnormal?) or ``study_type`` (which of the seven body parts does an image show?), a source task
+whose backbone weights can initialise an abnormality model (``init_from``: the key of the
+finished source run).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -24,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from . import device, numerics
-from .dataset import MuraDataset, split_by_patient
-from .models import MODEL_NAMES, build_model
+from .dataset import STUDY_TYPES, MuraDataset, split_by_patient
+from .models import MODEL_NAMES, TASKS, build_model, transfer_backbone_weights
 from .preprocess import DEFAULT_CACHE_DIR, POLICIES, build_cache, check_exclusions
 from .runs import Run, RunStore, atomic_write_text, default_store
 
@@ -63,6 +69,12 @@ class ExperimentConfig:
     validation_fraction: float = 0.1
     precision: str = "auto"
     seed: int = 0
+    # "abnormality" (a sigmoid unit: is the image abnormal?) or "study_type" (a softmax over the
+    # seven study types, a source task for pretraining backbones).
+    task: str = "abnormality"
+    # The key of a finished run in the same run store whose backbone weights initialise this
+    # model's backbone (its head starts afresh); ``fine_tune`` decides whether they then train.
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.model not in MODEL_NAMES:
@@ -82,6 +94,18 @@ class ExperimentConfig:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {tuple(TASKS)}, got {self.task!r}")
+        if self.init_from is not None:
+            if not isinstance(self.init_from, str) or not re.fullmatch(r"[0-9a-f]{16}", self.init_from):
+                raise ValueError(
+                    f"init_from must be the 16-character key of a finished run (e.g. run.key), got {self.init_from!r}"
+                )
+            if self.weights is not None:
+                raise ValueError(
+                    f"init_from ({self.init_from}) and weights ({self.weights!r}) both initialise the backbone: "
+                    "give only one of them."
+                )
 
     def replace(self, **changes) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
@@ -136,6 +160,33 @@ def paper_sample_weights(images: pd.DataFrame) -> pd.Series:
         index=images.index,
         name="weight",
     ).astype("float32")
+
+
+def study_type_indices(images: pd.DataFrame) -> np.ndarray:
+    """Each image's study type as its index in :data:`~mura_lib.dataset.STUDY_TYPES`."""
+    return images["study_type"].map({name: index for index, name in enumerate(STUDY_TYPES)}).to_numpy(dtype="int64")
+
+
+def task_labels(images: pd.DataFrame, task: str) -> np.ndarray:
+    """The targets of ``task``: the abnormality label (0/1) or the study type's index."""
+    return images["label"].to_numpy() if task == "abnormality" else study_type_indices(images)
+
+
+def sample_weights(images: pd.DataFrame, config: "ExperimentConfig") -> pd.Series:
+    """The training weights of ``images`` for ``config``'s task and class weighting.
+
+    ``class_weighting="paper"`` gives the abnormality task the paper's weights
+    (:func:`paper_sample_weights`) and the study-type task balanced weights, so that each study
+    type carries the same total weight; ``"none"`` weighs every image 1.
+    """
+    if config.class_weighting == "none":
+        return pd.Series(1.0, index=images.index, name="weight").astype("float32")
+    if config.task == "abnormality":
+        return paper_sample_weights(images)
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    weights = compute_sample_weight("balanced", images["study_type"].to_numpy())
+    return pd.Series(weights, index=images.index, name="weight").astype("float32")
 
 
 class CacheBatches(keras.utils.PyDataset):
@@ -230,6 +281,25 @@ class _StudyValidation(keras.callbacks.Callback):
         self.smoothed = study_auroc if previous is None else self.smoothing * study_auroc + (1 - self.smoothing) * previous
         if logs is not None:
             logs.update({"val_loss": loss, "val_auc": image_auroc, "val_study_auroc": study_auroc, MONITOR: self.smoothed})
+
+
+class _StudyTypeValidation(_StudyValidation):
+    """The source task's counterpart of :class:`_StudyValidation`: the weighted cross-entropy,
+    the image-level accuracy and macro one-vs-rest AUROC over the study types, the study-level
+    macro AUROC (class probabilities averaged over a study's views) and that AUROC smoothed
+    over epochs, under the same names, so that the plateau rules work unchanged."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        from .evaluation import study_type_scores
+
+        probabilities = self.model.predict(self.batches, verbose=0).astype("float64")
+        labels = study_type_indices(self.images)
+        chosen = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+        loss = -(self.weights * np.log(chosen)).sum() / self.weights.sum()
+        image, study = study_type_scores(self.images, probabilities)
+        self.record(logs, loss=float(loss), image_auroc=image["macro_auroc"], study_auroc=study["macro_auroc"])
+        if logs is not None:
+            logs["val_accuracy"] = image["accuracy"]
 
 
 class _PersistState(keras.callbacks.Callback):
@@ -391,12 +461,41 @@ def _verbosity(verbose) -> str:
 
 
 def compile_model(model: keras.Model, config: ExperimentConfig) -> None:
+    if config.task == "abnormality":
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=loss,
         weighted_metrics=[],
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        metrics=metrics,
     )
+
+
+def source_run(config: ExperimentConfig, store: RunStore) -> Run:
+    """The finished run that ``config.init_from`` names, checked to fit ``config``'s model."""
+    if not store.is_complete(config.init_from):
+        state = "has not finished" if store.path(config.init_from).exists() else "is not in it"
+        raise LookupError(
+            f"init_from names run {config.init_from}, which {state} (run store {store.root}): train the source run "
+            "first (e.g. Thesis.pretrain) in the same run store, then start this one."
+        )
+    source = store.load(config.init_from)
+    if source.config.model != config.model:
+        raise ValueError(
+            f"init_from run {config.init_from} trained a {source.config.model!r} model, but this configuration "
+            f"builds {config.model!r}: a backbone's weights fit only the same architecture."
+        )
+    return source
+
+
+def initialise_from(model: keras.Model, source: Run) -> list[str]:
+    """Copy the backbone weights of the finished run ``source`` into ``model``; returns the
+    names of the layers that received them."""
+    return transfer_backbone_weights(source.load_model(), model)
 
 
 def run_experiment(
@@ -413,6 +512,8 @@ def run_experiment(
 
     An interrupted run (killed process, lost kernel) resumes from its last completed epoch and
     ends with the same result as an uninterrupted one.  ``name`` labels the run in listings.
+    With ``config.init_from`` the model's backbone starts from the weights of that finished run
+    of ``store`` (an error if it is missing or unfinished).
     """
     store = store or default_store()
     key = run_key(config, dataset.manifest_hash())
@@ -427,6 +528,8 @@ def run_experiment(
 
 
 def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbacks) -> Run:
+    # The source run must be finished before this one starts: its weights initialise the backbone.
+    source = source_run(config, store) if config.init_from else None
     mode = _verbosity(verbose)
     directory = store.start(key, config.to_dict(), name=label, data_root=str(dataset.root))
 
@@ -444,16 +547,14 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     )
     train = prepared.subset("train")
     validation = prepared.subset("validation")
-    weights = paper_sample_weights(train) if config.class_weighting == "paper" else pd.Series(1.0, index=train.index)
-    validation_weights = (
-        paper_sample_weights(validation) if config.class_weighting == "paper" else pd.Series(1.0, index=validation.index)
-    )
+    weights = sample_weights(train, config)
+    validation_weights = sample_weights(validation, config)
     train_batches = CacheBatches(
-        prepared.cache_images, train["cache_row"], train["label"], weights,
+        prepared.cache_images, train["cache_row"], task_labels(train, config.task), weights,
         batch_size=config.batch_size, shuffle=True, seed=config.seed,
     )
     validation_batches = CacheBatches(
-        prepared.cache_images, validation["cache_row"], validation["label"], validation_weights,
+        prepared.cache_images, validation["cache_row"], task_labels(validation, config.task), validation_weights,
         batch_size=config.batch_size,
     )
 
@@ -462,7 +563,9 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
             model = build_model(config)
             compile_model(model, config)
         model.build((None, config.image_size, config.image_size, 1))
-        validation_check = _StudyValidation(validation_batches, validation, validation_weights, config.smoothing)
+        transferred = initialise_from(model, source) if source is not None else []
+        validating = _StudyValidation if config.task == "abnormality" else _StudyTypeValidation
+        validation_check = validating(validation_batches, validation, validation_weights, config.smoothing)
         plateau = _PlateauAfter(
             config.min_epochs, monitor=MONITOR, mode="max", factor=0.1, patience=config.lr_patience, min_lr=1e-7, verbose=0
         )
@@ -515,11 +618,15 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
             "best_epoch": int(history.loc[history[MONITOR].idxmax(), "epoch"]) + 1,
         }
         model.load_weights(directory / "best.weights.h5")
-        predictions = predict_images(model, prepared, ("validation", "test"), batch_size=config.batch_size)
+        predictions = predict_images(model, prepared, ("validation", "test"), batch_size=config.batch_size,
+                                     task=config.task)
+        if source is not None:
+            training["init_from"] = {"key": source.key, "name": source.name, "layers": len(transferred)}
     finally:
         keras.config.set_dtype_policy("float32")
     return store.finish(
         key,
+        task=config.task,
         model=model,
         predictions=predictions,
         environment=device.environment() | {"precision": precision, "numerics": numerics.in_effect(device.backend()), "train_seconds_last_session": round(seconds, 2)},
@@ -533,14 +640,28 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     )
 
 
-def predict_images(model: keras.Model, prepared: PreparedData, subsets, *, batch_size: int = 64) -> pd.DataFrame:
-    """Image-level abnormality probabilities for the given subsets."""
+def predict_images(model: keras.Model, prepared: PreparedData, subsets, *, batch_size: int = 64,
+                   task: str = "abnormality") -> pd.DataFrame:
+    """Image-level predictions for the given subsets.
+
+    For the abnormality task, ``probability`` is the abnormality probability.  For the study-type
+    task, ``p_XR_ELBOW`` ... ``p_XR_WRIST`` are the probabilities of the study types,
+    ``predicted_type`` the most probable one and ``probability`` its probability.
+    """
     frames = []
     for subset in subsets:
         part = prepared.subset(subset)
         batches = CacheBatches(prepared.cache_images, part["cache_row"], part["label"], batch_size=batch_size)
-        probability = model.predict(batches, verbose=0).reshape(-1).astype("float64")
-        frames.append(
-            part[["relpath", "study_path", "study_type", "patient", "view", "label", "subset"]].assign(probability=probability)
-        )
+        output = model.predict(batches, verbose=0).astype("float64")
+        frame = part[["relpath", "study_path", "study_type", "patient", "view", "label", "subset"]]
+        if task == "abnormality":
+            frame = frame.assign(probability=output.reshape(-1))
+        else:
+            columns = {f"p_{name}": output[:, index] for index, name in enumerate(STUDY_TYPES)}
+            frame = frame.assign(
+                **columns,
+                predicted_type=np.asarray(STUDY_TYPES)[output.argmax(axis=1)],
+                probability=output.max(axis=1),
+            )
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)
