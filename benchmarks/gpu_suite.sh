@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# All GPU measurements in one go, for a machine with an NVIDIA GPU, JAX and PyTorch (no
-# TensorFlow needed).  Usage: bash benchmarks/gpu_suite.sh [output-folder [section ...]]
-# Sections: throughput (default: all three), augmentation, pipeline.
-# Writes log.txt, throughput_jax.json, throughput_torch.json and gpu_utilisation.csv there.
+# All GPU measurements in one go, for a machine with an NVIDIA GPU, JAX and PyTorch (TensorFlow
+# only for the tensorflow section).  Usage: bash benchmarks/gpu_suite.sh [output-folder [section ...]]
+# Sections: throughput augmentation pipeline (the default: these three), tensorflow.
+#   throughput    Keras on JAX beside eager and compiled PyTorch loops, and Keras on PyTorch, at 224 and 320 px
+#   augmentation  what Keras' augmentation layers and the one-warp RandomAffine cost, on JAX and on PyTorch
+#   pipeline      images/s and GPU utilisation from the cache against batches already on the device,
+#                 224 and 320 px, with and without augmentation, on JAX and on PyTorch
+#   tensorflow    augmentation and pipeline on Keras' TensorFlow backend, where TensorFlow sees a GPU
+# Writes log.txt and throughput_*.json, pipeline_*.json there.
 set -uo pipefail
 out=${1:-build/benchmarks/gpu}
 shift || true
@@ -13,20 +18,30 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_PYTHON_
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   KERAS_BACKEND=jax python3 -c "import jax, torch, keras; print('jax', jax.__version__, 'torch', torch.__version__, 'keras', keras.__version__)"
   if [[ " $sections " == *" throughput "* ]]; then
-    echo "== Keras on JAX beside a plain PyTorch loop"
-    KERAS_BACKEND=jax python3 benchmarks/gpu_throughput.py --models cnn vgg16 resnet50 --json "$out/throughput_jax.json"
+    echo "== Keras on JAX beside plain PyTorch loops (eager and torch.compile)"
+    KERAS_BACKEND=jax python3 benchmarks/gpu_throughput.py --models cnn vgg16 resnet50 --sizes 224 320 --augment --json "$out/throughput_jax.json"
     echo "== Keras on PyTorch"
-    KERAS_BACKEND=torch python3 benchmarks/gpu_throughput.py --models cnn vgg16 resnet50 --no-reference --json "$out/throughput_torch.json"
+    KERAS_BACKEND=torch python3 benchmarks/gpu_throughput.py --models cnn vgg16 resnet50 --sizes 224 320 --augment --no-reference --json "$out/throughput_torch.json"
   fi
   if [[ " $sections " == *" augmentation "* ]]; then
-    echo "== What on-device augmentation costs (Keras on JAX)"
-    KERAS_BACKEND=jax python3 benchmarks/augmentation_cost.py --size 224 --batch 64 --steps 32
+    for backend in jax torch; do
+      echo "== What on-device augmentation costs (Keras on $backend)"
+      KERAS_BACKEND=$backend python3 benchmarks/augmentation_cost.py --sizes 224 --batch 64 --steps 32
+    done
   fi
   if [[ " $sections " == *" pipeline "* ]]; then
-    echo "== Input pipeline: the cache against in-memory tensors, ab-initio CNN at 224 px (GPU utilisation every 0.5 s)"
-    nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader -lms 500 > "$out/gpu_utilisation.csv" &
-    sampler=$!
-    KERAS_BACKEND=jax python3 benchmarks/training_throughput.py --model cnn --sizes 224 --batch-size 64 --scale 0.1 --images 4096 --epochs 3 --no-augment
-    kill $sampler
+    for backend in jax torch; do
+      echo "== Input pipeline: the cache against batches on the device, ab-initio CNN (Keras on $backend)"
+      KERAS_BACKEND=$backend python3 benchmarks/gpu_pipeline.py --sizes 224 320 --json "$out/pipeline_$backend.json"
+    done
+  fi
+  if [[ " $sections " == *" tensorflow "* ]]; then
+    if KERAS_BACKEND=tensorflow python3 -c "import sys, tensorflow as tf; sys.exit(not tf.config.list_physical_devices('GPU'))"; then
+      echo "== Keras on TensorFlow: augmentation and input pipeline"
+      KERAS_BACKEND=tensorflow python3 benchmarks/augmentation_cost.py --sizes 224 --batch 64 --steps 32 --short
+      KERAS_BACKEND=tensorflow python3 benchmarks/gpu_pipeline.py --sizes 224 320 --json "$out/pipeline_tensorflow.json"
+    else
+      echo "== Keras on TensorFlow: skipped, TensorFlow is not installed or sees no GPU"
+    fi
   fi
 } 2>&1 | tee "$out/log.txt"

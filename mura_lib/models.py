@@ -12,6 +12,7 @@ trained on one task initialises the other (:func:`transfer_backbone_weights`).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -43,9 +44,135 @@ def head(task: str, *, kernel_regularizer=None) -> layers.Dense:
                         name=TASKS[task])
 
 
+def affine_matrices(angle_degrees, zoom, flip, height: int, width: int):
+    """Per-image affine transforms, (batch, 6) rows ``[a0, a1, a2, b0, b1, b2]`` that map each
+    output pixel (x, y) to the input point (a0 x + a1 y + a2, b0 x + b1 y + b2) it samples, as
+    ``keras.ops.image.affine_transform`` reads them.
+
+    The transform is Keras' ``RandomFlip("horizontal")``, then ``RandomRotation`` by
+    ``angle_degrees`` (counter-clockwise for positive angles), then ``RandomZoom`` by ``zoom``
+    (below 1 enlarges), all about the image centre, composed into one: ``flip`` (bool or 0/1,
+    per image) mirrors left and right.
+    """
+    ops = keras.ops
+    angle = ops.cast(angle_degrees, "float32") * (math.pi / 180.0)
+    zoom = ops.cast(zoom, "float32")
+    sign = 1.0 - 2.0 * ops.cast(flip, "float32")  # -1 mirrors x
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    # source - centre = zoom * mirror @ rotation @ (output - centre)
+    a0, a1 = zoom * sign * cos, -zoom * sign * sin
+    b0, b1 = zoom * sin, zoom * cos
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    a2 = cx - a0 * cx - a1 * cy
+    b2 = cy - b0 * cx - b1 * cy
+    return ops.stack([a0, a1, a2, b0, b1, b2], axis=-1)
+
+
+def affine_warp(images, matrices, *, fill_value: float = 0.0):
+    """``images`` (batch, height, width, channels) resampled through per-image ``matrices``
+    (batch, 6; see :func:`affine_matrices`) with bilinear interpolation in one gather: each
+    output pixel blends the four input pixels around its source point, and neighbours outside
+    the image read ``fill_value`` (Keras' ``fill_mode="constant"``).  Computed in float32."""
+    ops = keras.ops
+    images = ops.cast(images, "float32")
+    _, height, width, channels = images.shape
+    ys, xs = ops.meshgrid(ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij")
+    m = ops.cast(matrices, "float32")[:, :, None, None]
+    source_x = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]  # (batch, height, width)
+    source_y = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
+    x0, y0 = ops.floor(source_x), ops.floor(source_y)
+    wx, wy = source_x - x0, source_y - y0
+    # The four neighbours on a new axis 1: (x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1).
+    nx = ops.stack([x0, x0 + 1.0, x0, x0 + 1.0], axis=1)
+    ny = ops.stack([y0, y0, y0 + 1.0, y0 + 1.0], axis=1)
+    weights = ops.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy], axis=1)
+    inside = (nx >= 0) & (nx <= width - 1) & (ny >= 0) & (ny <= height - 1)
+    index = ops.cast(ops.clip(ny, 0, height - 1), "int32") * width + ops.cast(ops.clip(nx, 0, width - 1), "int32")
+    flat = ops.reshape(images, (-1, height * width, channels))
+    values = ops.take_along_axis(flat, ops.reshape(index, (-1, 4 * height * width, 1)), axis=1)
+    values = ops.reshape(values, (-1, 4, height, width, channels))
+    values = ops.where(inside[..., None], values, ops.cast(fill_value, "float32"))
+    return ops.sum(values * weights[..., None], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="mura_lib")
+class RandomAffine(layers.Layer):
+    """Random horizontal flips, rotations and zooms in one bilinear resampling, on the device.
+
+    Draws per image what ``RandomFlip("horizontal")``, ``RandomRotation(rotation_degrees /
+    360)`` and ``RandomZoom(zoom)`` (with their ``fill_mode="constant"``, bilinear
+    interpolation) draw: a flip with probability 1/2, an angle uniform in
+    ±``rotation_degrees``, and one zoom factor for both axes uniform in 1 ± ``zoom``; then
+    applies the composed transform with :func:`affine_warp`.  Written with ``keras.ops`` only,
+    so every backend compiles it (Keras' own rotation and zoom go through
+    ``map_coordinates`` on JAX, which is slow on a GPU).  The identity outside training.
+    """
+
+    def __init__(self, rotation_degrees: float = 30.0, zoom: float = 0.1, flip: bool = True, *, fill_value: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rotation_degrees <= 180:
+            raise ValueError(f"rotation_degrees must be in [0, 180], got {rotation_degrees}")
+        if not 0 <= zoom < 1:
+            raise ValueError(f"zoom must be in [0, 1), got {zoom}")
+        self.rotation_degrees = float(rotation_degrees)
+        self.zoom = float(zoom)
+        self.flip = bool(flip)
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def random_transform(self, batch_size):
+        """One draw per image: ``{"angle": degrees, "zoom": factor, "flip": bool}``, each of
+        shape (batch_size,)."""
+        shape = (batch_size,)
+        uniform = keras.random.uniform
+        return {
+            "angle": uniform(shape, -self.rotation_degrees, self.rotation_degrees, seed=self.seed_generator),
+            "zoom": uniform(shape, 1.0 - self.zoom, 1.0 + self.zoom, seed=self.seed_generator),
+            "flip": keras.ops.logical_and(uniform(shape, seed=self.seed_generator) < 0.5, self.flip),
+        }
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        _, height, width, _ = images.shape
+        draw = self.random_transform(keras.ops.shape(images)[0])
+        matrices = affine_matrices(draw["angle"], draw["zoom"], draw["flip"], height, width)
+        return keras.ops.cast(affine_warp(images, matrices, fill_value=self.fill_value), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rotation_degrees": self.rotation_degrees,
+            "zoom": self.zoom,
+            "flip": self.flip,
+            "fill_value": self.fill_value,
+            "seed": self.seed,
+        }
+
+
 def augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
     """The paper's augmentation (lateral flips, rotations up to 30 degrees) plus small zoom and
-    contrast changes; active only in training, and run on the device as part of the model."""
+    contrast changes; active only in training, and run on the device as part of the model.
+
+    Flips, rotation and zoom are one :class:`RandomAffine` warp (:func:`affine_augmentation`)."""
+    return affine_augmentation(seed, rotation_degrees=rotation_degrees, zoom=zoom, contrast=contrast)
+
+
+def affine_augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
+    """Flips, rotation and zoom in one :class:`RandomAffine` warp, then Keras' ``RandomContrast``."""
+    steps = [RandomAffine(rotation_degrees, zoom, seed=seed, name="flip_rotate_zoom")]
+    if contrast:
+        steps.append(layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 3))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def keras_augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
+    """The same augmentation from Keras' own ``RandomFlip``, ``RandomRotation`` and ``RandomZoom``
+    layers (one resampling each for rotation and zoom)."""
     steps = [layers.RandomFlip("horizontal", seed=seed)]
     if rotation_degrees:
         steps.append(layers.RandomRotation(rotation_degrees / 360.0, fill_mode="constant", seed=seed + 1))
