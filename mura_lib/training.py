@@ -380,8 +380,17 @@ class _Checkpoint(keras.callbacks.Callback):
         atomic_write_text(self.directory / "state.json", json.dumps({"epochs_completed": epoch + 1}))
 
 
+def progress_stream():
+    """Where training reports its progress lines.  In a chapter executed by the build, stdout is
+    the notebook's cell; the kernel process's own stderr also reaches the build's terminal, so
+    a long chapter is never silent there."""
+    if "ipykernel" in sys.modules and sys.stdout is not sys.__stdout__ and sys.__stderr__ is not None:
+        return sys.__stderr__
+    return sys.stdout
+
+
 class _EpochLines(keras.callbacks.Callback):
-    """One line per epoch (for notebooks and logs), instead of a progress bar."""
+    """One line per epoch (for the terminal, notebooks and logs), instead of a progress bar."""
 
     def __init__(self, label: str, epochs: int):
         super().__init__()
@@ -398,6 +407,7 @@ class _EpochLines(keras.callbacks.Callback):
         print(
             f"[{self.label}] epoch {epoch + 1}/{self.epochs}  " + "  ".join(parts)
             + f"  lr {rate:.1e}  ({time.perf_counter() - self.started:.1f}s)",
+            file=progress_stream(),
             flush=True,
         )
 
@@ -531,6 +541,8 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     # The source run must be finished before this one starts: its weights initialise the backbone.
     source = source_run(config, store) if config.init_from else None
     mode = _verbosity(verbose)
+    if mode != "silent":
+        print(f"[{label}] training run {key} (at most {config.epochs} epochs)", file=progress_stream(), flush=True)
     directory = store.start(key, config.to_dict(), name=label, data_root=str(dataset.root))
 
     precision = device.resolve_precision(config.precision)
