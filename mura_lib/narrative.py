@@ -153,8 +153,9 @@ def stopping_sentence(runs: dict) -> str:
     if len(capped) == total:
         return (f"All {total} trainings ran to the epoch cap without reaching a plateau of the validation AUROC, "
                 "so longer training might change these results.")
+    rest = "the other" if total - len(capped) == 1 else "the others"
     return (f"{join_words(capped)} ran to the epoch cap without reaching a plateau ({len(capped)} of {total}); "
-            "the others stopped on a plateau of the smoothed validation AUROC.")
+            f"{rest} stopped on a plateau of the smoothed validation AUROC.")
 
 
 # What each regulariser is expected to do, for the discussion of a result that runs against it.
@@ -244,9 +245,11 @@ def research_answer(plan, headline: dict) -> str:
         if group == "regularisation":
             # Removing a regulariser and scoring lower means the regulariser helped.
             if verdicts["lower"]:
-                helped.append(f"{join_words([v.removeprefix('no ') for v in verdicts['lower']])} (removing it cost AUROC)")
+                names = [v.removeprefix('no ') for v in verdicts['lower']]
+                helped.append(f"{join_words(names)} (removing {'it' if len(names) == 1 else 'each'} cost AUROC)")
             if verdicts["higher"]:
-                hurt.append(f"{join_words([v.removeprefix('no ') for v in verdicts['higher']])} (removing it raised AUROC)")
+                names = [v.removeprefix('no ') for v in verdicts['higher']]
+                hurt.append(f"{join_words(names)} (removing {'it' if len(names) == 1 else 'each'} raised AUROC)")
         else:
             if verdicts["higher"]:
                 helped.append(f"{join_words(verdicts['higher'])}")

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-BACKBONE_NAMES = {"vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50",
+# The networks whose pretraining the thesis tests: the keras.applications backbones, and the
+# ab-initio CNN itself (cheap enough to pretrain on a CPU).
+BACKBONE_NAMES = {"cnn": "ab-initio CNN", "vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50",
                   "efficientnetb0": "EfficientNet-B0"}
 
 # Each variant removes one regulariser of the baseline, all else equal.
@@ -59,7 +61,7 @@ class PlanSettings:
     image_sizes: tuple = (32, 48, 64)
     regularisation: bool = True
     development: bool = True
-    backbones: tuple = ("efficientnetb0",)
+    backbones: tuple = ("cnn",)
     backbone_modes: tuple = ("frozen", "fine-tuned")
     pretrained_weights: str | None = None  # None: pretrain on the synthetic source task; "imagenet"; a file
     backbone_image_size: int = 0  # 0: the baseline's
@@ -220,9 +222,12 @@ class ExperimentPlan:
                           base.replace(**common, weights=None, fine_tune=True, task="study_type"),
                           ("05_4_pretrained",), dataset="source")
             random = f"{name} random init"
-            self._add(random, "transfer", random, base.replace(**common, weights=None, fine_tune=True), chapters)
-            if size == s.image_size:
-                self._compare(f"{random} vs baseline", "architecture", random, "baseline")
+            if backbone == "cnn" and size == s.image_size and epochs == s.epochs:
+                random = "baseline"  # the ab-initio CNN from random weights at the same budget is the baseline
+            else:
+                self._add(random, "transfer", random, base.replace(**common, weights=None, fine_tune=True), chapters)
+                if size == s.image_size and backbone != "cnn":
+                    self._compare(f"{random} vs baseline", "architecture", random, "baseline")
             weights = None if self.pretraining == "source" else s.pretrained_weights
             for mode in s.backbone_modes:
                 fine_tune = mode == "fine-tuned"

@@ -88,7 +88,7 @@ RULES: dict[str, dict] = {
 
 
 def _rules() -> dict[str, dict]:
-    names = _backbone_names()
+    names = ["cnn", *_backbone_names()]
     return RULES | {
         "backbones": {
             "type": "array", "items": {"enum": names}, "minItems": 1,
