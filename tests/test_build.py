@@ -269,3 +269,29 @@ def test_conclusions_and_abstract_state_the_chapters_verdicts(smoke_book):
     assert seeds in _page_text(project, "05_1_baseline") and seeds in conclusions
     index = re.sub(r"<[^>]+>", " ", (project / "_build" / "html" / "index.html").read_text())
     assert "paired" in index
+
+
+def test_text_holds_for_the_build_it_sits_in(smoke_book):
+    """Sentences that were true of one profile only stay out; profile-dependent facts are glued."""
+    project, _ = smoke_book
+    offenders = [
+        r"few hundred test studies", r"few thousand training studies", r"August 2018",
+        r"reports all its results by study type", r"EfficientNet, pretrained on ImageNet, are adapted",
+        r"intervals overlap substantially cannot be told apart",
+    ]
+    pages = [project / "_build" / "html" / "index.html", *(project / "_build" / "html" / "chapters").glob("*.html")]
+    for page in pages:
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.read_text()))
+        for pattern in offenders:
+            assert not re.search(pattern, text), f"{pattern!r} on {page.name}"
+    # The number of test studies is this build's, glued from its data.
+    from mura_lib.dataset import load_mura
+    from mura_lib.build import load_profile, resolve_data
+
+    _, root = resolve_data(project, load_profile(project, "smoke"))
+    images = load_mura(root).images
+    studies = images.loc[images["split"] == "valid", "study_path"].nunique()
+    assert f"{studies:,d} test studies" in _page_text(project, "05_results")
+    # The introduction says what this build pretrains, not what the full profile would.
+    intro = _page_text(project, "01_introduction")
+    assert "ImageNet weights cannot be obtained in an offline build" in intro
