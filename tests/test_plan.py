@@ -1,0 +1,117 @@
+"""The experiment plan and the sentences drawn from it: fast, no training."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from mura_lib import narrative
+from mura_lib.evaluation import Comparison
+from mura_lib.plan import ExperimentPlan, PlanSettings, profile_settings
+
+from .conftest import REPO
+
+
+def _plan(profile: str, **changes) -> ExperimentPlan:
+    settings = PlanSettings.from_dict(profile_settings(profile, REPO) | changes)
+    return ExperimentPlan(settings, "unused")
+
+
+def test_demo_plan_names_every_run_and_comparison():
+    plan = _plan("demo")
+    s = plan.settings
+    assert len(s.seeds) >= 3  # the seed spread needs at least three runs
+    assert plan.planned("seed 0") is plan.planned("baseline")
+    # Every comparison is against a run at the baseline's configuration but for one change.
+    for comparison in plan.comparisons_planned.values():
+        a, b = plan.runs[comparison.a].config, plan.runs[comparison.b].config
+        changed = {k for k, v in a.to_dict().items() if v != b.to_dict()[k]}
+        # A pretrained run differs from its random-initialisation twin by its source (init_from,
+        # filled in once the source run's key is known).
+        assert changed or plan.runs[comparison.a].source != plan.runs[comparison.b].source, comparison.name
+        if comparison.group == "regularisation":
+            assert len(changed) == 1 and comparison.b == "baseline"
+        if comparison.group == "image size":
+            assert changed == {"image_size"}
+        if comparison.group == "seeds":
+            assert changed == {"seed"}
+    # Model choices are judged on the validation subset, results on the test studies.
+    subsets = {c.group: c.subset for c in plan.comparisons_planned.values()}
+    assert subsets["development"] == "validation" and subsets["regularisation"] == "test"
+
+
+def test_demo_tests_pretraining_against_random_initialisation_at_the_same_budget():
+    plan = _plan("demo")
+    transfer = [c for c in plan.comparisons_planned.values() if c.group == "transfer"]
+    assert {c.a for c in transfer} == {"ab-initio CNN source, frozen", "ab-initio CNN source, fine-tuned"}
+    source = plan.runs["ab-initio CNN source task"]
+    assert source.dataset == "source" and source.config.task == "study_type"
+    for comparison in transfer:
+        pretrained, random = plan.runs[comparison.a], plan.runs[comparison.b]
+        assert pretrained.source == "ab-initio CNN source task"
+        assert (pretrained.config.image_size, pretrained.config.epochs) == (random.config.image_size, random.config.epochs)
+        assert random.config.init_from is None and random.config.weights is None
+
+
+def test_full_plan_compares_imagenet_with_random_initialisation():
+    plan = _plan("full")
+    assert plan.pretraining == "ImageNet"
+    assert not [p for p in plan.runs.values() if p.dataset == "source"]
+    frozen = plan.runs["DenseNet-169 ImageNet, frozen"]
+    assert frozen.config.weights == "imagenet" and not frozen.config.fine_tune
+    assert plan.comparisons_planned["DenseNet-169 ImageNet, fine-tuned vs random init"].b == "DenseNet-169 random init"
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown experiment settings"):
+        PlanSettings.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="backbones"):
+        PlanSettings(backbones=("alexnet",))
+    with pytest.raises(ValueError, match="seeds must be a list"):
+        PlanSettings(seeds=3)
+    assert PlanSettings(seeds=[0, 1]).seeds == (0, 1)
+
+
+def _comparison(diff, low, high, *, name_a="A", name_b="B", kappa=(0.0, -0.1, 0.1)):
+    return Comparison(name_a=name_a, name_b=name_b, studies=900, auroc_a=0.8 + diff, auroc_b=0.8, auroc_diff=diff,
+                      auroc_low=low, auroc_high=high, delong_p=0.01, kappa_a=0.5, kappa_b=0.5 - kappa[0],
+                      kappa_diff=kappa[0], kappa_low=kappa[1], kappa_high=kappa[2])
+
+
+def test_verdict_sentences_follow_the_paired_interval_and_the_seed_noise():
+    lower = _comparison(-0.04, -0.06, -0.02, name_a="32 px")
+    assert "AUROC lower, \u22120.040 (95% paired interval \u22120.060 to \u22120.020)" in narrative.verdict_sentence(lower)
+    assert "larger than any difference between two seeds" in narrative.verdict_sentence(lower, 0.01)
+    assert "no larger than the 0.050 between two seeds" in narrative.verdict_sentence(lower, 0.05)
+    none = _comparison(0.01, -0.01, 0.03)
+    assert "no detectable difference" in narrative.verdict_sentence(none, 0.001)
+    assert "seeds" not in narrative.verdict_sentence(none, 0.001)  # no verdict, nothing to set against noise
+    summary = narrative.group_summary({"a": lower, "b": none}, 0.05, reference="the baseline")
+    assert summary.startswith("32 px scored a lower AUROC than the baseline; A showed no detectable difference")
+    assert "no larger than the differences between seeds" in summary
+
+
+def test_seed_sentence_reports_the_spread_with_its_interval_and_the_paired_seed_differences():
+    summary = {"n": 3, "mean": 0.81, "sd": 0.012, "sd_low": 0.006, "sd_high": 0.075}
+    seeds = {"seed 1 vs seed 0": _comparison(0.02, 0.005, 0.035), "seed 2 vs seed 0": _comparison(-0.01, -0.02, 0.0)}
+    text = narrative.seed_sentence(summary, seeds)
+    assert "3 seeds" in text and "0.012" in text and "0.006 to 0.075" in text
+    assert "1 of 2 of these intervals exclude zero" in text and "can produce differences" in text
+    assert narrative.seed_noise(seeds) == pytest.approx(0.02)
+    assert "single seed" in narrative.seed_sentence({"n": 1}, {})
+
+
+def test_surprising_regularisation_results_are_named_not_skipped():
+    raised = _comparison(0.05, 0.02, 0.08, name_a="no augmentation", name_b="baseline")
+    runs = {"baseline": SimpleNamespace(hit_cap=True), "no augmentation": SimpleNamespace(hit_cap=False)}
+    text = narrative.regularisation_surprises({"x": raised}, runs)
+    assert "runs against expectation" in text and "no augmentation" in text and "slower convergence" in text
+    kappa_fell = _comparison(0.01, -0.01, 0.03, name_a="no L2", kappa=(-0.08, -0.12, -0.04))
+    assert "kappa fell while AUROC did not" in narrative.regularisation_surprises({"x": kappa_fell}, {})
+    assert "No regulariser's removal improved" in narrative.regularisation_surprises({"x": _comparison(0, -1, 1)}, {})
+
+
+def test_stopping_sentence_says_when_runs_hit_their_cap():
+    runs = {"a": SimpleNamespace(hit_cap=True), "b": SimpleNamespace(hit_cap=False)}
+    assert narrative.stopping_sentence(runs).startswith("a ran to the epoch cap without reaching a plateau (1 of 2); the other")
+    assert narrative.stopping_sentence({"b": runs["b"]}).startswith("All 1 trainings stopped on a plateau")
+    assert narrative.plural(1, "epoch") == "1 epoch" and narrative.plural(3, "epoch") == "3 epochs"
