@@ -8,7 +8,7 @@ EXTRAS  ?= cpu,dev,cluster
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: book pdf test status clean help
+.PHONY: book pdf test status clean help lint format
 
 # Debian packages for `make pdf` (mura_lib/pdf.py names the same set).
 TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
@@ -19,6 +19,7 @@ help:
 	@echo "make pdf [PROFILE=...]                                         the thesis as _build/latex/thesis.pdf"
 	@echo "make test                                                       run the test suite"
 	@echo "make status [PROFILE=...]                                       which chapters would re-run"
+	@echo "make lint / make format                                         check / apply the code style (ruff)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +34,18 @@ pdf:
 	@command -v xelatex >/dev/null 2>&1 && command -v latexmk >/dev/null 2>&1 || \
 		{ echo "make pdf needs XeLaTeX: sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; exit 1; }
 	@$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/mura-thesis build --pdf --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+	$(BIN)/mura-thesis build --pdf --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
 
 status: $(STAMP)
 	$(BIN)/mura-thesis status --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
+
+lint: $(STAMP)
+	$(BIN)/ruff check mura_lib tests benchmarks
+	$(BIN)/ruff format --check mura_lib tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format mura_lib tests benchmarks
+	$(BIN)/ruff check --fix mura_lib tests benchmarks
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

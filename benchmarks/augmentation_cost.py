@@ -17,11 +17,11 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
+from fit_timing import random_image_rate
+
 from mura_lib import models
 from mura_lib.device import device_description, resolve_precision
 from mura_lib.training import ExperimentConfig, compile_model
-
-from fit_timing import random_image_rate
 
 VARIANTS = {
     "none": None,
@@ -72,7 +72,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--short", action="store_true", help=f"only {', '.join(SHORT)}")
-    parser.add_argument("--repeats", type=int, default=1, help="time the variants this many times, in turn; report the best")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="time the variants this many times, in turn; report the best"
+    )
     args = parser.parse_args()
     variants = SHORT if args.short else args.variants
     precision = resolve_precision("auto")
@@ -87,10 +89,15 @@ def main() -> None:
                 rates[variant].append(rate(variant, size, args.batch, args.steps))
         for variant in variants:
             wall, cpu = (max(values) for values in zip(*rates[variant]))
-            shares = [format(value / max(base), ".0%") if "none" in rates else ""
-                      for value, base in ((wall, [r[0] for r in rates.get("none", [(1, 1)])]),
-                                          (cpu, [r[1] for r in rates.get("none", [(1, 1)])]))]
+            shares = [
+                format(value / max(base), ".0%") if "none" in rates else ""
+                for value, base in (
+                    (wall, [r[0] for r in rates.get("none", [(1, 1)])]),
+                    (cpu, [r[1] for r in rates.get("none", [(1, 1)])]),
+                )
+            ]
             print(f"{variant:<20} {wall:>8.1f} {shares[0]:>8} {cpu:>10.1f} {shares[1]:>8}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -36,7 +36,13 @@ def draw_rate(size: int, seconds: float, seed: int = 0) -> tuple[float, int]:
     while True:
         study_type = STUDY_TYPES[int(rng.integers(len(STUDY_TYPES)))]
         finding = choices[int(rng.integers(len(choices)))]
-        draw_radiograph(study_type, finding=finding, view=int(rng.integers(1, 5)), size=size, rng=np.random.default_rng(int(rng.integers(2**62))))
+        draw_radiograph(
+            study_type,
+            finding=finding,
+            view=int(rng.integers(1, 5)),
+            size=size,
+            rng=np.random.default_rng(int(rng.integers(2**62))),
+        )
         n += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and n >= 20:
@@ -62,7 +68,9 @@ def main(argv=None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="bench_synthetic_"))
         try:
             start = time.perf_counter()
-            root = generate_synthetic_mura(tmp, scale=args.scale, image_size=args.image_size, seed=0, workers=workers, progress=False)
+            root = generate_synthetic_mura(
+                tmp, scale=args.scale, image_size=args.image_size, seed=0, workers=workers, progress=False
+            )
             wall = time.perf_counter() - start
             n = sum(1 for _ in root.rglob("image*.png"))
         finally:

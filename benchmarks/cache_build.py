@@ -73,7 +73,12 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    root = generate_synthetic_mura(Path(args.data_dir) / f"scale{args.scale}-{args.source_size}", scale=args.scale, image_size=args.source_size, seed=0)
+    root = generate_synthetic_mura(
+        Path(args.data_dir) / f"scale{args.scale}-{args.source_size}",
+        scale=args.scale,
+        image_size=args.source_size,
+        seed=0,
+    )
     print(f"dataset ready in {time.perf_counter() - started:.0f}s: {root}")
     dataset = load_mura(root)
     paths = dataset.images["path"].tolist()
@@ -98,8 +103,10 @@ def main() -> None:
     print(f"images: {len(paths)}  cache: {cache.images.shape}  failed: {len(cache.failures)}")
     print(f"single-process rate: {single:.0f} img/s; limit with {cores} cores: {single * cores:.0f} img/s")
     print(f"parallel build: {seconds:.0f}s, {rate:.0f} img/s = {rate / (single * cores):.0%} of the limit")
-    print(f"peak resident memory during the build: {sampler.peak:.0f} MiB for the main process and its workers together "
-          f"(sampled every 0.2 s; the main process's own peak, generation included: {peak_self:.0f} MiB)")
+    print(
+        f"peak resident memory during the build: {sampler.peak:.0f} MiB for the main process and its workers together "
+        f"(sampled every 0.2 s; the main process's own peak, generation included: {peak_self:.0f} MiB)"
+    )
     shutil.rmtree(cache_dir)
 
 

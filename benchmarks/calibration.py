@@ -47,7 +47,7 @@ def load_square(paths, size: int) -> np.ndarray:
             nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
             im = im.resize((nw, nh), Image.BILINEAR)
             y0, x0 = (size - nh) // 2, (size - nw) // 2
-            out[i, y0:y0 + nh, x0:x0 + nw, 0] = np.asarray(im, np.float32) / 255.0
+            out[i, y0 : y0 + nh, x0 : x0 + nw, 0] = np.asarray(im, np.float32) / 255.0
     return out
 
 
@@ -134,20 +134,40 @@ def main(argv=None) -> int:
         # drawing code has changed since: start from scratch.
         for seed in {args.seed, args.holdout_seed} - {-1}:
             shutil.rmtree(Path(args.dest) / f"seed{seed}", ignore_errors=True)
-    root = generate_synthetic_mura(Path(args.dest) / f"seed{args.seed}", scale=args.scale, image_size=args.image_size, seed=args.seed, overwrite=not args.reuse, progress=False)
+    root = generate_synthetic_mura(
+        Path(args.dest) / f"seed{args.seed}",
+        scale=args.scale,
+        image_size=args.image_size,
+        seed=args.seed,
+        overwrite=not args.reuse,
+        progress=False,
+    )
     data = with_findings(load_mura(root))
     holdout = None
     if args.holdout_seed >= 0:
-        hroot = generate_synthetic_mura(Path(args.dest) / f"seed{args.holdout_seed}", scale=args.scale, image_size=args.image_size, seed=args.holdout_seed, overwrite=not args.reuse, progress=False)
+        hroot = generate_synthetic_mura(
+            Path(args.dest) / f"seed{args.holdout_seed}",
+            scale=args.scale,
+            image_size=args.image_size,
+            seed=args.holdout_seed,
+            overwrite=not args.reuse,
+            progress=False,
+        )
         holdout = with_findings(load_mura(hroot))
     t_gen = time.perf_counter() - t0
     train = data[data["split"] == "train"].reset_index(drop=True)
     valid = data[data["split"] == "valid"].reset_index(drop=True)
-    print(f"data: scale={args.scale} image_size={args.image_size} seed={args.seed}: "
-          f"train {len(train)} images / {train['study_path'].nunique()} studies, "
-          f"valid {len(valid)} images / {valid['study_path'].nunique()} studies"
-          + (f"; holdout (seed {args.holdout_seed}) {len(holdout)} images / {holdout['study_path'].nunique()} studies" if holdout is not None else "")
-          + f"  [{t_gen:.0f} s to generate]")
+    print(
+        f"data: scale={args.scale} image_size={args.image_size} seed={args.seed}: "
+        f"train {len(train)} images / {train['study_path'].nunique()} studies, "
+        f"valid {len(valid)} images / {valid['study_path'].nunique()} studies"
+        + (
+            f"; holdout (seed {args.holdout_seed}) {len(holdout)} images / {holdout['study_path'].nunique()} studies"
+            if holdout is not None
+            else ""
+        )
+        + f"  [{t_gen:.0f} s to generate]"
+    )
 
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -163,7 +183,14 @@ def main(argv=None) -> int:
             t_fit = time.perf_counter() - t0
             p_valid = model.predict(x_valid, batch_size=128, verbose=0)[:, 0]
             auc, lo, hi = study_auroc(valid, p_valid, ci=True)
-            row = {"size": size, "repeat": repeat, "valid_study_auroc": auc, "valid_ci_low": lo, "valid_ci_high": hi, "fit_s": t_fit}
+            row = {
+                "size": size,
+                "repeat": repeat,
+                "valid_study_auroc": auc,
+                "valid_ci_low": lo,
+                "valid_ci_high": hi,
+                "fit_s": t_fit,
+            }
             from sklearn.metrics import roc_auc_score
 
             row["valid_image_auroc"] = float(roc_auc_score(valid["label"], p_valid))
@@ -178,7 +205,9 @@ def main(argv=None) -> int:
 
     table = pd.DataFrame(rows)
     print()
-    print(f"Study-level AUROC (mean over {args.repeats} training seed(s)), {args.epochs} epochs, first block {args.width} filters:")
+    print(
+        f"Study-level AUROC (mean over {args.repeats} training seed(s)), {args.epochs} epochs, first block {args.width} filters:"
+    )
     summary = table.drop(columns=["repeat"]).groupby("size").mean()
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(summary.T)

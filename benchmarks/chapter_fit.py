@@ -47,25 +47,38 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        root = generate_synthetic_mura(f"{folder}/data", scale=args.scale, valid_scale=0.01, image_size=160,
-                                       progress=False)
+        root = generate_synthetic_mura(
+            f"{folder}/data", scale=args.scale, valid_scale=0.01, image_size=160, progress=False
+        )
         dataset = load_mura(root)
-        print(f"# python benchmarks/chapter_fit.py --sizes {' '.join(map(str, args.sizes))} --epochs {args.epochs} "
-              f"--scale {args.scale}")
-        print(f"# {device_description()}, keras {keras.__version__} ({keras.backend.backend()}), "
-              f"numerics {numerics.in_effect(keras.backend.backend())}")
+        print(
+            f"# python benchmarks/chapter_fit.py --sizes {' '.join(map(str, args.sizes))} --epochs {args.epochs} "
+            f"--scale {args.scale}"
+        )
+        print(
+            f"# {device_description()}, keras {keras.__version__} ({keras.backend.backend()}), "
+            f"numerics {numerics.in_effect(keras.backend.backend())}"
+        )
         print(f"{'size':>5} {'images':>7} {'thesis s/epoch':>15} {'plain fit s/epoch':>18} {'ratio':>6}")
         for size in args.sizes:
             # min_epochs above the epoch count: the plateau rules never stop this run early.
-            config = ExperimentConfig(image_size=size, epochs=args.epochs, min_epochs=args.epochs + 1,
-                                      validation_fraction=0.2, seed=0)
+            config = ExperimentConfig(
+                image_size=size, epochs=args.epochs, min_epochs=args.epochs + 1, validation_fraction=0.2, seed=0
+            )
             timer = EpochTimer()
-            run_experiment(config, dataset, store=RunStore(f"{folder}/runs"), cache_dir=f"{folder}/cache",
-                           verbose="silent", extra_callbacks=[timer])
+            run_experiment(
+                config,
+                dataset,
+                store=RunStore(f"{folder}/runs"),
+                cache_dir=f"{folder}/cache",
+                verbose="silent",
+                extra_callbacks=[timer],
+            )
             thesis = float(np.mean(timer.seconds[1:]))
 
-            prepared = prepare_data(dataset, size, validation_fraction=0.2, seed=0, cache_dir=f"{folder}/cache",
-                                    progress=False)
+            prepared = prepare_data(
+                dataset, size, validation_fraction=0.2, seed=0, cache_dir=f"{folder}/cache", progress=False
+            )
             train, validation = prepared.subset("train"), prepared.subset("validation")
             x = prepared.cache_images[train["cache_row"].to_numpy()][..., None].astype("float32")
             xv = prepared.cache_images[validation["cache_row"].to_numpy()][..., None].astype("float32")
@@ -73,10 +86,20 @@ def main() -> None:
             model = build_model(config)
             compile_model(model, config)
             plain_timer = EpochTimer()
-            model.fit(x, train["label"].to_numpy("float32"), sample_weight=paper_sample_weights(train).to_numpy(),
-                      validation_data=(xv, validation["label"].to_numpy("float32"),
-                                       paper_sample_weights(validation).to_numpy()),
-                      batch_size=config.batch_size, epochs=args.epochs, verbose=0, callbacks=[plain_timer])
+            model.fit(
+                x,
+                train["label"].to_numpy("float32"),
+                sample_weight=paper_sample_weights(train).to_numpy(),
+                validation_data=(
+                    xv,
+                    validation["label"].to_numpy("float32"),
+                    paper_sample_weights(validation).to_numpy(),
+                ),
+                batch_size=config.batch_size,
+                epochs=args.epochs,
+                verbose=0,
+                callbacks=[plain_timer],
+            )
             plain = float(np.mean(plain_timer.seconds[1:]))
             print(f"{size:>5} {len(train):>7} {thesis:>15.2f} {plain:>18.2f} {plain / thesis:>6.2f}", flush=True)
 

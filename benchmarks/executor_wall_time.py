@@ -46,8 +46,10 @@ def main(argv=None) -> int:
     build_cache(load_mura(root), base.image_size, cache_dir=folder / "cache", workers=1, progress=False)
     jobs = [(f"seed {seed}", base.replace(seed=seed)) for seed in range(args.runs)]
     common = dict(data_root=root, cache_dir=folder / "cache", verbose="silent", out=io.StringIO())
-    print(f"{args.runs} runs ({args.image_size}px, depth 2, width 8, {args.epochs} epochs) on "
-          f"{len(load_mura(root).images)} synthetic images; load average before: {load_average()}")
+    print(
+        f"{args.runs} runs ({args.image_size}px, depth 2, width 8, {args.epochs} epochs) on "
+        f"{len(load_mura(root).images)} synthetic images; load average before: {load_average()}"
+    )
 
     started = time.perf_counter()
     local = train_runs(jobs, runs_dir=folder / "local", executor="local", **common)
@@ -61,11 +63,14 @@ def main(argv=None) -> int:
     finally:
         ray.shutdown()
     ray_seconds = time.perf_counter() - started
-    print(f"ray, {args.cpus} CPUs, 1 per run: {ray_seconds:6.1f} s   (load average {load_average()}; "
-          f"Ray start and stop included)")
+    print(
+        f"ray, {args.cpus} CPUs, 1 per run: {ray_seconds:6.1f} s   (load average {load_average()}; "
+        f"Ray start and stop included)"
+    )
 
     same = all(
-        (folder / "local" / a.key / "predictions.csv").read_bytes() == (folder / "ray" / b.key / "predictions.csv").read_bytes()
+        (folder / "local" / a.key / "predictions.csv").read_bytes()
+        == (folder / "ray" / b.key / "predictions.csv").read_bytes()
         for a, b in zip(local, parallel)
     )
     print(f"stored predictions identical: {same}; speed-up {local_seconds / ray_seconds:.2f}x; files in {folder}")

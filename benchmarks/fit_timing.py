@@ -74,9 +74,16 @@ class GpuUtilisation:
             self._thread.start()
         elif source == "nvidia-smi":
             self._process = subprocess.Popen(
-                ["nvidia-smi", f"--id={self.index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                 f"-lms={int(self.interval * 1000)}"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                [
+                    "nvidia-smi",
+                    f"--id={self.index}",
+                    "--query-gpu=utilization.gpu",
+                    "--format=csv,noheader,nounits",
+                    f"-lms={int(self.interval * 1000)}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
             )
         return self
 

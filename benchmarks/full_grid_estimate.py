@@ -54,13 +54,19 @@ def full_grid(profile: dict) -> list[tuple[str, object]]:
     jobs = [(f"baseline {size}px seed {seed}", main.baseline_config())]
     jobs += [(f"baseline seed {s}", seeds.baseline_config(seed=s)) for s in p["seeds"]]
     jobs += [(f"baseline {s}px", main.baseline_config(image_size=s)) for s in p["image_sizes"]]
-    jobs += [(f"baseline {label}", regularisation.baseline_config(**changes))
-             for label, changes in Thesis.REGULARISATION_VARIANTS.items()]
+    jobs += [
+        (f"baseline {label}", regularisation.baseline_config(**changes))
+        for label, changes in Thesis.REGULARISATION_VARIANTS.items()
+    ]
     for model in p["pretrained_models"]:
         for mode in p["pretrained_modes"]:
-            config = main.pretrained_config(model, fine_tune=mode == "fine-tuned",
-                                            image_size=p["pretrained_image_size"] or size,
-                                            epochs=p["pretrained_epochs"] or epochs, weights=p["pretrained_weights"])
+            config = main.pretrained_config(
+                model,
+                fine_tune=mode == "fine-tuned",
+                image_size=p["pretrained_image_size"] or size,
+                epochs=p["pretrained_epochs"] or epochs,
+                weights=p["pretrained_weights"],
+            )
             jobs.append((f"{model} {mode}", config))
     multiview = (profile.get("chapters") or {}).get("08_extensions", {}).get("multiview_image_size")
     if multiview:
@@ -73,8 +79,9 @@ def full_grid(profile: dict) -> list[tuple[str, object]]:
     return unique
 
 
-def run_seconds(config, *, train_images: int, validation_images: int, overhead: float,
-                augmentation_free: bool) -> float:
+def run_seconds(
+    config, *, train_images: int, validation_images: int, overhead: float, augmentation_free: bool
+) -> float:
     model = ASSUMED_LIKE.get(config.model, config.model)
     scale = (config.image_size / 224) ** 2
     per_image = 1 / MEASURED_RATE_224[model]
@@ -116,18 +123,23 @@ def main(argv=None) -> int:
     print(f"{'run':<34} {'model':<15} {'px':>4} {'ep':>3} {'aug':>5}  " + "  ".join(f"{s:>30}" for s in scenarios))
     for index, (name, config) in enumerate(jobs):
         times = "  ".join(f"{hours(scenarios[s][index]):>30}" for s in scenarios)
-        print(f"{name:<34} {config.model:<15} {config.image_size:>4} {config.epochs:>3} {str(config.augment):>5}  "
-              f"{times}")
+        print(
+            f"{name:<34} {config.model:<15} {config.image_size:>4} {config.epochs:>3} {str(config.augment):>5}  {times}"
+        )
     print()
     print(f"{'GPUs':>5}  {'scenario':<32} {'wall time':>10} {'lower bound':>12} {'GPU-hours':>10} {'GPUs busy':>10}")
     for gpus in args.gpus:
         for scenario, durations in scenarios.items():
             wall = makespan(durations, gpus)
             bound = max(sum(durations) / gpus, max(durations))
-            print(f"{gpus:>5}  {scenario:<32} {hours(wall):>10} {hours(bound):>12} {sum(durations) / 3600:>10.1f} "
-                  f"{sum(durations) / (wall * gpus):>10.0%}")
-    print("\nPlus building the four image caches once on the driver before training (56 s at 320 px for the "
-          "whole of MURA on 2 CPU cores, benchmarks/results/cpu_cache_build.txt).")
+            print(
+                f"{gpus:>5}  {scenario:<32} {hours(wall):>10} {hours(bound):>12} {sum(durations) / 3600:>10.1f} "
+                f"{sum(durations) / (wall * gpus):>10.0%}"
+            )
+    print(
+        "\nPlus building the four image caches once on the driver before training (56 s at 320 px for the "
+        "whole of MURA on 2 CPU cores, benchmarks/results/cpu_cache_build.txt)."
+    )
     return 0
 
 

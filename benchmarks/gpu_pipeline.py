@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
+from fit_timing import GpuUtilisation, timed_fit
 
 from mura_lib.dataset import load_mura
 from mura_lib.device import device_description, resolve_precision
@@ -34,8 +35,6 @@ from mura_lib.models import build_model
 from mura_lib.preprocess import build_cache
 from mura_lib.synthetic import generate_synthetic_mura
 from mura_lib.training import CacheBatches, ExperimentConfig, compile_model
-
-from fit_timing import GpuUtilisation, timed_fit
 
 
 def on_device(array: np.ndarray):
@@ -47,7 +46,6 @@ def on_device(array: np.ndarray):
         return jax.device_put(array)
     if backend == "torch":
         import torch
-
         from keras.src.backend.torch.core import get_device
 
         return torch.as_tensor(array, device=get_device())
@@ -95,15 +93,27 @@ def main() -> None:
         args.sizes, args.images, args.epochs, args.batch_size, args.scale = [32], 64, 1, 16, 0.005
 
     workdir = tempfile.mkdtemp(prefix="mura-pipeline-")
-    root = generate_synthetic_mura(workdir, scale=args.scale, image_size=max(256, max(args.sizes)), seed=0, progress=False)
+    root = generate_synthetic_mura(
+        workdir, scale=args.scale, image_size=max(256, max(args.sizes)), seed=0, progress=False
+    )
     dataset = load_mura(root)
-    caches = {size: build_cache(dataset, size, cache_dir=os.path.join(workdir, "cache"), progress=False) for size in args.sizes}
+    caches = {
+        size: build_cache(dataset, size, cache_dir=os.path.join(workdir, "cache"), progress=False)
+        for size in args.sizes
+    }
     precision = resolve_precision(args.precision)
     keras.config.set_dtype_policy(precision)
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {device_description()}, {os.cpu_count()} CPU cores")
-    print(f"model {args.model}, batch {args.batch_size}, {precision}, {args.epochs} timed epochs of {args.images} images, "
-          f"GPU utilisation from {GpuUtilisation.available() or 'n/a'}")
-    print(f"{'size':>5} {'augment':>8} {'cache img/s':>12} {'GPU %':>6} {'device img/s':>13} {'GPU %':>6} {'gap':>7}", flush=True)
+    print(
+        f"keras {keras.__version__}, backend {keras.backend.backend()}, {device_description()}, {os.cpu_count()} CPU cores"
+    )
+    print(
+        f"model {args.model}, batch {args.batch_size}, {precision}, {args.epochs} timed epochs of {args.images} images, "
+        f"GPU utilisation from {GpuUtilisation.available() or 'n/a'}"
+    )
+    print(
+        f"{'size':>5} {'augment':>8} {'cache img/s':>12} {'GPU %':>6} {'device img/s':>13} {'GPU %':>6} {'gap':>7}",
+        flush=True,
+    )
     results = []
     for size in args.sizes:
         cache = caches[size]
@@ -120,13 +130,30 @@ def main() -> None:
                 del data
             row["gap"] = 1 - row["cache_rate"] / row["device_rate"]
             results.append(row)
-            gpu = {feed: "n/a" if row[f"{feed}_gpu"] is None else f"{row[f'{feed}_gpu']:.0f}" for feed in ("cache", "device")}
-            print(f"{size:>5} {'on' if augment else 'off':>8} {row['cache_rate']:>12.0f} {gpu['cache']:>6} "
-                  f"{row['device_rate']:>13.0f} {gpu['device']:>6} {row['gap']:>7.1%}", flush=True)
+            gpu = {
+                feed: "n/a" if row[f"{feed}_gpu"] is None else f"{row[f'{feed}_gpu']:.0f}"
+                for feed in ("cache", "device")
+            }
+            print(
+                f"{size:>5} {'on' if augment else 'off':>8} {row['cache_rate']:>12.0f} {gpu['cache']:>6} "
+                f"{row['device_rate']:>13.0f} {gpu['device']:>6} {row['gap']:>7.1%}",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"device": device_description(), "model": args.model, "batch": args.batch_size, "precision": precision,
-                       "images": args.images, "epochs": args.epochs, "results": results}, handle, indent=1)
+            json.dump(
+                {
+                    "device": device_description(),
+                    "model": args.model,
+                    "batch": args.batch_size,
+                    "precision": precision,
+                    "images": args.images,
+                    "epochs": args.epochs,
+                    "results": results,
+                },
+                handle,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

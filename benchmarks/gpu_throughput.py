@@ -65,12 +65,19 @@ def torch_network(name: str):
             ]
             channels = filters
         return torch.nn.Sequential(
-            *blocks, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(channels, 1)
+            *blocks,
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Dropout(0.3),
+            torch.nn.Linear(channels, 1),
         )
     import torchvision
 
-    return {"vgg16": torchvision.models.vgg16, "resnet50": torchvision.models.resnet50,
-            "densenet169": torchvision.models.densenet169}[name](num_classes=1)
+    return {
+        "vgg16": torchvision.models.vgg16,
+        "resnet50": torchvision.models.resnet50,
+        "densenet169": torchvision.models.densenet169,
+    }[name](num_classes=1)
 
 
 def torch_rate(name: str, size: int, batch: int, steps: int, *, compiled: bool = False) -> float:
@@ -132,8 +139,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64, help="timed training steps per measurement")
     parser.add_argument("--no-reference", action="store_true", help="skip the plain PyTorch loops")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile loop (eager only)")
-    parser.add_argument("--augment", action="store_true", help="also time the ab-initio CNN with on-device augmentation")
-    parser.add_argument("--dry-run", action="store_true", help="the ab-initio CNN at 32 px, batch 4, 2 steps: checks that it runs")
+    parser.add_argument(
+        "--augment", action="store_true", help="also time the ab-initio CNN with on-device augmentation"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="the ab-initio CNN at 32 px, batch 4, 2 steps: checks that it runs"
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.dry_run:
@@ -148,7 +159,10 @@ def main() -> None:
     backend = keras.backend.backend()
     print(f"keras {keras.__version__}, backend {backend}, device: {device.device_description()}")
     print(f"batch {args.batch}, bf16 mixed precision, {args.steps} timed steps", flush=True)
-    print(f"{'model':<14} {'size':>5} {'keras img/s':>12} {'torch eager':>12} {'torch compiled':>15} {'ratio':>7}", flush=True)
+    print(
+        f"{'model':<14} {'size':>5} {'keras img/s':>12} {'torch eager':>12} {'torch compiled':>15} {'ratio':>7}",
+        flush=True,
+    )
     results = []
     for size in args.sizes:
         for name in args.models:
@@ -159,8 +173,17 @@ def main() -> None:
                 compiled = attempt(torch_rate, name, size, args.batch, args.steps, compiled=True)
             fastest = max((rate for rate in (eager, compiled) if rate), default=None)
             ratio = ours / fastest if ours and fastest else None
-            results.append({"model": name, "size": size, "backend": backend, "keras": ours, "torch": eager,
-                            "torch_compiled": compiled, "ratio": ratio})
+            results.append(
+                {
+                    "model": name,
+                    "size": size,
+                    "backend": backend,
+                    "keras": ours,
+                    "torch": eager,
+                    "torch_compiled": compiled,
+                    "ratio": ratio,
+                }
+            )
             print(
                 f"{name:<14} {size:>5} {ours or float('nan'):>12.0f} {eager or float('nan'):>12.0f} "
                 f"{compiled or float('nan'):>15.0f} {format(ratio, '.0%') if ratio else 'n/a':>7}",
@@ -168,12 +191,23 @@ def main() -> None:
             )
         if args.augment:
             ours = attempt(keras_rate, "cnn", size, args.batch, args.steps, augment=True)
-            results.append({"model": "cnn+augment", "size": size, "backend": backend, "keras": ours, "torch": None,
-                            "torch_compiled": None, "ratio": None})
+            results.append(
+                {
+                    "model": "cnn+augment",
+                    "size": size,
+                    "backend": backend,
+                    "keras": ours,
+                    "torch": None,
+                    "torch_compiled": None,
+                    "ratio": None,
+                }
+            )
             print(f"{'cnn+augment':<14} {size:>5} {ours or float('nan'):>12.0f}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"device": device.device_description(), "batch": args.batch, "results": results}, handle, indent=1)
+            json.dump(
+                {"device": device.device_description(), "batch": args.batch, "results": results}, handle, indent=1
+            )
 
 
 if __name__ == "__main__":

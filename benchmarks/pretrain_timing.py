@@ -45,19 +45,25 @@ def main() -> None:
     root = Path(args.root)
     thesis = Thesis("", str(root / "runs"), str(root / "cache"), verbose="silent", source_root=str(root))
     dataset = thesis.source_dataset(scale=args.scale, image_size=args.corpus_image_size)
-    print(f"source corpus {dataset.root}: {len(dataset.images)} images, {(dataset.images['split'] == 'train').sum()} "
-          f"in its train split; {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"source corpus {dataset.root}: {len(dataset.images)} images, {(dataset.images['split'] == 'train').sum()} "
+        f"in its train split; {os.cpu_count()} CPUs",
+        flush=True,
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         wall, _ = clocked(lambda: prepare_data(dataset, size, cache_dir=thesis.cache_dir, progress=False))
         prepared = prepare_data(dataset, size, cache_dir=thesis.cache_dir, progress=False)
         train, validation = prepared.subset("train"), prepared.subset("validation")
-        print(f"{size}px: cache ready in {wall:.1f}s; {len(train)} training, {len(validation)} validation images",
-              flush=True)
+        print(
+            f"{size}px: cache ready in {wall:.1f}s; {len(train)} training, {len(validation)} validation images",
+            flush=True,
+        )
         for name in args.models.split(","):
             config = thesis.source_config(name, image_size=size)
             part = train.iloc[: args.batches * config.batch_size]
-            batches = CacheBatches(prepared.cache_images, part["cache_row"], task_labels(part, config.task),
-                                   batch_size=config.batch_size)
+            batches = CacheBatches(
+                prepared.cache_images, part["cache_row"], task_labels(part, config.task), batch_size=config.batch_size
+            )
             model = build_model(config)
             compile_model(model, config)
             load = os.getloadavg()[0]
@@ -68,9 +74,12 @@ def main() -> None:
             n = len(part)
             epoch_wall = fit_wall / n * len(train) + predict_wall / n * len(validation)
             epoch_cpu = fit_cpu / n * len(train) + predict_cpu / n * len(validation)
-            print(f"{name:>14} {size}px: train {n / fit_wall:6.1f} img/s wall ({n / fit_cpu:6.1f} per CPU-s), "
-                  f"predict {n / predict_wall:6.1f} img/s; one epoch ~{epoch_wall:5.1f}s wall, {epoch_cpu:5.1f} CPU-s; "
-                  f"{model.count_params():,} parameters; load {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"{name:>14} {size}px: train {n / fit_wall:6.1f} img/s wall ({n / fit_cpu:6.1f} per CPU-s), "
+                f"predict {n / predict_wall:6.1f} img/s; one epoch ~{epoch_wall:5.1f}s wall, {epoch_cpu:5.1f} CPU-s; "
+                f"{model.count_params():,} parameters; load {load:.1f} -> {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
             del model
 
 

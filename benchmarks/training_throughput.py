@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
+from fit_timing import timed_fit
 
 from mura_lib.dataset import load_mura
 from mura_lib.device import device_description, resolve_precision
@@ -25,8 +26,6 @@ from mura_lib.models import build_model
 from mura_lib.preprocess import build_cache
 from mura_lib.synthetic import generate_synthetic_mura
 from mura_lib.training import CacheBatches, ExperimentConfig, compile_model
-
-from fit_timing import timed_fit
 
 
 def main() -> None:
@@ -42,12 +41,18 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="mura-bench-")
-    root = generate_synthetic_mura(workdir, scale=args.scale, image_size=max(256, max(args.sizes)), seed=0, progress=False)
+    root = generate_synthetic_mura(
+        workdir, scale=args.scale, image_size=max(256, max(args.sizes)), seed=0, progress=False
+    )
     dataset = load_mura(root)
     precision = resolve_precision(args.precision)
     keras.config.set_dtype_policy(precision)
-    print(f"keras {keras.__version__} backend {keras.backend.backend()}, {device_description()}, {os.cpu_count()} CPU cores")
-    print(f"model {args.model}, batch {args.batch_size}, {precision}, augmentation {'off' if args.no_augment else 'on'}")
+    print(
+        f"keras {keras.__version__} backend {keras.backend.backend()}, {device_description()}, {os.cpu_count()} CPU cores"
+    )
+    print(
+        f"model {args.model}, batch {args.batch_size}, {precision}, augmentation {'off' if args.no_augment else 'on'}"
+    )
     print(f"{'size':>5} {'cache img/s':>12} {'memory img/s':>13} {'pipeline cost':>14}")
     for size in args.sizes:
         cache = build_cache(dataset, size, cache_dir=os.path.join(workdir, "cache"), progress=False)

@@ -35,8 +35,13 @@ from scipy import stats
 from .narrative import join_words, plain, signed
 
 FINDINGS = ("fracture", "hardware", "cast", "lesion", "degenerative")
-FINDING_NAMES = {"fracture": "fractures", "hardware": "hardware", "cast": "casts", "lesion": "lesions",
-                 "degenerative": "degenerative change"}
+FINDING_NAMES = {
+    "fracture": "fractures",
+    "hardware": "hardware",
+    "cast": "casts",
+    "lesion": "lesions",
+    "degenerative": "degenerative change",
+}
 SUBTLE_FINDINGS = ("fracture", "lesion", "degenerative")
 CONSPICUOUS_FINDINGS = ("hardware", "cast")
 CONSPICUITY_LEVELS = ("low", "medium", "high")
@@ -66,8 +71,9 @@ def _two_sample_auroc(abnormal, normal, axis=-1):
     return (ranks[..., :m].sum(-1) - m * (m + 1) / 2) / (m * n)
 
 
-def auroc_interval(abnormal, normal, *, n_resamples: int = 1000, seed: int = 0,
-                   confidence: float = 0.95) -> tuple[float, float, float]:
+def auroc_interval(
+    abnormal, normal, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
     """AUROC of ``abnormal`` against ``normal`` scores with a stratified percentile bootstrap
     interval: ``(auroc, low, high)``.  The interval is NaN when a group has fewer than two studies."""
     abnormal, normal = np.asarray(abnormal, dtype=float), np.asarray(normal, dtype=float)
@@ -77,8 +83,14 @@ def auroc_interval(abnormal, normal, *, n_resamples: int = 1000, seed: int = 0,
     if len(abnormal) < 2 or len(normal) < 2:
         return point, float("nan"), float("nan")
     result = stats.bootstrap(
-        (abnormal, normal), _two_sample_auroc, vectorized=True, paired=False, n_resamples=n_resamples,
-        confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed),
+        (abnormal, normal),
+        _two_sample_auroc,
+        vectorized=True,
+        paired=False,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
     )
     return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
@@ -94,22 +106,31 @@ def with_truth(studies: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     required = {"study_path", "label", "probability"}
     missing = required - set(studies.columns)
     if missing:
-        raise ValueError(f"The study predictions lack the columns {sorted(missing)}; pass a table made by "
-                         "mura_lib.evaluation.aggregate_studies (e.g. Run.study_predictions('test')).")
+        raise ValueError(
+            f"The study predictions lack the columns {sorted(missing)}; pass a table made by "
+            "mura_lib.evaluation.aggregate_studies (e.g. Run.study_predictions('test'))."
+        )
     columns = ["study_path", "finding", "conspicuity", "hardware", "cast", "marker", "marker_views"]
     merged = studies[["study_path", "label", "probability"]].merge(
-        truth[columns + ["label"]].rename(columns={"label": "truth_label"}), on="study_path", how="left",
-        validate="one_to_one")
+        truth[columns + ["label"]].rename(columns={"label": "truth_label"}),
+        on="study_path",
+        how="left",
+        validate="one_to_one",
+    )
     unknown = merged["truth_label"].isna()
     if unknown.any():
-        raise ValueError(f"{int(unknown.sum())} studies are not in the ground truth, e.g. "
-                         f"{merged.loc[unknown, 'study_path'].iloc[0]}; pass the truth of the dataset the run was "
-                         "trained on (mura_lib.synthetic.study_truth(data_root)).")
+        raise ValueError(
+            f"{int(unknown.sum())} studies are not in the ground truth, e.g. "
+            f"{merged.loc[unknown, 'study_path'].iloc[0]}; pass the truth of the dataset the run was "
+            "trained on (mura_lib.synthetic.study_truth(data_root))."
+        )
     wrong = merged["label"].astype(int) != merged["truth_label"].astype(int)
     if wrong.any():
-        raise ValueError(f"{int(wrong.sum())} studies carry another label in the ground truth, e.g. "
-                         f"{merged.loc[wrong, 'study_path'].iloc[0]}: the predictions and the truth come from "
-                         "different datasets.")
+        raise ValueError(
+            f"{int(wrong.sum())} studies carry another label in the ground truth, e.g. "
+            f"{merged.loc[wrong, 'study_path'].iloc[0]}: the predictions and the truth come from "
+            "different datasets."
+        )
     return merged.drop(columns="truth_label")
 
 
@@ -119,8 +140,9 @@ def _row(abnormal: pd.Series, normal: np.ndarray, n_resamples: int, seed: int) -
     return {STUDIES: int(len(abnormal)), AUROC: auroc, LOW: low, HIGH: high, SENSITIVITY: sensitivity}
 
 
-def detection_by_finding(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_resamples: int = 1000,
-                         seed: int = 0) -> pd.DataFrame | None:
+def detection_by_finding(
+    studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame | None:
     """Per finding type: the AUROC of the abnormal studies with that finding against all normal
     studies, its 95% stratified bootstrap interval, the number of abnormal studies and the share of
     them called abnormal at 0.5 (the sensitivity).
@@ -141,8 +163,15 @@ def detection_by_finding(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n
     return pd.DataFrame(rows, columns=[FINDING, STUDIES, AUROC, LOW, HIGH, SENSITIVITY])
 
 
-def detection_by_conspicuity(studies: pd.DataFrame, truth: pd.DataFrame | None, *, findings=SUBTLE_FINDINGS,
-                             per_finding: bool = False, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame | None:
+def detection_by_conspicuity(
+    studies: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    *,
+    findings=SUBTLE_FINDINGS,
+    per_finding: bool = False,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame | None:
     """The detection table by conspicuity tertile (low, medium, high) of the abnormal studies with
     one of ``findings`` (the subtle ones by default), pooled over them or, with ``per_finding``,
     within each finding.  A study's conspicuity is the largest over its views (0 to 1, see
@@ -155,8 +184,11 @@ def detection_by_conspicuity(studies: pd.DataFrame, truth: pd.DataFrame | None, 
     merged = with_truth(studies, truth)
     normal = merged.loc[merged["label"] == 0, "probability"].to_numpy()
     abnormal = merged.loc[(merged["label"] == 1) & merged["finding"].isin(findings) & merged["conspicuity"].notna()]
-    groups = [(f, abnormal.loc[abnormal["finding"] == f]) for f in findings] if per_finding else \
-        [(join_words(list(findings)), abnormal)]
+    groups = (
+        [(f, abnormal.loc[abnormal["finding"] == f]) for f in findings]
+        if per_finding
+        else [(join_words(list(findings)), abnormal)]
+    )
     rows = []
     for name, group in groups:
         if len(group) < 3:
@@ -166,9 +198,14 @@ def detection_by_conspicuity(studies: pd.DataFrame, truth: pd.DataFrame | None, 
             continue
         for level, label in enumerate(CONSPICUITY_LEVELS):
             part = group.loc[bins == level, "probability"]
-            rows.append({FINDING: name, CONSPICUITY: label,
-                         CONSPICUITY_RANGE: f"{edges[level]:.2f} to {edges[level + 1]:.2f}",
-                         **_row(part, normal, n_resamples, seed)})
+            rows.append(
+                {
+                    FINDING: name,
+                    CONSPICUITY: label,
+                    CONSPICUITY_RANGE: f"{edges[level]:.2f} to {edges[level + 1]:.2f}",
+                    **_row(part, normal, n_resamples, seed),
+                }
+            )
     return pd.DataFrame(rows, columns=[FINDING, CONSPICUITY, CONSPICUITY_RANGE, STUDIES, AUROC, LOW, HIGH, SENSITIVITY])
 
 
@@ -176,8 +213,11 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """A detection table for reading: the interval as one column ``0.612 to 0.801``, rates rounded."""
     shown = table.drop(columns=[LOW, HIGH]).copy()
     shown[AUROC] = [plain(v, digits) for v in table[AUROC]]
-    shown.insert(shown.columns.get_loc(AUROC) + 1, INTERVAL,
-                 [f"{plain(low, digits)} to {plain(high, digits)}" for low, high in zip(table[LOW], table[HIGH])])
+    shown.insert(
+        shown.columns.get_loc(AUROC) + 1,
+        INTERVAL,
+        [f"{plain(low, digits)} to {plain(high, digits)}" for low, high in zip(table[LOW], table[HIGH])],
+    )
     shown[SENSITIVITY] = [plain(v, 2) for v in table[SENSITIVITY]]
     return shown
 
@@ -187,14 +227,21 @@ def finding_sentences(table: pd.DataFrame | None) -> str:
     including or below 0.5) and which had too few studies for an interval, from a table of
     :func:`detection_by_finding`."""
     if table is None:
-        return ("This dataset records no ground truth of findings (real MURA labels a study only normal or "
-                "abnormal), so detection cannot be broken down by finding.")
+        return (
+            "This dataset records no ground truth of findings (real MURA labels a study only normal or "
+            "abnormal), so detection cannot be broken down by finding."
+        )
     if table.empty:
         return "The test studies hold no abnormal study with a recorded finding."
 
     def named(rows):
-        return join_words([f"{FINDING_NAMES.get(r[FINDING], r[FINDING])} (AUROC {plain(r[AUROC])}, interval "
-                           f"{plain(r[LOW])} to {plain(r[HIGH])})" for _, r in rows.iterrows()])
+        return join_words(
+            [
+                f"{FINDING_NAMES.get(r[FINDING], r[FINDING])} (AUROC {plain(r[AUROC])}, interval "
+                f"{plain(r[LOW])} to {plain(r[HIGH])})"
+                for _, r in rows.iterrows()
+            ]
+        )
 
     def these(rows, one="this finding", many="these findings"):
         return one if len(rows) == 1 else many
@@ -209,25 +256,33 @@ def finding_sentences(table: pd.DataFrame | None) -> str:
     too_few = table.loc[table[LOW].isna()]
     parts = []
     if len(detected):
-        parts.append(f"The network detects {named(detected)}: for {these(detected)} the AUROC against the normal "
-                     "studies lies above 0.5 with its whole 95% interval.")
+        parts.append(
+            f"The network detects {named(detected)}: for {these(detected)} the AUROC against the normal "
+            "studies lies above 0.5 with its whole 95% interval."
+        )
     if len(undecided):
         intervals = these(undecided, "this interval", "these intervals")
-        parts.append(f"It cannot be shown to detect {named(undecided)}: {intervals} "
-                     f"include{'s' if len(undecided) == 1 else ''} 0.5, so the abnormal studies with "
-                     f"{these(undecided)} are not told from normal ones better than chance.")
+        parts.append(
+            f"It cannot be shown to detect {named(undecided)}: {intervals} "
+            f"include{'s' if len(undecided) == 1 else ''} 0.5, so the abnormal studies with "
+            f"{these(undecided)} are not told from normal ones better than chance."
+        )
     if len(below):
         parts.append(f"It scores {named(below)} lower than the normal studies (interval below 0.5).")
     if len(too_few):
-        parts.append(f"Too few test studies show {join_words([FINDING_NAMES.get(f, f) for f in too_few[FINDING]])} "
-                     "for an interval.")
+        parts.append(
+            f"Too few test studies show {join_words([FINDING_NAMES.get(f, f) for f in too_few[FINDING]])} "
+            "for an interval."
+        )
     subtle = table.loc[table[FINDING].isin(SUBTLE_FINDINGS)]
     conspicuous = table.loc[table[FINDING].isin(CONSPICUOUS_FINDINGS)]
     if len(subtle) and len(conspicuous) and table[SENSITIVITY].nunique() == 1:
         parts.append(f"Its sensitivity at 0.5 is {plain(table[SENSITIVITY].iloc[0], 2)} on every finding.")
     elif len(subtle) and len(conspicuous):
-        parts.append(f"Its sensitivity at 0.5 {spread(subtle[SENSITIVITY])} on the subtle findings and "
-                     f"{spread(conspicuous[SENSITIVITY])} on hardware and casts.")
+        parts.append(
+            f"Its sensitivity at 0.5 {spread(subtle[SENSITIVITY])} on the subtle findings and "
+            f"{spread(conspicuous[SENSITIVITY])} on hardware and casts."
+        )
     return " ".join(parts)
 
 
@@ -245,13 +300,15 @@ def conspicuity_sentence(table: pd.DataFrame | None) -> str:
         verdict = "the network finds faint findings more reliably than conspicuous ones, against expectation"
     else:
         verdict = "the two intervals overlap, so these test studies cannot show a dependence on conspicuity"
-    return (f"Among the subtle findings, the AUROC rises from {plain(low[AUROC])} ({plain(low[LOW])} to "
-            f"{plain(low[HIGH])}) in the least conspicuous third to {plain(high[AUROC])} ({plain(high[LOW])} to "
-            f"{plain(high[HIGH])}) in the most conspicuous third: {verdict}."
-            if high[AUROC] >= low[AUROC] else
-            f"Among the subtle findings, the AUROC is {plain(low[AUROC])} ({plain(low[LOW])} to {plain(low[HIGH])}) "
-            f"in the least conspicuous third and {plain(high[AUROC])} ({plain(high[LOW])} to {plain(high[HIGH])}) "
-            f"in the most conspicuous third: {verdict}.")
+    return (
+        f"Among the subtle findings, the AUROC rises from {plain(low[AUROC])} ({plain(low[LOW])} to "
+        f"{plain(low[HIGH])}) in the least conspicuous third to {plain(high[AUROC])} ({plain(high[LOW])} to "
+        f"{plain(high[HIGH])}) in the most conspicuous third: {verdict}."
+        if high[AUROC] >= low[AUROC]
+        else f"Among the subtle findings, the AUROC is {plain(low[AUROC])} ({plain(low[LOW])} to {plain(low[HIGH])}) "
+        f"in the least conspicuous third and {plain(high[AUROC])} ({plain(high[LOW])} to {plain(high[HIGH])}) "
+        f"in the most conspicuous third: {verdict}."
+    )
 
 
 # --- reliance on hardware and casts --------------------------------------------------------------
@@ -261,8 +318,14 @@ def _gap(normal, conspicuous, other, axis=-1):
     return _two_sample_auroc(conspicuous, normal, axis) - _two_sample_auroc(other, normal, axis)
 
 
-def shortcut_reliance(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_resamples: int = 1000, seed: int = 0,
-                      confidence: float = 0.95) -> dict | None:
+def shortcut_reliance(
+    studies: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict | None:
     """AUROC of the abnormal studies WITH hardware or a cast against the normal studies, AUROC of
     the abnormal studies WITHOUT either against the same normal studies, and their difference
     (with minus without) with a bootstrap interval.
@@ -292,8 +355,14 @@ def shortcut_reliance(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_re
     result["gap"] = result["auroc_with"] - result["auroc_without"]
     if min(len(normal), len(with_), len(without)) >= 2:
         boot = stats.bootstrap(
-            (normal, with_, without), _gap, vectorized=True, paired=False, n_resamples=n_resamples,
-            confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed),
+            (normal, with_, without),
+            _gap,
+            vectorized=True,
+            paired=False,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
         )
         result["gap_low"] = float(boot.confidence_interval.low)
         result["gap_high"] = float(boot.confidence_interval.high)
@@ -305,36 +374,56 @@ def shortcut_reliance(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_re
 def shortcut_table(result: dict) -> pd.DataFrame:
     """:func:`shortcut_reliance` for reading: one row per group of abnormal studies and the gap."""
     percent = f"{result['confidence'] * 100:.4g}% interval"
-    return pd.DataFrame([
-        {"Abnormal studies": "with hardware or a cast", "Studies": result["with"],
-         AUROC: plain(result["auroc_with"]), percent: f"{plain(result['low_with'])} to {plain(result['high_with'])}"},
-        {"Abnormal studies": "without hardware or a cast", "Studies": result["without"],
-         AUROC: plain(result["auroc_without"]),
-         percent: f"{plain(result['low_without'])} to {plain(result['high_without'])}"},
-        {"Abnormal studies": "difference (with minus without)", "Studies": result["with"] + result["without"],
-         AUROC: signed(result["gap"]), percent: f"{signed(result['gap_low'])} to {signed(result['gap_high'])}"},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "Abnormal studies": "with hardware or a cast",
+                "Studies": result["with"],
+                AUROC: plain(result["auroc_with"]),
+                percent: f"{plain(result['low_with'])} to {plain(result['high_with'])}",
+            },
+            {
+                "Abnormal studies": "without hardware or a cast",
+                "Studies": result["without"],
+                AUROC: plain(result["auroc_without"]),
+                percent: f"{plain(result['low_without'])} to {plain(result['high_without'])}",
+            },
+            {
+                "Abnormal studies": "difference (with minus without)",
+                "Studies": result["with"] + result["without"],
+                AUROC: signed(result["gap"]),
+                percent: f"{signed(result['gap_low'])} to {signed(result['gap_high'])}",
+            },
+        ]
+    )
 
 
 def shortcut_sentence(result: dict | None) -> str:
     """What :func:`shortcut_reliance` says about reliance on hardware and casts."""
     if result is None:
-        return ("Real MURA does not record which studies show hardware or a cast, so reliance on them cannot be "
-                "measured here.")
+        return (
+            "Real MURA does not record which studies show hardware or a cast, so reliance on them cannot be "
+            "measured here."
+        )
     percent = f"{result['confidence'] * 100:.4g}%"
-    text = (f"Against the same {result['normal']} normal studies, the {result['with']} abnormal studies with hardware "
-            f"or a cast reach an AUROC of {plain(result['auroc_with'])} and the {result['without']} without either "
-            f"{plain(result['auroc_without'])}, a difference of {signed(result['gap'])} ({percent} bootstrap interval "
-            f"of the unpaired difference {signed(result['gap_low'])} to {signed(result['gap_high'])}).")
+    text = (
+        f"Against the same {result['normal']} normal studies, the {result['with']} abnormal studies with hardware "
+        f"or a cast reach an AUROC of {plain(result['auroc_with'])} and the {result['without']} without either "
+        f"{plain(result['auroc_without'])}, a difference of {signed(result['gap'])} ({percent} bootstrap interval "
+        f"of the unpaired difference {signed(result['gap_low'])} to {signed(result['gap_high'])})."
+    )
     if not np.isfinite(result["gap_low"]):
         return text + " Too few studies in a group for an interval."
     if result["gap_low"] > 0:
         text += " The network finds hardware and casts more easily than the other abnormalities"
-        text += (", yet it also ranks the abnormal studies without them above the normal ones (interval above 0.5), "
-                 "so it does not rely on hardware and casts alone." if result["low_without"] > 0.5 else
-                 ", and it cannot be shown to tell the other abnormal studies from normal ones "
-                 "(interval includes 0.5): "
-                 "its performance rests on hardware and casts, a shortcut.")
+        text += (
+            ", yet it also ranks the abnormal studies without them above the normal ones (interval above 0.5), "
+            "so it does not rely on hardware and casts alone."
+            if result["low_without"] > 0.5
+            else ", and it cannot be shown to tell the other abnormal studies from normal ones "
+            "(interval includes 0.5): "
+            "its performance rests on hardware and casts, a shortcut."
+        )
     elif result["gap_high"] < 0:
         text += " Against expectation, the network finds the other abnormalities more easily than hardware and casts."
     else:
@@ -352,12 +441,23 @@ def _render_chunk(task: tuple) -> np.ndarray:
 
     root, relpaths, markers, size, policy = task
     drawn = render_images(root, relpaths, markers=markers)
-    return np.stack([resize_image(drawn[r], size, policy) for r in relpaths]) if relpaths else \
-        np.zeros((0, size, size), np.uint8)
+    return (
+        np.stack([resize_image(drawn[r], size, policy) for r in relpaths])
+        if relpaths
+        else np.zeros((0, size, size), np.uint8)
+    )
 
 
-def render_preprocessed(data_root, relpaths, image_size: int, policy: str = "pad", *, markers: bool = False,
-                        cache_dir: str | os.PathLike | None = None, workers: int | None = None) -> np.ndarray:
+def render_preprocessed(
+    data_root,
+    relpaths,
+    image_size: int,
+    policy: str = "pad",
+    *,
+    markers: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
     """The images ``relpaths`` of a synthetic dataset drawn again (without their lead markers by
     default) and preprocessed exactly as :func:`mura_lib.preprocess.build_cache` preprocesses the
     stored files: ``uint8`` arrays of ``image_size`` pixels, in the order of ``relpaths``.
@@ -373,9 +473,15 @@ def render_preprocessed(data_root, relpaths, image_size: int, policy: str = "pad
     relpaths = list(relpaths)
     path = None
     if cache_dir is not None:
-        identity = {"data": load_mura(data_root).manifest_hash(), "generator": generator_hash(), "size": image_size,
-                    "policy": policy, "markers": markers,
-                    "images": hashlib.sha256("\n".join(relpaths).encode()).hexdigest(), "version": 1}
+        identity = {
+            "data": load_mura(data_root).manifest_hash(),
+            "generator": generator_hash(),
+            "size": image_size,
+            "policy": policy,
+            "markers": markers,
+            "images": hashlib.sha256("\n".join(relpaths).encode()).hexdigest(),
+            "version": 1,
+        }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         kind = "markers" if markers else "no-markers"
         path = Path(cache_dir) / "redrawn" / f"{image_size}px-{policy}-{kind}-{digest}.npy"
@@ -383,8 +489,9 @@ def render_preprocessed(data_root, relpaths, image_size: int, policy: str = "pad
             return np.load(path)
     workers = max(1, min(workers or os.cpu_count() or 1, len(relpaths) // 64 + 1))
     chunk = max(1, -(-len(relpaths) // (workers * 4)))
-    tasks = [(str(data_root), relpaths[i:i + chunk], markers, image_size, policy)
-             for i in range(0, len(relpaths), chunk)]
+    tasks = [
+        (str(data_root), relpaths[i : i + chunk], markers, image_size, policy) for i in range(0, len(relpaths), chunk)
+    ]
     if workers == 1:
         parts = [_render_chunk(t) for t in tasks]
     else:
@@ -417,8 +524,16 @@ def predict_pixels(run, pixels: np.ndarray, labels=None) -> np.ndarray:
         keras.config.set_dtype_policy("float32")
 
 
-def marker_masking(run, data_root, *, subset: str = "test", n_resamples: int = 1000, seed: int = 0,
-                   cache_dir: str | os.PathLike | None = None, workers: int | None = None):
+def marker_masking(
+    run,
+    data_root,
+    *,
+    subset: str = "test",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+):
     """The run's predictions on the films of ``subset`` drawn again without their burnt-in lead
     markers, against its stored predictions on the films as they are.
 
@@ -442,26 +557,50 @@ def marker_masking(run, data_root, *, subset: str = "test", n_resamples: int = 1
         return None
     images = run.predictions.loc[run.predictions["subset"] == subset].reset_index(drop=True)
     if images.empty:
-        raise ValueError(f"Run {run.key} has no predictions for the subset {subset!r}; it has "
-                         f"{sorted(run.predictions['subset'].unique())}.")
+        raise ValueError(
+            f"Run {run.key} has no predictions for the subset {subset!r}; it has "
+            f"{sorted(run.predictions['subset'].unique())}."
+        )
     marked = images[["relpath"]].merge(truth[["relpath", "marker"]], on="relpath", how="left")["marker"]
     if marked.isna().any():
-        raise ValueError(f"{int(marked.isna().sum())} images of run {run.key} are not in the ground truth of "
-                         f"{data_root}, e.g. {images.loc[marked.isna(), 'relpath'].iloc[0]}: the run was trained on "
-                         "another dataset.")
-    pixels = render_preprocessed(data_root, images["relpath"], run.config.image_size, run.config.policy,
-                                 markers=False, cache_dir=cache_dir, workers=workers)
+        raise ValueError(
+            f"{int(marked.isna().sum())} images of run {run.key} are not in the ground truth of "
+            f"{data_root}, e.g. {images.loc[marked.isna(), 'relpath'].iloc[0]}: the run was trained on "
+            "another dataset."
+        )
+    pixels = render_preprocessed(
+        data_root,
+        images["relpath"],
+        run.config.image_size,
+        run.config.policy,
+        markers=False,
+        cache_dir=cache_dir,
+        workers=workers,
+    )
     masked = images.assign(probability=predict_pixels(run, pixels, images["label"]))
-    changes = pd.DataFrame({"relpath": images["relpath"], "study_path": images["study_path"],
-                            "marker": marked.astype(bool).to_numpy(), "original": images["probability"],
-                            "masked": masked["probability"]})
+    changes = pd.DataFrame(
+        {
+            "relpath": images["relpath"],
+            "study_path": images["study_path"],
+            "marker": marked.astype(bool).to_numpy(),
+            "original": images["probability"],
+            "masked": masked["probability"],
+        }
+    )
     changes["change"] = changes["masked"] - changes["original"]
     original_studies = aggregate_studies(images)
     masked_studies = aggregate_studies(masked)
-    comparison = compare_paired(masked_studies, original_studies, n_resamples=n_resamples, seed=seed,
-                                name_a="markers removed", name_b="markers as recorded")
-    flips = ((masked_studies["probability"] > THRESHOLD).to_numpy()
-             != (original_studies["probability"] > THRESHOLD).to_numpy())
+    comparison = compare_paired(
+        masked_studies,
+        original_studies,
+        n_resamples=n_resamples,
+        seed=seed,
+        name_a="markers removed",
+        name_b="markers as recorded",
+    )
+    flips = (masked_studies["probability"] > THRESHOLD).to_numpy() != (
+        original_studies["probability"] > THRESHOLD
+    ).to_numpy()
     study_marked = changes.groupby("study_path")["marker"].any().reindex(original_studies["study_path"]).to_numpy()
     size = np.abs(changes["change"])
     on_marked = size[changes["marker"]]
@@ -477,10 +616,12 @@ def marker_masking(run, data_root, *, subset: str = "test", n_resamples: int = 1
         "marked_mean_abs_change": float(on_marked.mean()) if len(on_marked) else float("nan"),
         "marked_p95_abs_change": float(on_marked.quantile(0.95)) if len(on_marked) else float("nan"),
         "marked_mean_change": float(changes.loc[changes["marker"], "change"].mean())
-        if len(on_marked) else float("nan"),
+        if len(on_marked)
+        else float("nan"),
         "marked_flipped_share": float(flips[study_marked].mean()) if study_marked.any() else float("nan"),
         "unmarked_max_abs_change": float(size[~changes["marker"]].max())
-        if (~changes["marker"]).any() else float("nan"),
+        if (~changes["marker"]).any()
+        else float("nan"),
     }
     return comparison, summary, changes
 
@@ -488,19 +629,25 @@ def marker_masking(run, data_root, *, subset: str = "test", n_resamples: int = 1
 def masking_sentence(comparison, summary: dict | None) -> str:
     """What removing the lead markers did to the predictions, from :func:`marker_masking`."""
     if summary is None:
-        return ("The markers of real radiographs cannot be removed without changing other pixels, so this measurement "
-                "needs the synthetic data.")
-    text = (f"Removing the lead markers from the {summary['marked_images']} of {summary['images']} test images that "
-            f"carry one changed their abnormality probability by {plain(summary['marked_mean_abs_change'])} on average "
-            f"(95th percentile {plain(summary['marked_p95_abs_change'])}, mean signed change "
-            f"{signed(summary['marked_mean_change'])}), and changed the call at 0.5 of {summary['flipped']} of the "
-            f"{summary['studies']} test studies ({plain(100 * summary['flipped_share'], 1)}%). ")
+        return (
+            "The markers of real radiographs cannot be removed without changing other pixels, so this measurement "
+            "needs the synthetic data."
+        )
+    text = (
+        f"Removing the lead markers from the {summary['marked_images']} of {summary['images']} test images that "
+        f"carry one changed their abnormality probability by {plain(summary['marked_mean_abs_change'])} on average "
+        f"(95th percentile {plain(summary['marked_p95_abs_change'])}, mean signed change "
+        f"{signed(summary['marked_mean_change'])}), and changed the call at 0.5 of {summary['flipped']} of the "
+        f"{summary['studies']} test studies ({plain(100 * summary['flipped_share'], 1)}%). "
+    )
     noise = summary["unmarked_max_abs_change"]
     if noise == 0:
         text += "The images without a marker, drawn again, got exactly their stored probabilities. "
     elif np.isfinite(noise):
-        text += (f"The images without a marker, drawn again, moved by at most {noise:.1e}, rounding noise: the "
-                 "re-drawn films reproduce the stored predictions. ")
+        text += (
+            f"The images without a marker, drawn again, moved by at most {noise:.1e}, rounding noise: the "
+            "re-drawn films reproduce the stored predictions. "
+        )
     text += f"On the studies, {comparison.sentence()}."
     if comparison.verdict == "no detectable difference":
         text += " The network's ranking of the studies does not depend detectably on the markers."
@@ -514,33 +661,47 @@ def shortcut_reading(shortcut: dict | None, comparison, summary: dict | None, sh
     cast or a lead marker points to something the network relies on.  ``shown``: the truth of the
     images in the figure (columns ``hardware``, ``cast``, ``marker``), to say what they show."""
     if shortcut is None or summary is None:
-        return ("Without ground truth, the maps remain the only look at what the network relies on; real MURA records "
-                "neither hardware, casts nor markers, so the measurements that would test them need the synthetic "
-                "data.")
+        return (
+            "Without ground truth, the maps remain the only look at what the network relies on; real MURA records "
+            "neither hardware, casts nor markers, so the measurements that would test them need the synthetic "
+            "data."
+        )
     parts = []
     if shown is not None and len(shown):
         conspicuous = int((shown["hardware"].astype(bool) | shown["cast"].astype(bool)).sum())
         marked = int(shown["marker"].astype(bool).sum())
-        parts.append(f"Of the {len(shown)} views in the Grad-CAM figure, {conspicuous} "
-                     f"show{'s' if conspicuous == 1 else ''} hardware or a cast and {marked} "
-                     f"carr{'ies' if marked == 1 else 'y'} a lead marker.")
+        parts.append(
+            f"Of the {len(shown)} views in the Grad-CAM figure, {conspicuous} "
+            f"show{'s' if conspicuous == 1 else ''} hardware or a cast and {marked} "
+            f"carr{'ies' if marked == 1 else 'y'} a lead marker."
+        )
     if np.isfinite(shortcut["gap_low"]) and shortcut["gap_low"] > 0:
         if shortcut["low_without"] > 0.5:
-            parts.append("A map that lights up a plate or a cast points to something the network does find more "
-                         "easily than the other abnormalities, but not to all it relies on: it also tells the abnormal "
-                         "studies without hardware or a cast from normal ones.")
+            parts.append(
+                "A map that lights up a plate or a cast points to something the network does find more "
+                "easily than the other abnormalities, but not to all it relies on: it also tells the abnormal "
+                "studies without hardware or a cast from normal ones."
+            )
         else:
-            parts.append("A map that lights up a plate or a cast shows the shortcut that the numbers confirm: the "
-                         "network cannot be shown to find the abnormalities without them.")
+            parts.append(
+                "A map that lights up a plate or a cast shows the shortcut that the numbers confirm: the "
+                "network cannot be shown to find the abnormalities without them."
+            )
     else:
-        parts.append("The maps that fall on hardware or a cast are not backed by a measurable preference: the network "
-                     "finds the studies with and without them about equally well on these test studies.")
+        parts.append(
+            "The maps that fall on hardware or a cast are not backed by a measurable preference: the network "
+            "finds the studies with and without them about equally well on these test studies."
+        )
     if comparison.verdict == "no detectable difference":
-        parts.append(f"A map that reaches a corner of the film is no evidence that the network reads the lead marker "
-                     f"there: removing the markers moved the probabilities of the marked images by "
-                     f"{plain(summary['marked_mean_abs_change'])} on average and made no detectable difference to "
-                     "the AUROC.")
+        parts.append(
+            f"A map that reaches a corner of the film is no evidence that the network reads the lead marker "
+            f"there: removing the markers moved the probabilities of the marked images by "
+            f"{plain(summary['marked_mean_abs_change'])} on average and made no detectable difference to "
+            "the AUROC."
+        )
     else:
-        parts.append(f"The lead markers do carry part of the decision: removing them changed the AUROC by "
-                     f"{signed(comparison.auroc_diff)}, so maps over the corners of the film deserve suspicion.")
+        parts.append(
+            f"The lead markers do carry part of the decision: removing them changed the AUROC by "
+            f"{signed(comparison.auroc_diff)}, so maps over the corners of the film deserve suspicion."
+        )
     return " ".join(parts)

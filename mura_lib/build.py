@@ -86,8 +86,9 @@ def load_profile(root: Path, name: str) -> Profile:
     )
 
 
-def resolve_data(root: Path, profile: Profile, data: str | None = None, *, progress: bool = True,
-                 generate: bool = True) -> tuple[str, Path]:
+def resolve_data(
+    root: Path, profile: Profile, data: str | None = None, *, progress: bool = True, generate: bool = True
+) -> tuple[str, Path]:
     """``(source, MURA-v1.1 folder)`` for a build, generating synthetic data when needed
     (with ``generate=False`` the folder is returned even if it does not exist yet)."""
     from .dataset import DATA_ENV_VAR, resolve_data_root
@@ -185,9 +186,19 @@ class ChapterPlan:
 class Builder:
     """Executes and renders the book of one profile."""
 
-    def __init__(self, root: Path, profile: Profile, *, data: str | None = None, progress: bool = True, out=sys.stdout,
-                 overrides: dict | None = None, missing: str | None = None, max_excluded_fraction: float | None = None,
-                 generate: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        profile: Profile,
+        *,
+        data: str | None = None,
+        progress: bool = True,
+        out=sys.stdout,
+        overrides: dict | None = None,
+        missing: str | None = None,
+        max_excluded_fraction: float | None = None,
+        generate: bool = True,
+    ):
         self.root = root
         self.profile = profile
         self.overrides = dict(overrides or {})  # settings given on the command line (-p, -f) for every chapter
@@ -198,7 +209,8 @@ class Builder:
 
         self.missing = missing or profile.data.get("missing", "error")
         self.max_excluded_fraction = float(
-            max_excluded_fraction if max_excluded_fraction is not None
+            max_excluded_fraction
+            if max_excluded_fraction is not None
             else profile.data.get("max_excluded_fraction", DEFAULT_MAX_EXCLUDED_FRACTION)
         )
         self.progress = progress
@@ -218,8 +230,9 @@ class Builder:
         if self._data is None:
             from .dataset import manifest_hash
 
-            source, path = resolve_data(self.root, self.profile, self.data_override, progress=self.progress,
-                                        generate=self.generate)
+            source, path = resolve_data(
+                self.root, self.profile, self.data_override, progress=self.progress, generate=self.generate
+            )
             if not path.exists():  # only without generate: status reports, it does not generate
                 self._data = (source, path, "not generated yet")
             else:
@@ -342,9 +355,8 @@ class Builder:
     def execute(self, plan: ChapterPlan, output: Path) -> dict:
         """Execute one chapter into ``output``; raise BuildError with the traceback on failure."""
         import papermill
-        from papermill.exceptions import PapermillExecutionError
-
         from nbclient.exceptions import DeadKernelError
+        from papermill.exceptions import PapermillExecutionError
 
         output.parent.mkdir(parents=True, exist_ok=True)
         # Unique per process: two processes executing one chapter never share a notebook.
@@ -481,8 +493,15 @@ class Builder:
     def render(self, staging: Path) -> Path:
         """Run jupyter-book; publish to ``_build/html`` only if the build is clean."""
         command = [
-            jupyter_book_command(), "build", str(staging),
-            "--path-output", str(staging), "-W", "-n", "--keep-going", "--quiet",
+            jupyter_book_command(),
+            "build",
+            str(staging),
+            "--path-output",
+            str(staging),
+            "-W",
+            "-n",
+            "--keep-going",
+            "--quiet",
         ]
         self.say("Rendering the book with jupyter-book ...")
         result = subprocess.run(command, capture_output=True, text=True, cwd=self.root)
@@ -546,7 +565,9 @@ class _BuildLock:
                 raise BuildError(f"{message}. Wait for it to finish, or run without --no-wait to wait.") from None
             self.say(f"{message}; waiting for it to finish ... (Ctrl-C to stop; --no-wait fails instead)")
             self.lock.acquire()
-        atomic_write_text(self.owner, json.dumps({"pid": os.getpid(), "started": datetime.now().isoformat(timespec="seconds")}))
+        atomic_write_text(
+            self.owner, json.dumps({"pid": os.getpid(), "started": datetime.now().isoformat(timespec="seconds")})
+        )
         return self
 
     def __exit__(self, *exc):
@@ -599,8 +620,12 @@ def jupyter_book_command() -> str:
 
 def git_commit(root: Path) -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
         return commit + ("+modified" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -620,7 +645,9 @@ def build_environment() -> dict:
             pass
     gpus = []
     if shutil.which("nvidia-smi"):
-        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        )
         gpus = [line.strip() for line in result.stdout.splitlines() if line.strip()]
     device = f"{len(gpus)} x {gpus[0]}" if gpus else f"CPU: {cpu_name()} ({os.cpu_count()} cores)"
     return {"versions": versions, "device": device, "backend": os.environ.get("KERAS_BACKEND", "tensorflow")}
@@ -636,8 +663,16 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def run_single_chapter(root: Path, profile: Profile, chapter: str, overrides: dict, output: Path | None, *,
-                       data: str | None = None, **settings) -> Path:
+def run_single_chapter(
+    root: Path,
+    profile: Profile,
+    chapter: str,
+    overrides: dict,
+    output: Path | None,
+    *,
+    data: str | None = None,
+    **settings,
+) -> Path:
     """Execute one chapter with changed parameters (``mura-thesis run``).
 
     ``settings`` are the data settings of :class:`Builder` (``missing``, ``max_excluded_fraction``).
@@ -664,7 +699,9 @@ def run_single_chapter(root: Path, profile: Profile, chapter: str, overrides: di
         ) from None
     try:
         builder.check_data()
-        builder.say(f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ...")
+        builder.say(
+            f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ..."
+        )
         record = builder.execute(plan, output)
         builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")
         summary = builder.exclusion_summary()

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import yaml
 
-from .build import BuildError, Builder, chapter_name, is_notebook, load_profile, project_root, run_single_chapter, toc_entries
+from .build import (
+    Builder,
+    BuildError,
+    is_notebook,
+    load_profile,
+    project_root,
+    run_single_chapter,
+    toc_entries,
+)
 
 
 def _parse_value(text: str):
@@ -46,8 +54,10 @@ def _build_overrides(args) -> dict:
     values = _overrides(args)  # checked against the settings' schema
     unknown = sorted(set(values) - set(PlanSettings.fields()))
     if unknown:
-        raise BuildError(f"{unknown} are not experiment settings; a build takes {PlanSettings.fields()}. "
-                         "Chapter-only parameters go to `mura-thesis run CHAPTER -p NAME VALUE`.")
+        raise BuildError(
+            f"{unknown} are not experiment settings; a build takes {PlanSettings.fields()}. "
+            "Chapter-only parameters go to `mura-thesis run CHAPTER -p NAME VALUE`."
+        )
     return values
 
 
@@ -63,8 +73,9 @@ def _data_settings(args) -> dict:
 
 def cmd_build(args) -> int:
     root = project_root()
-    builder = Builder(root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args),
-                      **_data_settings(args))
+    builder = Builder(
+        root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args), **_data_settings(args)
+    )
     if args.pdf:
         from .pdf import build_pdf
 
@@ -78,15 +89,29 @@ def cmd_run(args) -> int:
     root = project_root()
     profile = load_profile(root, args.profile)
     overrides = _overrides(args, root)
-    run_single_chapter(root, profile, args.chapter, overrides, Path(args.output) if args.output else None,
-                       data=args.data, **_data_settings(args))
+    run_single_chapter(
+        root,
+        profile,
+        args.chapter,
+        overrides,
+        Path(args.output) if args.output else None,
+        data=args.data,
+        **_data_settings(args),
+    )
     return 0
 
 
 def cmd_status(args) -> int:
     root = project_root()
-    builder = Builder(root, load_profile(root, args.profile), data=args.data, progress=False, generate=False,
-                      overrides=_build_overrides(args), **_data_settings(args))
+    builder = Builder(
+        root,
+        load_profile(root, args.profile),
+        data=args.data,
+        progress=False,
+        generate=False,
+        overrides=_build_overrides(args),
+        **_data_settings(args),
+    )
     print(f"Profile {args.profile!r}:")
     source, path, manifest = builder.data
     if not path.exists():
@@ -110,12 +135,16 @@ def cmd_plan(args) -> int:
     root = project_root()
     plan = plan_for_profile(root, load_profile(root, args.profile), args.data, _overrides(args))
     table = plan.describe()
-    print(f"Profile {args.profile!r}: {len(table)} runs, {int(table['stored'].sum())} stored, "
-          f"{len(plan.comparisons_planned)} comparisons.")
+    print(
+        f"Profile {args.profile!r}: {len(table)} runs, {int(table['stored'].sum())} stored, "
+        f"{len(plan.comparisons_planned)} comparisons."
+    )
     print(table.to_string(index=False, max_colwidth=48))
     missing = table.loc[~table["stored"], "cost (image-epochs at 64 px)"].sum()
-    print(f"To train: {int((~table['stored']).sum())} runs, at most {int(missing):,} image-epochs at 64 px "
-          "(training usually stops earlier, on a plateau).")
+    print(
+        f"To train: {int((~table['stored']).sum())} runs, at most {int(missing):,} image-epochs at 64 px "
+        "(training usually stops earlier, on a plateau)."
+    )
     return 0
 
 
@@ -138,9 +167,17 @@ def cmd_train(args) -> int:
             jobs = [(name, config) for name, config in jobs if name in args.run]
         if not jobs:
             continue
-        results = train_runs(jobs, data_root=data_root, runs_dir=root / "runs", cache_dir=root / "data" / "cache",
-                             executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
-                             cpus_per_run=args.cpus_per_run, command=command)
+        results = train_runs(
+            jobs,
+            data_root=data_root,
+            runs_dir=root / "runs",
+            cache_dir=root / "data" / "cache",
+            executor=args.executor,
+            address=args.address,
+            gpus_per_run=args.gpus_per_run,
+            cpus_per_run=args.cpus_per_run,
+            command=command,
+        )
         ok = ok and all(result.ok for result in results)
     return 0 if ok else 1
 
@@ -148,9 +185,15 @@ def cmd_train(args) -> int:
 def cmd_synthesize(args) -> int:
     from .synthetic import generate_synthetic_mura
 
-    root = generate_synthetic_mura(args.destination, scale=args.scale, valid_scale=args.valid_scale,
-                                   image_size=args.image_size, seed=args.seed, workers=args.workers,
-                                   overwrite=args.overwrite)
+    root = generate_synthetic_mura(
+        args.destination,
+        scale=args.scale,
+        valid_scale=args.valid_scale,
+        image_size=args.image_size,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
     print(root)
     return 0
 
@@ -167,7 +210,17 @@ def cmd_runs(args) -> int:
         return 0
     if args.key:
         run = store.load(args.key)
-        print(json.dumps({"info": run.info, "config": run.config.to_dict(), "metrics": run.metrics, "environment": run.environment}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "info": run.info,
+                    "config": run.config.to_dict(),
+                    "metrics": run.metrics,
+                    "environment": run.environment,
+                },
+                indent=1,
+            )
+        )
         return 0
     table = store.list()
     print(table.to_string(index=False) if not table.empty else f"No runs in {store.root}.")
@@ -181,27 +234,47 @@ def main(argv=None) -> int:
     def profile_options(p):
         p.add_argument("--profile", default="demo", help="parameter profile from params/ (default: demo)")
         p.add_argument("--data", help="path to a real MURA-v1.1 folder (overrides the profile's data)")
-        p.add_argument("--missing", choices=("error", "drop"),
-                       help="images listed in a CSV but missing on disk: stop (error) or leave them out (drop); "
-                       "default: the profile's data.missing, else error")
-        p.add_argument("--max-excluded-fraction", type=float, metavar="F",
-                       help="stop if more than this fraction of images cannot be decoded "
-                       "(default: the profile's data.max_excluded_fraction, else 0.01)")
+        p.add_argument(
+            "--missing",
+            choices=("error", "drop"),
+            help="images listed in a CSV but missing on disk: stop (error) or leave them out (drop); "
+            "default: the profile's data.missing, else error",
+        )
+        p.add_argument(
+            "--max-excluded-fraction",
+            type=float,
+            metavar="F",
+            help="stop if more than this fraction of images cannot be decoded "
+            "(default: the profile's data.max_excluded_fraction, else 0.01)",
+        )
 
     p = sub.add_parser("build", help="execute the chapters and render the HTML thesis")
     profile_options(p)
-    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="change an experiment setting for the whole build (repeatable)")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="change an experiment setting for the whole build (repeatable)",
+    )
     p.add_argument("-f", "--parameters-file", action="append", help="YAML file of experiment settings")
     p.add_argument("--force", action="store_true", help="re-execute every chapter")
-    p.add_argument("--no-wait", action="store_true",
-                   help="fail at once if another build of this profile runs in this checkout (default: wait for it)")
-    p.add_argument("--pdf", action="store_true", help="typeset the PDF thesis (_build/latex/thesis.pdf) instead of the HTML")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another build of this profile runs in this checkout (default: wait for it)",
+    )
+    p.add_argument(
+        "--pdf", action="store_true", help="typeset the PDF thesis (_build/latex/thesis.pdf) instead of the HTML"
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="execute one chapter with other parameters")
     p.add_argument("chapter", help="chapter name, e.g. 05_1_baseline")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a parameter (repeatable)")
+    p.add_argument(
+        "-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a parameter (repeatable)"
+    )
     p.add_argument("-f", "--parameters-file", action="append", help="YAML file of parameters")
     p.add_argument("-o", "--output", help="where to write the executed notebook (default build/run/CHAPTER.ipynb)")
     profile_options(p)
@@ -262,15 +335,20 @@ def main(argv=None) -> int:
         return 2
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            print(f"error: no space left on the device holding {error.filename or 'the output'}. Free space there "
-                  "(old caches in data/cache, old runs) and re-run; finished work is kept.", file=sys.stderr)
+            print(
+                f"error: no space left on the device holding {error.filename or 'the output'}. Free space there "
+                "(old caches in data/cache, old runs) and re-run; finished work is kept.",
+                file=sys.stderr,
+            )
             return 1
         if error.filename and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
             print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
             return 1
         raise
     except KeyboardInterrupt:
-        print("\nInterrupted. Finished chapters and runs are kept; the next build continues from them.", file=sys.stderr)
+        print(
+            "\nInterrupted. Finished chapters and runs are kept; the next build continues from them.", file=sys.stderr
+        )
         return 130
 
 

@@ -412,9 +412,7 @@ def manifest_hash(root: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
-def split_by_patient(
-    images: pd.DataFrame, *, validation_fraction: float = 0.1, seed: int = 0
-) -> pd.Series:
+def split_by_patient(images: pd.DataFrame, *, validation_fraction: float = 0.1, seed: int = 0) -> pd.Series:
     """Assign each image to ``train``, ``validation`` (carved from MURA's train split) or ``test``.
 
     MURA's public ``valid`` split is kept as the held-out test set, since the official test set

@@ -78,7 +78,9 @@ def study_metrics(labels, probabilities, threshold: float = 0.5) -> dict:
     both = len(np.unique(labels)) == 2
     return {
         "auroc": float(skm.roc_auc_score(labels, probabilities)) if both else float("nan"),
-        "kappa": float(skm.cohen_kappa_score(labels, predicted)) if both or len(np.unique(predicted)) == 2 else float("nan"),
+        "kappa": float(skm.cohen_kappa_score(labels, predicted))
+        if both or len(np.unique(predicted)) == 2
+        else float("nan"),
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
         "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
@@ -170,8 +172,10 @@ def constant_predictions(predictions: pd.DataFrame, tolerance: float = 1e-6, thr
     above = probability > threshold
     if above.all() or not above.any():
         side = "abnormal" if above.all() else "normal"
-        return (f"every image is predicted {side} at threshold {threshold:g} "
-                f"(probabilities {probability.min():.3g} to {probability.max():.3g})")
+        return (
+            f"every image is predicted {side} at threshold {threshold:g} "
+            f"(probabilities {probability.min():.3g} to {probability.max():.3g})"
+        )
     return None
 
 
@@ -240,8 +244,14 @@ _STATISTICS = {
 
 
 def bootstrap_interval(
-    labels, probabilities, metric: str, *, threshold: float = 0.5, n_resamples: int = 1000,
-    confidence_level: float = 0.95, seed: int = 0,
+    labels,
+    probabilities,
+    metric: str,
+    *,
+    threshold: float = 0.5,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of a study-level metric, resampling studies."""
     if metric not in _STATISTICS:
@@ -254,14 +264,24 @@ def bootstrap_interval(
     if len(labels) < 2:
         return (float("nan"), float("nan"))
     result = stats.bootstrap(
-        (labels, scores), statistic, paired=True, vectorized=True, n_resamples=n_resamples,
-        confidence_level=confidence_level, method="percentile", random_state=np.random.default_rng(seed),
+        (labels, scores),
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=confidence_level,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def metrics_table(
-    studies: pd.DataFrame, *, threshold: float = 0.5, n_resamples: int = 1000, seed: int = 0,
+    studies: pd.DataFrame,
+    *,
+    threshold: float = 0.5,
+    n_resamples: int = 1000,
+    seed: int = 0,
     metrics=("auroc", "kappa", "sensitivity", "specificity"),
 ) -> pd.DataFrame:
     """Metrics with 95% bootstrap intervals, per study type and overall (one row each)."""
@@ -272,7 +292,9 @@ def metrics_table(
         point = study_metrics(group["label"], group["probability"], threshold)
         row = {"study_type": name, "studies": point["studies"]}
         for metric in metrics:
-            low, high = bootstrap_interval(group["label"], group["probability"], metric, threshold=threshold, n_resamples=n_resamples, seed=seed)
+            low, high = bootstrap_interval(
+                group["label"], group["probability"], metric, threshold=threshold, n_resamples=n_resamples, seed=seed
+            )
             row.update({metric: point[metric], f"{metric}_low": low, f"{metric}_high": high})
         rows.append(row)
     return pd.DataFrame(rows).set_index("study_type")
@@ -298,8 +320,10 @@ def delong_test(labels, scores_a, scores_b, *, confidence: float = 0.95) -> dict
     labels = np.asarray(labels)
     one_per_study = labels.ndim == np.ndim(scores_a) == np.ndim(scores_b) == 1
     if not one_per_study or not len(labels) == len(scores_a) == len(scores_b):
-        raise ValueError(f"labels and both score arrays must have one value per study; got the shapes {labels.shape}, "
-                         f"{np.shape(scores_a)} and {np.shape(scores_b)}")
+        raise ValueError(
+            f"labels and both score arrays must have one value per study; got the shapes {labels.shape}, "
+            f"{np.shape(scores_a)} and {np.shape(scores_b)}"
+        )
     scores = np.vstack([np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)])
     if not np.isin(labels, (0, 1)).all():
         raise ValueError(f"labels must be 0 (normal) or 1 (abnormal); got the values {sorted(set(labels.tolist()))}")
@@ -348,10 +372,12 @@ def delong_test(labels, scores_a, scores_b, *, confidence: float = 0.95) -> dict
 
 def _paired_differences(labels, scores_a, scores_b, predicted_a, predicted_b, axis=-1):
     """AUROC and kappa differences (a - b) on the same resample of studies, stacked."""
-    return np.stack([
-        _auroc(labels, scores_a, axis) - _auroc(labels, scores_b, axis),
-        _kappa(labels, predicted_a, axis) - _kappa(labels, predicted_b, axis),
-    ])
+    return np.stack(
+        [
+            _auroc(labels, scores_a, axis) - _auroc(labels, scores_b, axis),
+            _kappa(labels, predicted_a, axis) - _kappa(labels, predicted_b, axis),
+        ]
+    )
 
 
 def _signed(value: float, digits: int = 3) -> str:
@@ -443,8 +469,15 @@ class Comparison:
 
 
 def compare_paired(
-    a: pd.DataFrame, b: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
-    threshold: float = 0.5, name_a: str = "A", name_b: str = "B",
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    threshold: float = 0.5,
+    name_a: str = "A",
+    name_b: str = "B",
 ) -> Comparison:
     """Compare two models scored on the same test studies (tables from ``aggregate_studies``).
 
@@ -458,13 +491,17 @@ def compare_paired(
     for name, frame in ((name_a, a), (name_b, b)):
         missing = set(columns) - set(frame.columns)
         if missing:
-            raise ValueError(f"The study table of {name} lacks the columns {sorted(missing)}; "
-                             "pass study tables as made by aggregate_studies.")
+            raise ValueError(
+                f"The study table of {name} lacks the columns {sorted(missing)}; "
+                "pass study tables as made by aggregate_studies."
+            )
         repeated = frame["study_path"].duplicated()
         if repeated.any():
-            raise ValueError(f"The study table of {name} lists {int(repeated.sum())} studies more than once, e.g. "
-                             f"{frame.loc[repeated, 'study_path'].iloc[0]}; aggregate image predictions to one row "
-                             "per study with aggregate_studies first.")
+            raise ValueError(
+                f"The study table of {name} lists {int(repeated.sum())} studies more than once, e.g. "
+                f"{frame.loc[repeated, 'study_path'].iloc[0]}; aggregate image predictions to one row "
+                "per study with aggregate_studies first."
+            )
     merged = a[columns].merge(b[columns], on="study_path", how="inner", suffixes=("_a", "_b"))
     if len(merged) != len(a) or len(merged) != len(b):
         only_a = sorted(set(a["study_path"]) - set(merged["study_path"]))
@@ -476,8 +513,10 @@ def compare_paired(
         )
     disagree = merged["label_a"].astype(int) != merged["label_b"].astype(int)
     if disagree.any():
-        raise ValueError(f"{int(disagree.sum())} of the {len(merged)} studies carry different labels in the tables of "
-                         f"{name_a} and {name_b}, e.g. {merged.loc[disagree, 'study_path'].iloc[0]}.")
+        raise ValueError(
+            f"{int(disagree.sum())} of the {len(merged)} studies carry different labels in the tables of "
+            f"{name_a} and {name_b}, e.g. {merged.loc[disagree, 'study_path'].iloc[0]}."
+        )
     merged = merged.sort_values("study_path", ignore_index=True)
     labels = merged["label_a"].to_numpy().astype(int)
     scores_a = merged["probability_a"].to_numpy(dtype=float)
@@ -487,17 +526,32 @@ def compare_paired(
     delong = delong_test(labels, scores_a, scores_b, confidence=confidence)
     predicted_a, predicted_b = (scores_a > threshold).astype(float), (scores_b > threshold).astype(float)
     result = stats.bootstrap(
-        (labels.astype(float), scores_a, scores_b, predicted_a, predicted_b), _paired_differences, paired=True,
-        vectorized=True, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+        (labels.astype(float), scores_a, scores_b, predicted_a, predicted_b),
+        _paired_differences,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
         random_state=np.random.default_rng(seed),
     )
     low, high = result.confidence_interval
     return Comparison(
-        name_a=name_a, name_b=name_b, studies=len(merged),
-        auroc_a=point_a["auroc"], auroc_b=point_b["auroc"], auroc_diff=point_a["auroc"] - point_b["auroc"],
-        auroc_low=float(low[0]), auroc_high=float(high[0]), delong_p=delong["p_value"],
-        kappa_a=point_a["kappa"], kappa_b=point_b["kappa"], kappa_diff=point_a["kappa"] - point_b["kappa"],
-        kappa_low=float(low[1]), kappa_high=float(high[1]), confidence=confidence,
+        name_a=name_a,
+        name_b=name_b,
+        studies=len(merged),
+        auroc_a=point_a["auroc"],
+        auroc_b=point_b["auroc"],
+        auroc_diff=point_a["auroc"] - point_b["auroc"],
+        auroc_low=float(low[0]),
+        auroc_high=float(high[0]),
+        delong_p=delong["p_value"],
+        kappa_a=point_a["kappa"],
+        kappa_b=point_b["kappa"],
+        kappa_diff=point_a["kappa"] - point_b["kappa"],
+        kappa_low=float(low[1]),
+        kappa_high=float(high[1]),
+        confidence=confidence,
     )
 
 
@@ -507,8 +561,7 @@ def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
         raise ValueError("comparison_table needs at least one comparison.")
     levels = {c.confidence for c in comparisons}
     if len(levels) > 1:
-        raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; "
-                         "a table needs one level.")
+        raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; a table needs one level.")
     interval = f"{_percent(levels.pop())} interval"
     return pd.DataFrame(
         [
@@ -591,7 +644,9 @@ def ensemble(predictions: list[pd.DataFrame]) -> pd.DataFrame:
     return base.assign(probability=np.mean(stacked, axis=0))
 
 
-def export_submission(studies: pd.DataFrame, path: str | os.PathLike, *, threshold: float = 0.5, split: str = "valid") -> Path:
+def export_submission(
+    studies: pd.DataFrame, path: str | os.PathLike, *, threshold: float = 0.5, split: str = "valid"
+) -> Path:
     """Write study predictions in the official MURA format: ``<study path>/,<0|1>``, no header."""
     path = Path(path)
     lines = []
@@ -641,7 +696,9 @@ def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity"
         if metric not in table:
             continue
         shown[f"{column_words(metric)} (95% interval)"] = [
-            "n/a" if np.isnan(value) else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
+            "n/a"
+            if np.isnan(value)
+            else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
             for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
         ]
     shown.index.name = "study type"

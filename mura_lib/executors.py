@@ -23,7 +23,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence, TextIO
 
 EXECUTORS = ("local", "ray")
@@ -91,8 +90,9 @@ def _run_guard(store, key: str):
     return lock(key) if callable(lock) else contextlib.nullcontext()
 
 
-def train_one(name: str, config: dict, data_root: str, runs_dir: str, cache_dir: str, verbose="lines",
-              events=None) -> dict:
+def train_one(
+    name: str, config: dict, data_root: str, runs_dir: str, cache_dir: str, verbose="lines", events=None
+) -> dict:
     """Train (or resume, or reuse) one run in this process; what a Ray task runs.
 
     ``events``, a ``ray.util.queue.Queue``, hears when the attempt starts, so that the driver
@@ -211,8 +211,21 @@ def train_runs(
         if executor == "local":
             _train_local(todo, results, progress, retry, dataset, store, cache_dir, verbose)
         else:
-            _train_ray(todo, results, progress, retry, data_root, runs_dir, cache_dir, dataset, verbose,
-                       address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, max_retries=max_retries)
+            _train_ray(
+                todo,
+                results,
+                progress,
+                retry,
+                data_root,
+                runs_dir,
+                cache_dir,
+                dataset,
+                verbose,
+                address=address,
+                gpus_per_run=gpus_per_run,
+                cpus_per_run=cpus_per_run,
+                max_retries=max_retries,
+            )
     ordered = []
     for (name, _), key in zip(jobs, keys):
         result = results[key]
@@ -238,8 +251,9 @@ def _train_local(todo, results, progress, retry, dataset, store, cache_dir, verb
         except Exception as error:  # reported, and the other runs go on; Ctrl-C still stops
             progress.done += 1
             summary = _error_summary(error)
-            results[key] = Result(name, key, "failed", time.perf_counter() - started, 1, error=summary,
-                                  retry_command=retry[key])
+            results[key] = Result(
+                name, key, "failed", time.perf_counter() - started, 1, error=summary, retry_command=retry[key]
+            )
             progress.line("failed", f"{name}: {summary}")
             print(_indent("".join(traceback.format_exception(error))), file=progress.out)
             print(f"    retry it alone with: {retry[key]}", file=progress.out, flush=True)
@@ -270,8 +284,22 @@ def _import_ray():
     return ray
 
 
-def _train_ray(todo, results, progress, retry, data_root, runs_dir, cache_dir, dataset, verbose, *,
-               address, gpus_per_run, cpus_per_run, max_retries) -> None:
+def _train_ray(
+    todo,
+    results,
+    progress,
+    retry,
+    data_root,
+    runs_dir,
+    cache_dir,
+    dataset,
+    verbose,
+    *,
+    address,
+    gpus_per_run,
+    cpus_per_run,
+    max_retries,
+) -> None:
     ray = _import_ray()
     from ray.util.queue import Empty, Queue
 
@@ -308,8 +336,11 @@ def _train_ray(todo, results, progress, retry, data_root, runs_dir, cache_dir, d
         pending = {}
         for key, (name, config) in todo.items():
             ref = remote.options(
-                num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
-                runtime_env={"env_vars": environment}, name=f"train {name}",
+                num_cpus=cpus_per_run,
+                num_gpus=gpus_per_run,
+                max_retries=max_retries,
+                runtime_env={"env_vars": environment},
+                name=f"train {name}",
             ).remote(name, config.to_dict(), data_root, runs_dir, cache_dir, verbose, events)
             pending[ref] = key
         attempts = {key: 0 for key in todo}
@@ -330,8 +361,11 @@ def _train_ray(todo, results, progress, retry, data_root, runs_dir, cache_dir, d
                 if attempts[key] == 1:
                     progress.line("started", f"{name} ({where})")
                 else:
-                    progress.line("retried", f"{name}: attempt {attempts[key]} of {max_retries + 1} ({where}), "
-                                             f"after its worker was lost; it resumes from its last checkpoint")
+                    progress.line(
+                        "retried",
+                        f"{name}: attempt {attempts[key]} of {max_retries + 1} ({where}), "
+                        f"after its worker was lost; it resumes from its last checkpoint",
+                    )
 
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
@@ -345,19 +379,20 @@ def _train_ray(todo, results, progress, retry, data_root, runs_dir, cache_dir, d
                 except Exception as error:
                     progress.done += 1
                     summary = _error_summary(error)
-                    results[key] = Result(name, key, "failed", seconds, attempts[key], error=summary,
-                                          retry_command=retry[key])
+                    results[key] = Result(
+                        name, key, "failed", seconds, attempts[key], error=summary, retry_command=retry[key]
+                    )
                     progress.line("failed", f"{name} after {attempts[key]} attempt(s): {summary}")
                     print(_indent(str(error)), file=progress.out)
                     print(f"    retry it alone with: {retry[key]}", file=progress.out, flush=True)
                     continue
                 results[key] = Result(name, info["key"], "trained", info["seconds"], attempts[key], info["resumed"])
                 pace = progress.finished_one()
-                progress.line("finished", f"{name} in {_duration(info['seconds'])}{_resumed_note(info['resumed'])}; "
-                                          f"{pace}")
+                progress.line(
+                    "finished", f"{name} in {_duration(info['seconds'])}{_resumed_note(info['resumed'])}; {pace}"
+                )
         with contextlib.suppress(Exception):
             ray.kill(events.actor)
     finally:
         if started_ray:
             ray.shutdown()
-

@@ -10,7 +10,12 @@ from .runs import Run, RunStore
 from .training import ExperimentConfig, run_experiment
 
 # How the chapters name the backbones of mura_lib.models.BACKBONES.
-BACKBONE_NAMES = {"vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50", "efficientnetb0": "EfficientNet-B0"}
+BACKBONE_NAMES = {
+    "vgg16": "VGG16",
+    "densenet169": "DenseNet-169",
+    "resnet50": "ResNet-50",
+    "efficientnetb0": "EfficientNet-B0",
+}
 
 # The source corpus for pretraining: a synthetic dataset of its own, drawn from another seed
 # (the thesis' seed plus this offset), so none of its images is in the thesis' data.
@@ -26,9 +31,18 @@ class Thesis:
     epochs=..., seed=...)``.
     """
 
-    def __init__(self, data_root: str, runs_dir: str = "runs", cache_dir: str = "data/cache", *,
-                 image_size: int = 64, epochs: int = 10, seed: int = 0, verbose="auto",
-                 source_root: str | None = None):
+    def __init__(
+        self,
+        data_root: str,
+        runs_dir: str = "runs",
+        cache_dir: str = "data/cache",
+        *,
+        image_size: int = 64,
+        epochs: int = 10,
+        seed: int = 0,
+        verbose="auto",
+        source_root: str | None = None,
+    ):
         self.data_root = data_root
         self.store = RunStore(runs_dir)
         self.cache_dir = Path(cache_dir)
@@ -49,12 +63,15 @@ class Thesis:
 
     def baseline_config(self, **changes) -> ExperimentConfig:
         """The ab-initio CNN with the thesis' default settings."""
-        return ExperimentConfig(model="cnn", image_size=self.image_size, epochs=self.epochs, seed=self.seed).replace(**changes)
+        return ExperimentConfig(model="cnn", image_size=self.image_size, epochs=self.epochs, seed=self.seed).replace(
+            **changes
+        )
 
     def run(self, config: ExperimentConfig, name: str | None = None, dataset: MuraDataset | None = None) -> Run:
         """The run of ``config`` on the thesis' data (or on ``dataset``), trained if not stored."""
-        return run_experiment(config, dataset or self.dataset, store=self.store, cache_dir=self.cache_dir,
-                              verbose=self.verbose, name=name)
+        return run_experiment(
+            config, dataset or self.dataset, store=self.store, cache_dir=self.cache_dir, verbose=self.verbose, name=name
+        )
 
     def baseline(self, seed: int | None = None) -> Run:
         config = self.baseline_config() if seed is None else self.baseline_config(seed=seed)
@@ -92,9 +109,17 @@ class Thesis:
                 runs[label] = self.run(self.baseline_config(**changes), name=f"baseline {label} seed {self.seed}")
         return runs
 
-    def pretrained_config(self, name: str, *, fine_tune: bool, image_size: int | None = None,
-                          epochs: int | None = None, weights: str | None = "imagenet",
-                          learning_rate: float | None = None, init_from: str | None = None):
+    def pretrained_config(
+        self,
+        name: str,
+        *,
+        fine_tune: bool,
+        image_size: int | None = None,
+        epochs: int | None = None,
+        weights: str | None = "imagenet",
+        learning_rate: float | None = None,
+        init_from: str | None = None,
+    ):
         """A ``keras.applications`` backbone with a new sigmoid head, frozen or fine-tuned.
 
         Fine-tuning pretrained weights (ImageNet's, a weights file's, or those of the run
@@ -113,24 +138,32 @@ class Thesis:
             init_from=init_from,
         )
 
-    def pretrained_variants(self, names=("vgg16", "densenet169", "resnet50", "efficientnetb0"), *,
-                            modes=("frozen", "fine-tuned"), image_size: int | None = None,
-                            epochs: int | None = None, weights: str | None = "imagenet") -> dict[tuple[str, str], Run]:
+    def pretrained_variants(
+        self,
+        names=("vgg16", "densenet169", "resnet50", "efficientnetb0"),
+        *,
+        modes=("frozen", "fine-tuned"),
+        image_size: int | None = None,
+        epochs: int | None = None,
+        weights: str | None = "imagenet",
+    ) -> dict[tuple[str, str], Run]:
         """Every backbone in every mode: ``{(name, "frozen" | "fine-tuned"): Run}``."""
         runs = {}
         for name in names:
             for mode in modes:
                 if mode not in ("frozen", "fine-tuned"):
                     raise ValueError(f"mode must be 'frozen' or 'fine-tuned', got {mode!r}")
-                config = self.pretrained_config(name, fine_tune=mode == "fine-tuned", image_size=image_size,
-                                                epochs=epochs, weights=weights)
+                config = self.pretrained_config(
+                    name, fine_tune=mode == "fine-tuned", image_size=image_size, epochs=epochs, weights=weights
+                )
                 runs[(name, mode)] = self.run(config, name=f"{name} {mode} {config.image_size}px weights={weights}")
         return runs
 
     # --- pretraining on a source task ------------------------------------------------------
 
-    def source_dataset(self, scale: float = SOURCE_SCALE, seed: int | None = None,
-                       image_size: int | None = None) -> MuraDataset:
+    def source_dataset(
+        self, scale: float = SOURCE_SCALE, seed: int | None = None, image_size: int | None = None
+    ) -> MuraDataset:
         """The source corpus for pretraining: a synthetic dataset of its own, generated (once)
         under ``source_root`` as ``source-image_size<N>-scale<S>-seed<K>/MURA-v1.1``.
 
@@ -153,29 +186,48 @@ class Thesis:
         key = (float(scale), seed, int(image_size))
         if key not in self._source_datasets:
             folder = self.source_root / f"source-image_size{image_size}-scale{scale}-seed{seed}"
-            root = generate_synthetic_mura(folder, scale=scale, image_size=image_size, seed=seed, overwrite=True,
-                                           progress=self.verbose != "silent")
+            root = generate_synthetic_mura(
+                folder, scale=scale, image_size=image_size, seed=seed, overwrite=True, progress=self.verbose != "silent"
+            )
             self._source_datasets[key] = load_mura(root)
         return self._source_datasets[key]
 
-    def source_config(self, name: str, *, image_size: int | None = None, epochs: int | None = None,
-                      learning_rate: float | None = None) -> ExperimentConfig:
+    def source_config(
+        self, name: str, *, image_size: int | None = None, epochs: int | None = None, learning_rate: float | None = None
+    ) -> ExperimentConfig:
         """Backbone ``name`` trained from random weights to tell the seven study types apart."""
-        return self.pretrained_config(name, fine_tune=True, image_size=image_size, epochs=epochs, weights=None,
-                                      learning_rate=learning_rate).replace(task="study_type")
+        return self.pretrained_config(
+            name, fine_tune=True, image_size=image_size, epochs=epochs, weights=None, learning_rate=learning_rate
+        ).replace(task="study_type")
 
-    def pretrain(self, name: str, image_size: int | None = None, epochs: int | None = None, *,
-                 scale: float = SOURCE_SCALE, seed: int | None = None, corpus_image_size: int | None = None) -> Run:
+    def pretrain(
+        self,
+        name: str,
+        image_size: int | None = None,
+        epochs: int | None = None,
+        *,
+        scale: float = SOURCE_SCALE,
+        seed: int | None = None,
+        corpus_image_size: int | None = None,
+    ) -> Run:
         """The source run: backbone ``name`` pretrained on the study-type task of the source
         corpus (:meth:`source_dataset`); its key initialises the transfer variants."""
         dataset = self.source_dataset(scale=scale, seed=seed, image_size=corpus_image_size)
         config = self.source_config(name, image_size=image_size, epochs=epochs)
         return self.run(config, name=f"{name} study-type source {config.image_size}px", dataset=dataset)
 
-    def transfer_variants(self, names=("vgg16", "efficientnetb0"), image_size: int | None = None,
-                          epochs: int | None = None, *, pretrain_epochs: int | None = None,
-                          weights: str | None = None, scale: float = SOURCE_SCALE, seed: int | None = None,
-                          corpus_image_size: int | None = None) -> dict[str, dict[str, Run]]:
+    def transfer_variants(
+        self,
+        names=("vgg16", "efficientnetb0"),
+        image_size: int | None = None,
+        epochs: int | None = None,
+        *,
+        pretrain_epochs: int | None = None,
+        weights: str | None = None,
+        scale: float = SOURCE_SCALE,
+        seed: int | None = None,
+        corpus_image_size: int | None = None,
+    ) -> dict[str, dict[str, Run]]:
         """For each backbone, the abnormality model from random initial weights (all layers
         trained) beside the same model initialised from its study-type source run, frozen and
         fine-tuned: ``{name: {"random init": Run, "source, frozen": Run, "source, fine-tuned":
@@ -187,15 +239,19 @@ class Thesis:
         """
         runs = {}
         for name in names:
-            source = self.pretrain(name, image_size, pretrain_epochs or epochs, scale=scale, seed=seed,
-                                   corpus_image_size=corpus_image_size)
+            source = self.pretrain(
+                name, image_size, pretrain_epochs or epochs, scale=scale, seed=seed, corpus_image_size=corpus_image_size
+            )
             configs = {
-                "random init": self.pretrained_config(name, fine_tune=True, image_size=image_size, epochs=epochs,
-                                                      weights=None),
-                "source, frozen": self.pretrained_config(name, fine_tune=False, image_size=image_size, epochs=epochs,
-                                                         weights=None, init_from=source.key),
-                "source, fine-tuned": self.pretrained_config(name, fine_tune=True, image_size=image_size,
-                                                             epochs=epochs, weights=None, init_from=source.key),
+                "random init": self.pretrained_config(
+                    name, fine_tune=True, image_size=image_size, epochs=epochs, weights=None
+                ),
+                "source, frozen": self.pretrained_config(
+                    name, fine_tune=False, image_size=image_size, epochs=epochs, weights=None, init_from=source.key
+                ),
+                "source, fine-tuned": self.pretrained_config(
+                    name, fine_tune=True, image_size=image_size, epochs=epochs, weights=None, init_from=source.key
+                ),
             }
             if weights:
                 origin = "ImageNet" if weights == "imagenet" else "weights"

@@ -53,6 +53,8 @@ def grad_cam(model: keras.Model, images: np.ndarray, *, layer_name: str | None =
     weights = gradients.mean(axis=(1, 2), keepdims=True)
     maps = np.maximum((weights * features).sum(axis=-1), 0.0)
     size = images.shape[1:3]
-    resized = keras.ops.convert_to_numpy(keras.ops.image.resize(maps[..., None], size, interpolation="bilinear"))[..., 0]
+    resized = keras.ops.convert_to_numpy(keras.ops.image.resize(maps[..., None], size, interpolation="bilinear"))[
+        ..., 0
+    ]
     peak = resized.reshape(len(resized), -1).max(axis=1).reshape(-1, 1, 1)
     return np.divide(resized, peak, out=np.zeros_like(resized), where=peak > 0)

@@ -19,8 +19,19 @@ import yaml
 GENERATED_TAGS = {"run-configuration", "provenance"}
 # Fenced blocks whose body is prose (captions and table cells); every other fence is code or maths.
 PROSE_DIRECTIVES = {
-    "glue:figure", "figure", "list-table", "table", "admonition", "note", "tip", "important",
-    "warning", "caution", "attention", "epigraph", "sidebar",
+    "glue:figure",
+    "figure",
+    "list-table",
+    "table",
+    "admonition",
+    "note",
+    "tip",
+    "important",
+    "warning",
+    "caution",
+    "attention",
+    "epigraph",
+    "sidebar",
 }
 
 _FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})\s*(?P<info>[^\n]*)$")
@@ -38,8 +49,13 @@ def _strip_fences(markdown: str) -> str:
     kept, stack = [], []  # stack of (fence, is_prose)
     for line in markdown.splitlines():
         match = _FENCE.match(line.strip())
-        if match and stack and match["fence"][0] == stack[-1][0][0] and len(match["fence"]) >= len(stack[-1][0]) \
-                and not match["info"]:
+        if (
+            match
+            and stack
+            and match["fence"][0] == stack[-1][0][0]
+            and len(match["fence"]) >= len(stack[-1][0])
+            and not match["info"]
+        ):
             stack.pop()
             continue
         if match and (not stack or stack[-1][1]):
@@ -77,7 +93,8 @@ def notebook_prose(path: Path) -> str:
         return re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
     notebook = nbformat.read(path, as_version=4)
     return "\n\n".join(
-        cell.source for cell in notebook.cells
+        cell.source
+        for cell in notebook.cells
         if cell.cell_type == "markdown" and not set(cell.metadata.get("tags", [])) & GENERATED_TAGS
     )
 
@@ -87,7 +104,9 @@ def body_entries(toc: dict) -> list[str]:
     parts = toc.get("parts") or [{"numbered": True, "chapters": toc.get("chapters") or []}]
     body = next((part for part in parts if part.get("numbered")), None)
     if body is None:
-        raise ValueError("_toc.yml has no numbered part: the word count covers the chapters of the first numbered part.")
+        raise ValueError(
+            "_toc.yml has no numbered part: the word count covers the chapters of the first numbered part."
+        )
     entries = []
 
     def walk(items):

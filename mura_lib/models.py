@@ -40,8 +40,9 @@ def head(task: str, *, kernel_regularizer=None) -> layers.Dense:
     if task not in TASKS:
         raise ValueError(f"task must be one of {tuple(TASKS)}, got {task!r}")
     units, activation = (1, "sigmoid") if task == "abnormality" else (len(STUDY_TYPES), "softmax")
-    return layers.Dense(units, activation=activation, dtype="float32", kernel_regularizer=kernel_regularizer,
-                        name=TASKS[task])
+    return layers.Dense(
+        units, activation=activation, dtype="float32", kernel_regularizer=kernel_regularizer, name=TASKS[task]
+    )
 
 
 def affine_matrices(angle_degrees, zoom, flip, height: int, width: int):
@@ -108,7 +109,16 @@ class RandomAffine(layers.Layer):
     ``map_coordinates`` on JAX, which is slow on a GPU).  The identity outside training.
     """
 
-    def __init__(self, rotation_degrees: float = 30.0, zoom: float = 0.1, flip: bool = True, *, fill_value: float = 0.0, seed=None, **kwargs):
+    def __init__(
+        self,
+        rotation_degrees: float = 30.0,
+        zoom: float = 0.1,
+        flip: bool = True,
+        *,
+        fill_value: float = 0.0,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0 <= rotation_degrees <= 180:
             raise ValueError(f"rotation_degrees must be in [0, 180], got {rotation_degrees}")
@@ -154,7 +164,9 @@ class RandomAffine(layers.Layer):
         }
 
 
-def augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
+def augmentation(
+    seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1
+) -> keras.Sequential:
     """The paper's augmentation (lateral flips, rotations up to 30 degrees) plus small zoom and
     contrast changes; active only in training, and run on the device as part of the model.
 
@@ -162,7 +174,9 @@ def augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1
     return affine_augmentation(seed, rotation_degrees=rotation_degrees, zoom=zoom, contrast=contrast)
 
 
-def affine_augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
+def affine_augmentation(
+    seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1
+) -> keras.Sequential:
     """Flips, rotation and zoom in one :class:`RandomAffine` warp, then Keras' ``RandomContrast``."""
     steps = [RandomAffine(rotation_degrees, zoom, seed=seed, name="flip_rotate_zoom")]
     if contrast:
@@ -170,7 +184,9 @@ def affine_augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: floa
     return keras.Sequential(steps, name="augmentation")
 
 
-def keras_augmentation(seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1) -> keras.Sequential:
+def keras_augmentation(
+    seed: int, *, rotation_degrees: float = 30.0, zoom: float = 0.1, contrast: float = 0.1
+) -> keras.Sequential:
     """The same augmentation from Keras' own ``RandomFlip``, ``RandomRotation`` and ``RandomZoom``
     layers (one resampling each for rotation and zoom)."""
     steps = [layers.RandomFlip("horizontal", seed=seed)]
@@ -210,7 +226,9 @@ def build_cnn(
     x = layers.Rescaling(1.0 / 255.0, name="scale")(x)
     for block in range(depth):
         filters = width * 2 ** min(block, 3)
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, kernel_regularizer=regulariser, name=f"conv{block + 1}")(x)
+        x = layers.Conv2D(
+            filters, 3, padding="same", use_bias=not batch_norm, kernel_regularizer=regulariser, name=f"conv{block + 1}"
+        )(x)
         if batch_norm:
             # Momentum 0.9 (not 0.99): with a few dozen steps per epoch the moving statistics
             # must settle within an epoch, or inference-mode predictions saturate.

@@ -75,8 +75,10 @@ def verdict_sentence(comparison, noise: float = float("nan"), *, metric: str = "
     if metric == "auroc" and verdict != "no detectable difference":
         inside = within_seed_noise(comparison, noise)
         if inside is True:
-            text += (f", but no larger than the {plain(noise)} between two seeds of the same network, so it may come "
-                     "from the randomness of training rather than from the change")
+            text += (
+                f", but no larger than the {plain(noise)} between two seeds of the same network, so it may come "
+                "from the randomness of training rather than from the change"
+            )
         elif inside is False:
             text += f", larger than any difference between two seeds of the same network ({plain(noise)})"
     return text + "."
@@ -109,8 +111,10 @@ def group_summary(comparisons: dict, noise: float = float("nan"), *, reference: 
     if decided and math.isfinite(noise):
         small = [c.name_a for c in decided if abs(c.auroc_diff) <= noise]
         if small:
-            text += (f" Of these differences, those of {join_words(small)} are no larger than the differences between "
-                     "seeds of the same network.")
+            text += (
+                f" Of these differences, those of {join_words(small)} are no larger than the differences between "
+                "seeds of the same network."
+            )
     return text
 
 
@@ -118,30 +122,43 @@ def seed_sentence(summary: dict, seed_comparisons: dict) -> str:
     """The variation between seeds: SD with its interval, and the paired differences between seeds."""
     n = summary["n"]
     if n < 2:
-        return ("This build trained the baseline with a single seed, so the variation between trainings is unknown; "
-                "each comparison's interval covers the sampling of test studies only.")
-    text = (f"Trained with {n} seeds, the baseline reached a mean study-level AUROC of {plain(summary['mean'])} with a "
-            f"standard deviation of {plain(summary['sd'])} (95% interval of the standard deviation "
-            f"{plain(summary['sd_low'])} to {plain(summary['sd_high'])}).")
+        return (
+            "This build trained the baseline with a single seed, so the variation between trainings is unknown; "
+            "each comparison's interval covers the sampling of test studies only."
+        )
+    text = (
+        f"Trained with {n} seeds, the baseline reached a mean study-level AUROC of {plain(summary['mean'])} with a "
+        f"standard deviation of {plain(summary['sd'])} (95% interval of the standard deviation "
+        f"{plain(summary['sd_low'])} to {plain(summary['sd_high'])})."
+    )
     if seed_comparisons:
         diffs = [c.auroc_diff for c in seed_comparisons.values()]
         excluded = sum(c.verdict != "no detectable difference" for c in seed_comparisons.values())
-        text += (f" Paired against the first seed on the same test studies, the other seeds differed by "
-                 f"{join_words([signed(d) for d in diffs])}; {excluded} of {len(diffs)} of these intervals "
-                 f"exclude zero, so the randomness of training alone "
-                 + ("can produce differences that a paired interval detects." if excluded else
-                    "produced no difference that a paired interval detects."))
+        text += (
+            f" Paired against the first seed on the same test studies, the other seeds differed by "
+            f"{join_words([signed(d) for d in diffs])}; {excluded} of {len(diffs)} of these intervals "
+            f"exclude zero, so the randomness of training alone "
+            + (
+                "can produce differences that a paired interval detects."
+                if excluded
+                else "produced no difference that a paired interval detects."
+            )
+        )
     return text
 
 
 def signal_sentence(headline: dict) -> str:
     """Whether the baseline separates the classes at all, from its AUROC interval."""
     if headline["auroc_low"] > 0.5:
-        return (f"The baseline separates abnormal from normal studies better than chance: its AUROC interval, "
-                f"{plain(headline['auroc_low'])} to {plain(headline['auroc_high'])}, lies above 0.5.")
-    return (f"The baseline's AUROC interval, {plain(headline['auroc_low'])} to {plain(headline['auroc_high'])}, "
-            "includes 0.5: on these test studies its separation of abnormal from normal studies cannot be told "
-            "from chance.")
+        return (
+            f"The baseline separates abnormal from normal studies better than chance: its AUROC interval, "
+            f"{plain(headline['auroc_low'])} to {plain(headline['auroc_high'])}, lies above 0.5."
+        )
+    return (
+        f"The baseline's AUROC interval, {plain(headline['auroc_low'])} to {plain(headline['auroc_high'])}, "
+        "includes 0.5: on these test studies its separation of abnormal from normal studies cannot be told "
+        "from chance."
+    )
 
 
 def stopping_sentence(runs: dict) -> str:
@@ -151,11 +168,15 @@ def stopping_sentence(runs: dict) -> str:
     if not capped:
         return f"All {total} trainings stopped on a plateau of the smoothed validation AUROC before the epoch cap."
     if len(capped) == total:
-        return (f"All {total} trainings ran to the epoch cap without reaching a plateau of the validation AUROC, "
-                "so longer training might change these results.")
+        return (
+            f"All {total} trainings ran to the epoch cap without reaching a plateau of the validation AUROC, "
+            "so longer training might change these results."
+        )
     rest = "the other" if total - len(capped) == 1 else "the others"
-    return (f"{join_words(capped)} ran to the epoch cap without reaching a plateau ({len(capped)} of {total}); "
-            f"{rest} stopped on a plateau of the smoothed validation AUROC.")
+    return (
+        f"{join_words(capped)} ran to the epoch cap without reaching a plateau ({len(capped)} of {total}); "
+        f"{rest} stopped on a plateau of the smoothed validation AUROC."
+    )
 
 
 # What each regulariser is expected to do, for the discussion of a result that runs against it.
@@ -190,20 +211,28 @@ def regularisation_surprises(comparisons: dict, runs: dict) -> str:
         name = comparison.name_a
         if comparison.verdict == "higher":
             note = _REGULARISER_NOTES.get(name, "")
-            text = (f"One result runs against expectation: the variant {name} scored a higher AUROC than the network "
-                    f"with all regularisers ({difference_clause(comparison)}). {note}")
+            text = (
+                f"One result runs against expectation: the variant {name} scored a higher AUROC than the network "
+                f"with all regularisers ({difference_clause(comparison)}). {note}"
+            )
             run = runs.get(name)
             if run is not None and runs.get("baseline") is not None and runs["baseline"].hit_cap and not run.hit_cap:
-                text += (" The network with all regularisers also ran to its epoch cap while this variant reached a "
-                         "plateau, so part of the gap may be slower convergence.")
+                text += (
+                    " The network with all regularisers also ran to its epoch cap while this variant reached a "
+                    "plateau, so part of the gap may be slower convergence."
+                )
             texts.append(text)
         elif comparison.kappa_verdict == "lower" and comparison.verdict != "lower" and comparison.auroc_diff > 0:
-            texts.append(f"For {name}, kappa fell while AUROC did not: {difference_clause(comparison, 'kappa')} in "
-                         "kappa. Kappa depends on the threshold of 0.5 and so on calibration, which a regulariser can "
-                         "shift without changing how the network ranks studies.")
+            texts.append(
+                f"For {name}, kappa fell while AUROC did not: {difference_clause(comparison, 'kappa')} in "
+                "kappa. Kappa depends on the threshold of 0.5 and so on calibration, which a regulariser can "
+                "shift without changing how the network ranks studies."
+            )
     if not texts:
-        return ("No regulariser's removal improved the network: every variant scored an AUROC lower than, or not "
-                "detectably different from, the network with all four.")
+        return (
+            "No regulariser's removal improved the network: every variant scored an AUROC lower than, or not "
+            "detectably different from, the network with all four."
+        )
     return " ".join(texts)
 
 
@@ -236,8 +265,11 @@ def research_answer(plan, headline: dict) -> str:
     """The answer to the thesis' research question, from the headline interval and the verdicts."""
     text = signal_sentence(headline)
     helped, hurt, neutral = [], [], []
-    for group, what in (("image size", "a different input size"), ("regularisation", "removing a regulariser"),
-                        ("transfer", "pretraining")):
+    for group, what in (
+        ("image size", "a different input size"),
+        ("regularisation", "removing a regulariser"),
+        ("transfer", "pretraining"),
+    ):
         comparisons = plan.comparisons(group)
         if not comparisons:
             continue
@@ -245,10 +277,10 @@ def research_answer(plan, headline: dict) -> str:
         if group == "regularisation":
             # Removing a regulariser and scoring lower means the regulariser helped.
             if verdicts["lower"]:
-                names = [v.removeprefix('no ') for v in verdicts['lower']]
+                names = [v.removeprefix("no ") for v in verdicts["lower"]]
                 helped.append(f"{join_words(names)} (removing {'it' if len(names) == 1 else 'each'} cost AUROC)")
             if verdicts["higher"]:
-                names = [v.removeprefix('no ') for v in verdicts['higher']]
+                names = [v.removeprefix("no ") for v in verdicts["higher"]]
                 hurt.append(f"{join_words(names)} (removing {'it' if len(names) == 1 else 'each'} raised AUROC)")
         else:
             if verdicts["higher"]:
@@ -265,9 +297,15 @@ def research_answer(plan, headline: dict) -> str:
     if neutral:
         parts.append("some changes made no detectable difference (" + join_words(sorted(set(neutral))) + ")")
     if parts:
-        text += " Of the design choices, " + "; ".join(parts) + ", each judged by a paired interval on the same test studies."
-    text += (" These answers hold for the data of this build; on synthetic data they describe how the method responds "
-             "to the generator's findings, not how it would read real radiographs.")
+        text += (
+            " Of the design choices, "
+            + "; ".join(parts)
+            + ", each judged by a paired interval on the same test studies."
+        )
+    text += (
+        " These answers hold for the data of this build; on synthetic data they describe how the method responds "
+        "to the generator's findings, not how it would read real radiographs."
+    )
     return text
 
 
@@ -276,9 +314,11 @@ def constant_sentence(collapsed: list[str]) -> str:
     if not collapsed:
         return "No network collapsed to a constant prediction."
     one = len(collapsed) == 1
-    return (f"{join_words(collapsed)} predicted the same probability, or the same class, for every test image: "
-            f"{'it has' if one else 'they have'} learned nothing, and {'its' if one else 'their'} kappa of zero is a "
-            "symptom of that, not a measurement of agreement.")
+    return (
+        f"{join_words(collapsed)} predicted the same probability, or the same class, for every test image: "
+        f"{'it has' if one else 'they have'} learned nothing, and {'its' if one else 'their'} kappa of zero is a "
+        "symptom of that, not a measurement of agreement."
+    )
 
 
 def source_sentence(sources: dict) -> str:
@@ -289,5 +329,7 @@ def source_sentence(sources: dict) -> str:
     for label, run in sources.items():
         accuracy = run.metrics.get("accuracy")
         parts.append(f"{label} {plain(accuracy)}" if accuracy is not None else label)
-    return (f"On the source task the backbones reached study-type accuracies of {join_words(parts)} on the source "
-            f"corpus' test split (chance: {plain(1 / 7)}).")
+    return (
+        f"On the source task the backbones reached study-type accuracies of {join_words(parts)} on the source "
+        f"corpus' test split (chance: {plain(1 / 7)})."
+    )

@@ -32,16 +32,24 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .build import BuildError, Builder, toc_entries
+from .build import Builder, BuildError, toc_entries
 from .frontmatter import GENERATED_TAGS
 
 # Debian packages for the PDF (TeX Live with XeLaTeX, its fonts, latexmk; poppler for the tests).
 TEX_PACKAGES = (
-    "texlive-xetex", "texlive-latex-recommended", "texlive-latex-extra", "texlive-fonts-recommended",
-    "fonts-freefont-otf", "lmodern", "latexmk", "poppler-utils",
+    "texlive-xetex",
+    "texlive-latex-recommended",
+    "texlive-latex-extra",
+    "texlive-fonts-recommended",
+    "fonts-freefont-otf",
+    "lmodern",
+    "latexmk",
+    "poppler-utils",
 )
 TARGET_NAME = "thesis"
-GLUE_FIGURE = re.compile(r"```\{glue:figure\}\s+(?P<key>[\w-]+)\n(?P<options>(?::[\w-]+:[^\n]*\n)*)\n?(?P<caption>.*?)\n```", re.S)
+GLUE_FIGURE = re.compile(
+    r"```\{glue:figure\}\s+(?P<key>[\w-]+)\n(?P<options>(?::[\w-]+:[^\n]*\n)*)\n?(?P<caption>.*?)\n```", re.S
+)
 
 
 def missing_tex() -> list[str]:
@@ -200,7 +208,7 @@ def printable_table(markdown: str) -> str:
     """A ``list-table``, set in the smallest table font when it has many columns."""
     lines = markdown.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("* -"))
-    columns = 1 + len(list(itertools.takewhile(lambda line: line.startswith("  -"), lines[first + 1:])))
+    columns = 1 + len(list(itertools.takewhile(lambda line: line.startswith("  -"), lines[first + 1 :])))
     if columns < WIDE_TABLE_COLUMNS:
         return markdown
     return f"```{{raw}} latex\n\\thesiswidetables\n```\n\n{markdown}\n\n```{{raw}} latex\n\\thesisnormaltables\n```"
@@ -226,8 +234,12 @@ def _table_directive(match: re.Match, glued: dict) -> str:
     output = glued.get(match["key"]) or {}
     prefix = output.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
     data = {mime.removeprefix(prefix): value for mime, value in output.get("data", {}).items()}
-    if not output or "text/html" not in data or "<table" not in data["text/html"] or \
-            any(mime.startswith("image/") or mime == "application/pdf" for mime in data):
+    if (
+        not output
+        or "text/html" not in data
+        or "<table" not in data["text/html"]
+        or any(mime.startswith("image/") or mime == "application/pdf" for mime in data)
+    ):
         return match.group(0)
     options = dict(re.findall(r":([\w-]+):\s*([^\n]*)", match["options"]))
     # A glued value in a table's title is pasted here: Sphinx loses the table's label otherwise.
@@ -247,7 +259,9 @@ def printable_notebook(notebook) -> None:
             continue
         if cell.cell_type == "code":
             cell.metadata["tags"] = sorted(tags | {"remove-input"})
-            cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")]
+            cell.outputs = [
+                o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")
+            ]
             for output in cell.outputs:  # a table shown directly (HTML only) gets a markdown twin
                 data = output.get("data", {})
                 if "text/html" in data and "<table" in data["text/html"] and "text/markdown" not in data:
@@ -294,8 +308,18 @@ def _append_markdown(path: Path, text: str) -> None:
 
 
 def latex_escape(text: str) -> str:
-    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    replacements = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
     return "".join(replacements.get(char, char) for char in str(text))
 
 
@@ -310,17 +334,17 @@ def title_page(config: dict) -> str:
 \begin{{titlepage}}
 \centering
 \vspace*{{2.5cm}}
-{{\LARGE\bfseries {latex_escape(config['title'])}\par}}
+{{\LARGE\bfseries {latex_escape(config["title"])}\par}}
 \vspace{{2.5cm}}
-{{\Large {v['author_name']}\par}}
+{{\Large {v["author_name"]}\par}}
 \vfill
-{{\large A thesis submitted for the degree of\par\medskip {v['degree']}\par}}
+{{\large A thesis submitted for the degree of\par\medskip {v["degree"]}\par}}
 \vspace{{1.5cm}}
 {{\large {department}\par}}
 \vspace{{1.5cm}}
-{{\large {v['date']}\par}}
+{{\large {v["date"]}\par}}
 \vspace{{1cm}}
-{{\small {v.get('word_count', '')} words\par}}
+{{\small {v.get("word_count", "")} words\par}}
 \end{{titlepage}}
 \pagenumbering{{roman}}
 \setcounter{{secnumdepth}}{{-1}}
@@ -372,26 +396,33 @@ def pdf_config(config: dict) -> dict:
         "latex_documents": {"targetname": f"{TARGET_NAME}.tex"},
     }
     sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
-    sphinx.update({
-        "jblatex_captions_to_parts": False,
-        "latex_use_xindy": False,
-        # Numbered citations match the numbered list of references.
-        "bibtex_reference_style": "label",
-        "numfig_format": {"figure": "Figure %s", "table": "Table %s", "code-block": "Listing %s", "section": "Section %s"},
-        "nb_render_markdown_format": "myst",  # the markdown twins of tables are pipe tables
-        "latex_show_urls": "footnote",
-        "latex_elements": {
-            "papersize": "a4paper",
-            "pointsize": "11pt",
-            "extraclassoptions": "openany,oneside",
-            "fncychap": "",
-            "printindex": "",
-            "maketitle": title_page(config),
-            "tableofcontents": "",
-            "preamble": PREAMBLE,
-            "figure_align": "htbp",
-        },
-    })
+    sphinx.update(
+        {
+            "jblatex_captions_to_parts": False,
+            "latex_use_xindy": False,
+            # Numbered citations match the numbered list of references.
+            "bibtex_reference_style": "label",
+            "numfig_format": {
+                "figure": "Figure %s",
+                "table": "Table %s",
+                "code-block": "Listing %s",
+                "section": "Section %s",
+            },
+            "nb_render_markdown_format": "myst",  # the markdown twins of tables are pipe tables
+            "latex_show_urls": "footnote",
+            "latex_elements": {
+                "papersize": "a4paper",
+                "pointsize": "11pt",
+                "extraclassoptions": "openany,oneside",
+                "fncychap": "",
+                "printindex": "",
+                "maketitle": title_page(config),
+                "tableofcontents": "",
+                "preamble": PREAMBLE,
+                "figure_align": "htbp",
+            },
+        }
+    )
     return config
 
 
@@ -443,8 +474,19 @@ def render_pdf(target: Path, published: Path, *, say=print) -> Path:
     """LaTeX sources with jupyter-book, the PDF with latexmk; copy it to ``published``."""
     from .build import jupyter_book_command
 
-    command = [jupyter_book_command(), "build", str(target), "--builder", "latex", "--path-output", str(target),
-               "-W", "-n", "--keep-going", "--quiet"]
+    command = [
+        jupyter_book_command(),
+        "build",
+        str(target),
+        "--builder",
+        "latex",
+        "--path-output",
+        str(target),
+        "-W",
+        "-n",
+        "--keep-going",
+        "--quiet",
+    ]
     say("Writing the LaTeX sources with jupyter-book ...")
     result = subprocess.run(command, capture_output=True, text=True, cwd=target)
     output = result.stdout + result.stderr
@@ -458,16 +500,21 @@ def render_pdf(target: Path, published: Path, *, say=print) -> Path:
     say("Typesetting with XeLaTeX (latexmk) ...")
     result = subprocess.run(
         ["latexmk", "-pdfxe", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", f"{TARGET_NAME}.tex"],
-        capture_output=True, text=True, cwd=latex_dir,
+        capture_output=True,
+        text=True,
+        cwd=latex_dir,
     )
     log = latex_dir / f"{TARGET_NAME}.log"
     log_text = log.read_text(errors="replace") if log.exists() else ""
     if result.returncode != 0:
         errors = [line for line in log_text.splitlines() if line.startswith("!") or ":error" in line.lower()]
-        raise BuildError(f"XeLaTeX failed on {latex_dir / (TARGET_NAME + '.tex')} (log: {log}):\n"
-                         + "\n".join(errors[:20] or (result.stdout + result.stderr)[-3000:].splitlines()))
-    problems = [line for line in log_text.splitlines()
-                if re.search(r"undefined|Overfull \\hbox \((\d{2,}|[3-9])\.", line)]
+        raise BuildError(
+            f"XeLaTeX failed on {latex_dir / (TARGET_NAME + '.tex')} (log: {log}):\n"
+            + "\n".join(errors[:20] or (result.stdout + result.stderr)[-3000:].splitlines())
+        )
+    problems = [
+        line for line in log_text.splitlines() if re.search(r"undefined|Overfull \\hbox \((\d{2,}|[3-9])\.", line)
+    ]
     if problems:
         say(f"LaTeX warnings (see {log}):\n  " + "\n  ".join(problems[:20]))
     published.parent.mkdir(parents=True, exist_ok=True)
@@ -488,4 +535,3 @@ def build_pdf(builder: Builder, *, force: bool = False) -> Path:
     published = render_pdf(target, builder.root / "_build" / "latex" / f"{TARGET_NAME}.pdf", say=builder.say)
     builder.say(f"PDF built in {time.perf_counter() - started:.0f}s: {published}")
     return published
-

@@ -12,20 +12,28 @@ from __future__ import annotations
 
 # ExperimentConfig is imported where it is used: settings are validated by the build process,
 # which does not import TensorFlow.
-
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+if TYPE_CHECKING:
+    from .training import ExperimentConfig
+
 # The networks whose pretraining the thesis tests: the keras.applications backbones, and the
 # ab-initio CNN itself (cheap enough to pretrain on a CPU).
-BACKBONE_NAMES = {"cnn": "ab-initio CNN", "vgg16": "VGG16", "densenet169": "DenseNet-169", "resnet50": "ResNet-50",
-                  "efficientnetb0": "EfficientNet-B0"}
+BACKBONE_NAMES = {
+    "cnn": "ab-initio CNN",
+    "vgg16": "VGG16",
+    "densenet169": "DenseNet-169",
+    "resnet50": "ResNet-50",
+    "efficientnetb0": "EfficientNet-B0",
+}
 
 # Each variant removes one regulariser of the baseline, all else equal.
 REGULARISATION_VARIANTS = {
@@ -111,9 +119,15 @@ class PlanSettings:
         from .training import ExperimentConfig
 
         return ExperimentConfig(
-            model="cnn", image_size=self.image_size, epochs=self.epochs, min_epochs=self.min_epochs,
-            lr_patience=self.lr_patience, early_stopping_patience=self.early_stopping_patience,
-            smoothing=self.smoothing, validation_fraction=self.validation_fraction, seed=self.seed,
+            model="cnn",
+            image_size=self.image_size,
+            epochs=self.epochs,
+            min_epochs=self.min_epochs,
+            lr_patience=self.lr_patience,
+            early_stopping_patience=self.early_stopping_patience,
+            smoothing=self.smoothing,
+            validation_fraction=self.validation_fraction,
+            seed=self.seed,
         ).replace(**changes)
 
 
@@ -146,8 +160,15 @@ def _seed_name(seed: int) -> str:
 class ExperimentPlan:
     """The runs and comparisons of one build, over the data and run store of that build."""
 
-    def __init__(self, settings: PlanSettings, data_root: str | Path, runs_dir: str | Path = "runs",
-                 cache_dir: str | Path = "data/cache", *, verbose="silent"):
+    def __init__(
+        self,
+        settings: PlanSettings,
+        data_root: str | Path,
+        runs_dir: str | Path = "runs",
+        cache_dir: str | Path = "data/cache",
+        *,
+        verbose="silent",
+    ):
         self.settings = settings
         self.data_root = str(data_root)
         self.runs_dir = Path(runs_dir)
@@ -161,12 +182,15 @@ class ExperimentPlan:
 
     # --- construction ----------------------------------------------------------------------
     @classmethod
-    def for_chapter(cls, profile: str, settings: dict | None, data_root, runs_dir="runs", cache_dir="data/cache",
-                    *, verbose="lines") -> "ExperimentPlan":
+    def for_chapter(
+        cls, profile: str, settings: dict | None, data_root, runs_dir="runs", cache_dir="data/cache", *, verbose="lines"
+    ) -> "ExperimentPlan":
         """The plan a chapter runs under: the profile's settings, with ``settings`` on top (the build
         passes the resolved settings; a chapter run by hand may pass only the ones it changes)."""
         resolved = profile_settings(profile) if profile else {}
-        return cls(PlanSettings.from_dict(resolved | dict(settings or {})), data_root, runs_dir, cache_dir, verbose=verbose)
+        return cls(
+            PlanSettings.from_dict(resolved | dict(settings or {})), data_root, runs_dir, cache_dir, verbose=verbose
+        )
 
     def _add(self, name, group, label, config, chapters, dataset="target", source=None) -> None:
         self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset, source)
@@ -181,18 +205,30 @@ class ExperimentPlan:
         self._add("baseline", "baseline", "baseline", base, everywhere + ("04_model_development", "08_extensions"))
         for seed in s.seeds:
             if int(seed) != s.seed:
-                self._add(_seed_name(int(seed)), "seeds", _seed_name(int(seed)), base.replace(seed=int(seed)), everywhere)
+                self._add(
+                    _seed_name(int(seed)), "seeds", _seed_name(int(seed)), base.replace(seed=int(seed)), everywhere
+                )
         for seed in s.seeds:
             if int(seed) != s.seed:
-                self._compare(f"{_seed_name(int(seed))} vs {_seed_name(s.seed)}", "seeds", _seed_name(int(seed)), "baseline")
+                self._compare(
+                    f"{_seed_name(int(seed))} vs {_seed_name(s.seed)}", "seeds", _seed_name(int(seed)), "baseline"
+                )
         for size in sorted({int(x) for x in s.image_sizes}):
             if size != s.image_size:
                 name = f"{size} px"
-                self._add(name, "image size", name, base.replace(image_size=size), ("index", "05_2_image_size", "06_conclusions"))
+                self._add(
+                    name,
+                    "image size",
+                    name,
+                    base.replace(image_size=size),
+                    ("index", "05_2_image_size", "06_conclusions"),
+                )
                 self._compare(f"{size} px vs {s.image_size} px", "image size", name, "baseline")
         if s.regularisation:
             for label, changes in REGULARISATION_VARIANTS.items():
-                self._add(label, "regularisation", label, base.replace(**changes), ("05_3_regularisation", "06_conclusions"))
+                self._add(
+                    label, "regularisation", label, base.replace(**changes), ("05_3_regularisation", "06_conclusions")
+                )
                 self._compare(f"{label} vs baseline", "regularisation", label, "baseline")
         if s.development:
             for label, changes in DEVELOPMENT_VARIANTS.items():
@@ -218,9 +254,14 @@ class ExperimentPlan:
             source = None
             if self.pretraining == "source":
                 source = f"{name} source task"
-                self._add(source, "source", source,
-                          base.replace(**common, weights=None, fine_tune=True, task="study_type"),
-                          ("05_4_pretrained",), dataset="source")
+                self._add(
+                    source,
+                    "source",
+                    source,
+                    base.replace(**common, weights=None, fine_tune=True, task="study_type"),
+                    ("05_4_pretrained",),
+                    dataset="source",
+                )
             random = f"{name} random init"
             if backbone == "cnn" and size == s.image_size and epochs == s.epochs:
                 random = "baseline"  # the ab-initio CNN from random weights at the same budget is the baseline
@@ -233,13 +274,21 @@ class ExperimentPlan:
                 fine_tune = mode == "fine-tuned"
                 label = f"{name} {self.pretraining}, {mode}"
                 # Fine-tuning pretrained weights uses the paper's smaller learning rate.
-                config = base.replace(**common, weights=weights, fine_tune=fine_tune,
-                                      learning_rate=1e-4 if fine_tune else base.learning_rate)
+                config = base.replace(
+                    **common,
+                    weights=weights,
+                    fine_tune=fine_tune,
+                    learning_rate=1e-4 if fine_tune else base.learning_rate,
+                )
                 self._add(label, "transfer", label, config, chapters, source=source)
                 self._compare(f"{label} vs random init", "transfer", label, random)
             if len(s.backbone_modes) == 2:
-                self._compare(f"{name} fine-tuned vs frozen", "transfer modes",
-                              f"{name} {self.pretraining}, fine-tuned", f"{name} {self.pretraining}, frozen")
+                self._compare(
+                    f"{name} fine-tuned vs frozen",
+                    "transfer modes",
+                    f"{name} {self.pretraining}, fine-tuned",
+                    f"{name} {self.pretraining}, frozen",
+                )
 
     # --- runs ------------------------------------------------------------------------------
     @cached_property
@@ -263,8 +312,14 @@ class ExperimentPlan:
 
         seed = self.settings.seed + SOURCE_SEED_OFFSET
         folder = self.cache_dir.parent / "synthetic" / f"source-scale{self.settings.source_scale}-seed{seed}"
-        root = generate_synthetic_mura(folder, scale=self.settings.source_scale, image_size=128, seed=seed,
-                                       overwrite=True, progress=self.verbose != "silent")
+        root = generate_synthetic_mura(
+            folder,
+            scale=self.settings.source_scale,
+            image_size=128,
+            seed=seed,
+            overwrite=True,
+            progress=self.verbose != "silent",
+        )
         return load_mura(root)
 
     def dataset_of(self, name: str):
@@ -299,8 +354,12 @@ class ExperimentPlan:
             if planned.source is not None:
                 self.run(planned.source)  # the source run must exist before its weights can be used
             self._trained[planned.name] = run_experiment(
-                self.config(planned.name), self.dataset_of(planned.name), store=self.store, cache_dir=self.cache_dir,
-                verbose=self.verbose, name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
+                self.config(planned.name),
+                self.dataset_of(planned.name),
+                store=self.store,
+                cache_dir=self.cache_dir,
+                verbose=self.verbose,
+                name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
             )
         return self._trained[planned.name]
 
@@ -328,8 +387,15 @@ class ExperimentPlan:
         if planned is None:
             raise KeyError(f"The plan has no comparison {name!r}; it has: {', '.join(self.comparisons_planned)}")
         run_a, run_b = self.run(planned.a), self.run(planned.b)
-        identity = {"a": run_a.key, "b": run_b.key, "subset": planned.subset, "n": self.settings.n_resamples,
-                    "seed": self.settings.seed, "names": [planned.a, planned.b], "version": 1}
+        identity = {
+            "a": run_a.key,
+            "b": run_b.key,
+            "subset": planned.subset,
+            "n": self.settings.n_resamples,
+            "seed": self.settings.seed,
+            "names": [planned.a, planned.b],
+            "version": 1,
+        }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         path = self.runs_dir / "comparisons" / f"{digest}.json"
         if path.exists():
@@ -341,8 +407,10 @@ class ExperimentPlan:
             from .runs import atomic_write_text
 
             result = compare_paired(
-                run_a.study_predictions(planned.subset), run_b.study_predictions(planned.subset),
-                n_resamples=self.settings.n_resamples, seed=self.settings.seed,
+                run_a.study_predictions(planned.subset),
+                run_b.study_predictions(planned.subset),
+                n_resamples=self.settings.n_resamples,
+                seed=self.settings.seed,
                 name_a=self.runs[planned.a].label if planned.a in self.runs else planned.a,
                 name_b=self.runs[planned.b].label if planned.b in self.runs else planned.b,
             )
@@ -360,8 +428,13 @@ class ExperimentPlan:
 
         values = [run.metrics[metric] for run in self.seed_runs().values()]
         if len(values) < 2:
-            return {"n": len(values), "mean": values[0] if values else float("nan"), "sd": float("nan"),
-                    "sd_low": float("nan"), "sd_high": float("nan")}
+            return {
+                "n": len(values),
+                "mean": values[0] if values else float("nan"),
+                "sd": float("nan"),
+                "sd_low": float("nan"),
+                "sd_high": float("nan"),
+            }
         return seed_spread(values)
 
     # --- description ----------------------------------------------------------------------------
@@ -370,9 +443,15 @@ class ExperimentPlan:
         rows = []
         train_images = None
         for planned in self.runs.values():
-            row = {"run": planned.name, "group": planned.group, "model": planned.config.model,
-                   "image size": planned.config.image_size, "seed": planned.config.seed,
-                   "epoch cap": planned.config.epochs, "chapters": ", ".join(planned.chapters)}
+            row = {
+                "run": planned.name,
+                "group": planned.group,
+                "model": planned.config.model,
+                "image size": planned.config.image_size,
+                "seed": planned.config.seed,
+                "epoch cap": planned.config.epochs,
+                "chapters": ", ".join(planned.chapters),
+            }
             if with_keys:
                 if planned.source is not None and not self.store.is_complete(self.key(planned.source)):
                     key = "(after " + planned.source + ")"
@@ -381,9 +460,15 @@ class ExperimentPlan:
                 row["key"] = key
                 row["stored"] = not key.startswith("(") and self.store.is_complete(key)
                 if train_images is None:
-                    train_images = int((self.dataset.images["split"] == "train").sum()) if "split" in self.dataset.images else len(self.dataset.images)
+                    train_images = (
+                        int((self.dataset.images["split"] == "train").sum())
+                        if "split" in self.dataset.images
+                        else len(self.dataset.images)
+                    )
                 # Image-epochs at 64 px: the cost of a convolutional network grows with the pixels.
-                row["cost (image-epochs at 64 px)"] = int(train_images * planned.config.epochs * (planned.config.image_size / 64) ** 2)
+                row["cost (image-epochs at 64 px)"] = int(
+                    train_images * planned.config.epochs * (planned.config.image_size / 64) ** 2
+                )
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -420,16 +505,20 @@ def settings_from_parameters(parameters: dict, *, source: str) -> dict:
     return PlanSettings.from_dict(dict(parameters), source=source).to_dict()
 
 
-def plan_for_profile(root: str | Path, profile, data: str | None = None, overrides: dict | None = None,
-                     *, verbose="lines") -> "ExperimentPlan":
+def plan_for_profile(
+    root: str | Path, profile, data: str | None = None, overrides: dict | None = None, *, verbose="lines"
+) -> "ExperimentPlan":
     """The plan of a build: the profile's data (generated if synthetic) and its settings."""
     from .build import resolve_data
 
     root = Path(root)
     _, data_root = resolve_data(root, profile, data)
-    settings = settings_from_parameters(profile.parameters | dict(overrides or {}), source=f"params/{profile.name}.yaml")
-    return ExperimentPlan(PlanSettings.from_dict(settings), data_root, root / "runs", root / "data" / "cache",
-                          verbose=verbose)
+    settings = settings_from_parameters(
+        profile.parameters | dict(overrides or {}), source=f"params/{profile.name}.yaml"
+    )
+    return ExperimentPlan(
+        PlanSettings.from_dict(settings), data_root, root / "runs", root / "data" / "cache", verbose=verbose
+    )
 
 
 def plan_jobs(root: str | Path, profile, data: str | None = None) -> tuple[Path, list]:

@@ -39,7 +39,15 @@ def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc"))
                 column = prefix + metric
                 if column in history:
                     frames.append(
-                        pd.DataFrame({"epoch": history["epoch"] + 1, "value": history[column], "metric": metric, "subset": subset, "run": name})
+                        pd.DataFrame(
+                            {
+                                "epoch": history["epoch"] + 1,
+                                "value": history[column],
+                                "metric": metric,
+                                "subset": subset,
+                                "run": name,
+                            }
+                        )
                     )
     data = pd.concat(frames, ignore_index=True)
     entries = (len(histories) + 1 if len(histories) > 1 else 0) + 3
@@ -49,7 +57,16 @@ def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc"))
     labels = {"loss": "weighted cross-entropy", "auc": "image-level AUROC", "accuracy": "accuracy"}
     for ax, metric in zip(axes[0], metrics):
         part = data.loc[data["metric"] == metric]
-        sns.lineplot(part, x="epoch", y="value", hue="run" if len(histories) > 1 else None, style="subset", marker="o", ax=ax, estimator=None)
+        sns.lineplot(
+            part,
+            x="epoch",
+            y="value",
+            hue="run" if len(histories) > 1 else None,
+            style="subset",
+            marker="o",
+            ax=ax,
+            estimator=None,
+        )
         ax.set_xlabel("epoch")
         ax.set_ylabel(labels.get(metric, metric))
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -91,8 +108,16 @@ def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figur
     predicted = (studies["probability"] > threshold).astype(int)
     matrix = skm.confusion_matrix(studies["label"], predicted, labels=[0, 1])
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
-                xticklabels=["normal", "abnormal"], yticklabels=["normal", "abnormal"])
+    sns.heatmap(
+        matrix,
+        annot=True,
+        fmt="d",
+        cmap="Blues",
+        cbar=False,
+        ax=ax,
+        xticklabels=["normal", "abnormal"],
+        yticklabels=["normal", "abnormal"],
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("radiologist's label")
     fig.tight_layout()
@@ -111,12 +136,27 @@ def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
         heights = np.nan_to_num(values, nan=0.0)
         ax.bar(x, heights, width=width * 0.95, color=colour, edgecolor="black", linewidth=0.4, label=rater)
         shown = ~np.isnan(values)
-        ax.plot(x[shown], values[shown], linestyle="none", marker="_", markersize=max(width * 40, 4), markeredgewidth=2,
-                color="black")
+        ax.plot(
+            x[shown],
+            values[shown],
+            linestyle="none",
+            marker="_",
+            markersize=max(width * 40, 4),
+            markeredgewidth=2,
+            color="black",
+        )
         for position, value in zip(x, values):
             if np.isnan(value) or abs(value) < 0.05:
-                ax.annotate("n/a" if np.isnan(value) else f"{value:.2f}", (position, 0), xytext=(0, 3),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=6, rotation=90)
+                ax.annotate(
+                    "n/a" if np.isnan(value) else f"{value:.2f}",
+                    (position, 0),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                )
     ax.set_xticks(groups, [str(name) for name in table.index], rotation=30, ha="right")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xlabel("study type")
@@ -141,16 +181,22 @@ def kappa_comparison(table: pd.DataFrame, *, data_source: str = "mura") -> plt.F
         _kappa_bars(ax, flat, palette)
         _legend_below(fig, *ax.get_legend_handles_labels(), columns=min(flat.shape[1], 5))
         return fig
-    fig, axes = plt.subplots(len(groups), 1, figsize=(FIGURE_WIDTH, 3.3 * len(groups)), layout="constrained",
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups), 1, figsize=(FIGURE_WIDTH, 3.3 * len(groups)), layout="constrained", squeeze=False
+    )
     start = 0
     for ax, group in zip(axes[:, 0], groups):
         part = table[group]
-        _kappa_bars(ax, part, palette[start:start + part.shape[1]])
+        _kappa_bars(ax, part, palette[start : start + part.shape[1]])
         start += part.shape[1]
         ax.set_title(group)
-        ax.legend(*ax.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
-                  frameon=False)
+        ax.legend(
+            *ax.get_legend_handles_labels(),
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize="small",
+            frameon=False,
+        )
     return fig
 
 
@@ -166,15 +212,23 @@ def image_grid(images: list[np.ndarray], titles: list[str], *, columns: int, cel
     return fig
 
 
-def metric_against(results: pd.DataFrame, x: str, *, y: str = "auroc", hue: str | None = None, xlabel: str | None = None) -> plt.Figure:
+def metric_against(
+    results: pd.DataFrame, x: str, *, y: str = "auroc", hue: str | None = None, xlabel: str | None = None
+) -> plt.Figure:
     """A metric with its bootstrap interval (columns ``y``, ``y_low``, ``y_high``) against ``x``."""
     groups = list(results.groupby(hue)) if hue else [(None, results)]
     height = 3.4 + (0.22 * _legend_rows(len(groups), 3) if hue else 0)
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH * 0.7, height), layout="constrained")
     for name, group in groups:
         group = group.sort_values(x)
-        ax.errorbar(group[x], group[y], yerr=[group[y] - group[f"{y}_low"], group[f"{y}_high"] - group[y]],
-                    marker="o", capsize=3, label=name)
+        ax.errorbar(
+            group[x],
+            group[y],
+            yerr=[group[y] - group[f"{y}_low"], group[f"{y}_high"] - group[y]],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel({"auroc": "study-level AUROC", "kappa": "Cohen's kappa"}.get(y, y))
     if hue:
@@ -214,8 +268,10 @@ def probability_changes(changes: pd.DataFrame) -> plt.Figure:
     largest = float(np.abs(changes["change"]).max()) if len(changes) else 0.0
     limit = max(largest * 1.05, 0.01)
     bins = np.linspace(-limit, limit, 42)  # an odd number of bins: zero falls in the middle of one
-    for ax, has_marker, title, colour in ((axes[0], True, "images with a marker", "C1"),
-                                          (axes[1], False, "images without a marker", "C0")):
+    for ax, has_marker, title, colour in (
+        (axes[0], True, "images with a marker", "C1"),
+        (axes[1], False, "images without a marker", "C0"),
+    ):
         part = changes.loc[changes["marker"] == has_marker, "change"]
         ax.hist(np.clip(part, -limit, limit), bins=bins, color=colour)
         ax.axvline(0, color="grey", linestyle="--", linewidth=1)

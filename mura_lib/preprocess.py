@@ -180,9 +180,18 @@ def _process_chunk(task: tuple) -> list[tuple]:
         try:
             target[row] = resize_image(load_grayscale(path), size, policy)
             results.append((row, True, "", "", file_size, mtime))
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            EOFError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as error:
             target[row] = 0
-            results.append((row, False, exclusion_reason(path, error), f"{type(error).__name__}: {error}", file_size, mtime))
+            results.append(
+                (row, False, exclusion_reason(path, error), f"{type(error).__name__}: {error}", file_size, mtime)
+            )
     # No flush here: the map is shared, so the pages are already in the file as the other
     # processes see it; the build syncs the file to disk once, at the end.
     del target
@@ -268,8 +277,14 @@ def _refresh(dataset: MuraDataset, directory: Path, workers: int, chunk_size: in
     if not rows:
         return
     meta = json.loads((directory / "meta.json").read_text())
-    tasks = _chunks(directory / "images.npy", rows, [paths[index.at[r, "relpath"]] for r in rows],
-                    meta["image_size"], meta["policy"], chunk_size)
+    tasks = _chunks(
+        directory / "images.npy",
+        rows,
+        [paths[index.at[r, "relpath"]] for r in rows],
+        meta["image_size"],
+        meta["policy"],
+        chunk_size,
+    )
     with tqdm(total=len(rows), disable=True) as bar:
         results = _run_tasks(tasks, min(workers, len(tasks)), bar)
     _apply(index, results)
@@ -304,8 +319,14 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def exclusions(dataset: MuraDataset, image_size: int, policy: str = "pad",
-               cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, *, progress: bool = False) -> pd.DataFrame:
+def exclusions(
+    dataset: MuraDataset,
+    image_size: int,
+    policy: str = "pad",
+    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR,
+    *,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Every image of ``dataset`` left out of the cache, with its ``reason`` and PIL's ``error``.
 
     Builds the cache if needed (the same one the experiments use).
@@ -344,7 +365,9 @@ def open_cache(directory: str | os.PathLike) -> ImageCache:
     meta = json.loads((directory / "meta.json").read_text())
     index = _read_index(directory)
     images = np.load(directory / "images.npy", mmap_mode="r")
-    return ImageCache(directory=directory, images=images, index=index, image_size=meta["image_size"], policy=meta["policy"])
+    return ImageCache(
+        directory=directory, images=images, index=index, image_size=meta["image_size"], policy=meta["policy"]
+    )
 
 
 def _build(dataset, image_size, policy, final: Path, workers: int, chunk_size: int, progress: bool) -> None:
@@ -362,8 +385,16 @@ def _build(dataset, image_size, policy, final: Path, workers: int, chunk_size: i
             results = _run_tasks(tasks, workers, bar)
         with open(array_path, "rb+") as handle:  # to disk once, before the cache is published
             os.fsync(handle.fileno())
-        index = pd.DataFrame({"relpath": images["relpath"].to_numpy(), "ok": False, "reason": "", "error": "",
-                              "size": -1, "mtime_ns": -1})
+        index = pd.DataFrame(
+            {
+                "relpath": images["relpath"].to_numpy(),
+                "ok": False,
+                "reason": "",
+                "error": "",
+                "size": -1,
+                "mtime_ns": -1,
+            }
+        )
         _apply(index, results)
         _write_index(index, staging)
         meta = {

@@ -43,11 +43,15 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
     environment = record["environment"]
     versions = environment["versions"]
     framework = ", ".join(
-        f"{name} {versions[name]}" for name in ("tensorflow", "tensorflow-cpu", "jax", "torch", "keras") if name in versions
+        f"{name} {versions[name]}"
+        for name in ("tensorflow", "tensorflow-cpu", "jax", "torch", "keras")
+        if name in versions
     )
     seeds = ", ".join(f"`{k}={v}`" for k, v in record["parameters"].items() if "seed" in k) or "none"
     parameters = ", ".join(
-        f"`{k}={json.dumps(v)}`" for k, v in record["parameters"].items() if k not in ("data_root", "runs_dir", "cache_dir")
+        f"`{k}={json.dumps(v)}`"
+        for k, v in record["parameters"].items()
+        if k not in ("data_root", "runs_dir", "cache_dir")
     )
     text = (
         ":::{admonition} Provenance\n"
@@ -139,7 +143,9 @@ def status_page(records: list[dict], profile, data_source: str, data_path: Path)
         "",
         f"Executing the {len(records)} chapters took {format_duration(total)} in total, the sum of the seconds "
         "column below"
-        + (f"; {reused} of them were reused from an earlier build, with the time of that execution." if reused else "."),
+        + (
+            f"; {reused} of them were reused from an earlier build, with the time of that execution." if reused else "."
+        ),
         "",
         "| chapter | outcome | executed | seconds | cache |",
         "|---|---|---|---:|---|",

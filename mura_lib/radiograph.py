@@ -138,7 +138,23 @@ class _Tube:
 
     __slots__ = ("q0", "q1", "r0", "r1", "f0", "f1", "cap0", "cap1", "cortex", "dens", "tag", "long", "phys", "bend")
 
-    def __init__(self, q0, q1, r0, r1=None, f0=1.4, f1=1.4, cap0=0.5, cap1=0.5, cortex=0.28, dens=1.0, tag="", long=True, phys=(True, True), bend=None):
+    def __init__(
+        self,
+        q0,
+        q1,
+        r0,
+        r1=None,
+        f0=1.4,
+        f1=1.4,
+        cap0=0.5,
+        cap1=0.5,
+        cortex=0.28,
+        dens=1.0,
+        tag="",
+        long=True,
+        phys=(True, True),
+        bend=None,
+    ):
         self.bend = bend  # (bow, s-curve) as offsets of the axis, in the same units as r0
         self.q0, self.q1 = np.asarray(q0, float), np.asarray(q1, float)
         self.r0, self.r1 = r0, r0 if r1 is None else r1
@@ -261,7 +277,20 @@ class _Limb:
             q1 = frame.p(x + d[0] * length, y + d[1] * length)
             last = k == len(lengths) - 1
             f1 = 1.55 if last else 1.45
-            i = self.tube(q0, q1, radius, radius * (0.95 if not last else 1.0), f0=1.55, f1=f1, cap0=0.35, cap1=0.55 if not last else 0.8, cortex=0.3, tag=f"{tag}{k}", long=True, phys=(True, False))
+            i = self.tube(
+                q0,
+                q1,
+                radius,
+                radius * (0.95 if not last else 1.0),
+                f0=1.55,
+                f1=f1,
+                cap0=0.35,
+                cap1=0.55 if not last else 0.8,
+                cortex=0.3,
+                tag=f"{tag}{k}",
+                long=True,
+                phys=(True, False),
+            )
             if ids:
                 prev = self.tubes[ids[-1]]
                 u = _unit(q0 - prev.q1)
@@ -330,17 +359,84 @@ def _build_limb(rng: np.random.Generator, view: str, study_type: str, young: boo
     if study_type in ("XR_SHOULDER", "XR_HUMERUS"):
         sq = {"AP": 1.0, "OBL": 0.6, "LAT": 0.22}[view]
         g = _Frame((-2.9 * k * (0.6 + 0.4 * sq), 0.0), 0.0, sq)
-        L.ell(g.p(0.0, 0.2 * k), g.width(0.8 * k), 2.0 * k, J(-0.1, 0.1), depth=1.2 * k, cortex=0.2 * k, dens=0.9, tag="glenoid")
-        L.plates.append(_Plate([g.p(-0.3 * k, -1.8 * k), g.p(-0.2 * k, 2.4 * k), g.p(-7.5 * k, 14.0 * k), g.p(-11.0 * k, 11.5 * k), g.p(-11.5 * k, -2.6 * k), g.p(-3.5 * k, -2.8 * k)], 0.35 * k, dens=0.9))
-        L.tube(g.p(-0.4 * k, 2.4 * k), g.p(-7.2 * k, 14.0 * k), 0.35 * k, 0.3 * k, f0=1.0, f1=1.3, cortex=0.4, dens=0.7, tag="scap_border", long=False)
-        L.tube(g.p(-11.0 * k, -1.5 * k), g.p(-1.0 * k, -3.6 * k), 0.55 * k, 0.6 * k, f0=1.0, f1=1.2, cortex=0.35, tag="scap_spine", long=False)
-        L.tube(g.p(-0.5 * k, -2.2 * k), g.p(1.4 * k, -1.2 * k), 0.45 * k, 0.45 * k, f0=1.2, f1=1.3, cortex=0.35, tag="coracoid", long=False)
+        L.ell(
+            g.p(0.0, 0.2 * k),
+            g.width(0.8 * k),
+            2.0 * k,
+            J(-0.1, 0.1),
+            depth=1.2 * k,
+            cortex=0.2 * k,
+            dens=0.9,
+            tag="glenoid",
+        )
+        L.plates.append(
+            _Plate(
+                [
+                    g.p(-0.3 * k, -1.8 * k),
+                    g.p(-0.2 * k, 2.4 * k),
+                    g.p(-7.5 * k, 14.0 * k),
+                    g.p(-11.0 * k, 11.5 * k),
+                    g.p(-11.5 * k, -2.6 * k),
+                    g.p(-3.5 * k, -2.8 * k),
+                ],
+                0.35 * k,
+                dens=0.9,
+            )
+        )
+        L.tube(
+            g.p(-0.4 * k, 2.4 * k),
+            g.p(-7.2 * k, 14.0 * k),
+            0.35 * k,
+            0.3 * k,
+            f0=1.0,
+            f1=1.3,
+            cortex=0.4,
+            dens=0.7,
+            tag="scap_border",
+            long=False,
+        )
+        L.tube(
+            g.p(-11.0 * k, -1.5 * k),
+            g.p(-1.0 * k, -3.6 * k),
+            0.55 * k,
+            0.6 * k,
+            f0=1.0,
+            f1=1.2,
+            cortex=0.35,
+            tag="scap_spine",
+            long=False,
+        )
+        L.tube(
+            g.p(-0.5 * k, -2.2 * k),
+            g.p(1.4 * k, -1.2 * k),
+            0.45 * k,
+            0.45 * k,
+            f0=1.2,
+            f1=1.3,
+            cortex=0.35,
+            tag="coracoid",
+            long=False,
+        )
         acr0 = np.array([-1.6 * k, -3.9 * k])
         acr1 = np.array([2.6 * k, -3.5 * k + J(-0.3, 0.3)])
         L.tube(acr0, acr1, 0.7 * k, 0.75 * k, f0=1.0, f1=1.15, cap1=0.4, cortex=0.3, tag="acromion", long=False)
         # Clavicle, gently S-shaped, from the acromioclavicular joint medially.
         c0 = acr1 + np.array([0.4 * k, -0.5 * k])
-        L.tube(c0, c0 + np.array([-16.5, 0.6]) * k, 0.6 * k, 0.62 * k, f0=1.35, f1=1.25, cap0=0.3, cap1=0.4, cortex=0.3, tag="clavicle", long=True, phys=(False, False), bend=(0.3 * k, 0.9 * k))
+        L.tube(
+            c0,
+            c0 + np.array([-16.5, 0.6]) * k,
+            0.6 * k,
+            0.62 * k,
+            f0=1.35,
+            f1=1.25,
+            cap0=0.3,
+            cap1=0.4,
+            cortex=0.3,
+            tag="clavicle",
+            long=True,
+            phys=(False, False),
+            bend=(0.3 * k, 0.9 * k),
+        )
         L.joints.append(_Joint((acr1 + c0) / 2, c0 - acr1, 0.7 * k, 0.3 * k, [], tag="ac"))
         # Ribs and chest wall medially.
         for i in range(7):
@@ -354,17 +450,41 @@ def _build_limb(rng: np.random.Generator, view: str, study_type: str, young: boo
     # Humerus.  Rotation moves the greater tuberosity from the profile onto the head.
     ext = J(0, 1) if view != "LAT" else J(0, 0.4)
     L.ell((0.0, 0.0), 2.3 * k, 2.45 * k, J(-0.2, 0.2), depth=2.0 * k, cortex=0.09 * k, dens=0.85, tag="head")
-    L.ell(((0.6 + 1.5 * ext) * k, -0.7 * k), 1.0 * k, 1.45 * k, 0.3, depth=1.0 * k, cortex=0.06 * k, dens=0.7, tag="tuberosity")
+    L.ell(
+        ((0.6 + 1.5 * ext) * k, -0.7 * k),
+        1.0 * k,
+        1.45 * k,
+        0.3,
+        depth=1.0 * k,
+        cortex=0.06 * k,
+        dens=0.7,
+        tag="tuberosity",
+    )
     L.joints.append(_Joint((-2.55 * k, 0.2 * k), (-1.0, 0.0), 2.0 * k, 0.45 * k, [("e", 0)], tag="glenohumeral"))
     hx = J(-0.2, 0.2) * k
     sq_e = {"AP": 1.0, "OBL": 0.7, "LAT": 0.35}[view]
-    L.tube((0.45 * k, 2.0 * k), (hx, 30.4 * k), 1.15 * k, 1.0 * k, f0=1.3, f1=1.3 + 1.25 * sq_e, cap0=0.3, cap1=0.12, cortex=0.3, tag="humerus", long=True, phys=(True, False))
+    L.tube(
+        (0.45 * k, 2.0 * k),
+        (hx, 30.4 * k),
+        1.15 * k,
+        1.0 * k,
+        f0=1.3,
+        f1=1.3 + 1.25 * sq_e,
+        cap0=0.3,
+        cap1=0.12,
+        cortex=0.3,
+        tag="humerus",
+        long=True,
+        phys=(True, False),
+    )
     # Distal humerus: condyles.  A lateral view superimposes them.
     e = _Frame((hx, 30.3 * k), 0.0, sq_e)
     L.ell(e.p(0.0, -0.3 * k), e.width(2.4 * k), 1.1 * k, depth=0.9 * k, cortex=0.05 * k, dens=0.5, tag="condyles")
     L.ell(e.p(-2.9 * k, -0.5 * k), 0.6 * k, 0.5 * k, depth=0.5 * k, cortex=0.06 * k, dens=0.8, tag="epicondyle")
     L.ell(e.p(-0.8 * k, 0.55 * k), e.width(1.2 * k), 0.95 * k, depth=1.2 * k, cortex=0.08 * k, dens=0.7, tag="trochlea")
-    L.ell(e.p(1.5 * k, 0.45 * k), e.width(0.95 * k), 0.85 * k, depth=1.0 * k, cortex=0.07 * k, dens=0.7, tag="capitulum")
+    L.ell(
+        e.p(1.5 * k, 0.45 * k), e.width(0.95 * k), 0.85 * k, depth=1.0 * k, cortex=0.07 * k, dens=0.7, tag="capitulum"
+    )
     L.chest.append((e.p(0.0, -0.9 * k), e.width(0.85 * k), 0.75 * k, -1.2 * k, 0.0))  # olecranon fossa (bone lucency)
     L.soft.append(_Soft("cap", (0.0, 0.0), (hx, 31.0 * k), 4.6 * k, 3.9 * k))
     L.anchors["humerus"] = np.array([hx / 2, 15.0 * k])
@@ -379,9 +499,35 @@ def _build_limb(rng: np.random.Generator, view: str, study_type: str, young: boo
     f = _Frame(elbow, math.radians(flex), sq_f)
     L.anchors["elbow"] = elbow + f.v(0.0, 0.5 * k)
     rl = 23.5 * k
-    L.tube(f.p(1.9 * k, 1.0 * k), f.p(1.5 * k, 1.35 * k + rl), 0.6 * k, 0.72 * k, f0=1.75, f1=1.6 + 0.7 * sq_f, cap0=0.2, cap1=0.25, cortex=0.3, tag="radius", long=True)
-    L.tube(f.p(-1.0 * k, -1.8 * k), f.p(-1.6 * k, 1.3 * k + rl), 0.68 * k, 0.42 * k, f0=2.0, f1=1.65, cap0=0.7, cap1=0.6, cortex=0.3, tag="ulna", long=True)
-    L.joints.append(_Joint(e.p(-0.8 * k, 2.2 * k), f.v(0, 1), 1.3 * k, 0.3 * k, [("t0", len(L.tubes) - 2)], tag="elbow"))
+    L.tube(
+        f.p(1.9 * k, 1.0 * k),
+        f.p(1.5 * k, 1.35 * k + rl),
+        0.6 * k,
+        0.72 * k,
+        f0=1.75,
+        f1=1.6 + 0.7 * sq_f,
+        cap0=0.2,
+        cap1=0.25,
+        cortex=0.3,
+        tag="radius",
+        long=True,
+    )
+    L.tube(
+        f.p(-1.0 * k, -1.8 * k),
+        f.p(-1.6 * k, 1.3 * k + rl),
+        0.68 * k,
+        0.42 * k,
+        f0=2.0,
+        f1=1.65,
+        cap0=0.7,
+        cap1=0.6,
+        cortex=0.3,
+        tag="ulna",
+        long=True,
+    )
+    L.joints.append(
+        _Joint(e.p(-0.8 * k, 2.2 * k), f.v(0, 1), 1.3 * k, 0.3 * k, [("t0", len(L.tubes) - 2)], tag="elbow")
+    )
     L.soft.append(_Soft("cap", f.p(0.0, -1.0 * k), f.p(0.6 * k, rl + 1.5 * k), 4.1 * k, 2.7 * k))
     L.anchors["forearm"] = f.p(0.5 * k, rl * 0.5)
     L.casts["forearm"] = [(f.p(0.0, 0.4 * rl), f.p(0.6 * k, rl + 1.5 * k), 3.9 * k, 3.0 * k)]
@@ -403,8 +549,27 @@ def _build_limb(rng: np.random.Generator, view: str, study_type: str, young: boo
         ("hamate", -1.2, 2.4, 0.76, 0.95, 0.2),
     ]
     for tag, x, y, a, b, ang in carpals:
-        L.ell(hf.p(x * k, y * k), w(a * k), b * k, hf.angle(math.pi / 2 + ang) - math.pi / 2, depth=0.75 * k, cortex=0.05 * k, dens=0.9, tag=tag, p=2.6)
-    L.joints.append(_Joint(hf.p(0.6 * k, 0.05 * k), hf.v(0, 1), 1.6 * k, 0.25 * k, [("e", len(L.ells) - 8), ("e", len(L.ells) - 7)], tag="radiocarpal"))
+        L.ell(
+            hf.p(x * k, y * k),
+            w(a * k),
+            b * k,
+            hf.angle(math.pi / 2 + ang) - math.pi / 2,
+            depth=0.75 * k,
+            cortex=0.05 * k,
+            dens=0.9,
+            tag=tag,
+            p=2.6,
+        )
+    L.joints.append(
+        _Joint(
+            hf.p(0.6 * k, 0.05 * k),
+            hf.v(0, 1),
+            1.6 * k,
+            0.25 * k,
+            [("e", len(L.ells) - 8), ("e", len(L.ells) - 7)],
+            tag="radiocarpal",
+        )
+    )
     # Rays: (metacarpal base x, y, angle deg, MC length, MC radius, phalanx lengths, phalanx radii)
     spread = J(0.6, 1.4) if view == "AP" else J(0.2, 0.6)
     rays = [
@@ -419,15 +584,35 @@ def _build_limb(rng: np.random.Generator, view: str, study_type: str, young: boo
     for n, (x, y, deg, mcl, mcr, pl, pr) in enumerate(rays):
         a = math.radians(90 - deg * spread)
         d = (math.cos(a), math.sin(a))
-        fl = (0.0,) + tuple(math.radians(J(0, 25 if view == "LAT" else 8)) * (1 if rng.random() < 0.5 else -1) for _ in range(3))
+        fl = (0.0,) + tuple(
+            math.radians(J(0, 25 if view == "LAT" else 8)) * (1 if rng.random() < 0.5 else -1) for _ in range(3)
+        )
         if isolate and n + 1 != chosen:
             ids = L.chain(hf, (x * k, y * k), d, (mcl * k,), (mcr * k,), 0.2 * k, f"ray{n + 1}_")
         else:
-            ids = L.chain(hf, (x * k, y * k), d, (mcl * k,) + tuple(v * k for v in pl), (mcr * k,) + tuple(v * k for v in pr), 0.2 * k, f"ray{n + 1}_", flex=fl)
+            ids = L.chain(
+                hf,
+                (x * k, y * k),
+                d,
+                (mcl * k,) + tuple(v * k for v in pl),
+                (mcr * k,) + tuple(v * k for v in pr),
+                0.2 * k,
+                f"ray{n + 1}_",
+                flex=fl,
+            )
         finger_ids.append(ids)
     # Thumb.
     ta = math.radians(90 - J(30, 48) * (spread if view == "AP" else 0.7))
-    thumb = L.chain(hf, (2.55 * k, 3.15 * k), (math.cos(ta), math.sin(ta)), (4.3 * k, 3.0 * k, 2.2 * k), (0.45 * k, 0.4 * k, 0.33 * k), 0.2 * k, "ray0_", flex=(0.0, math.radians(J(-8, 15)), math.radians(J(-5, 20))))
+    thumb = L.chain(
+        hf,
+        (2.55 * k, 3.15 * k),
+        (math.cos(ta), math.sin(ta)),
+        (4.3 * k, 3.0 * k, 2.2 * k),
+        (0.45 * k, 0.4 * k, 0.33 * k),
+        0.2 * k,
+        "ray0_",
+        flex=(0.0, math.radians(J(-8, 15)), math.radians(J(-5, 20))),
+    )
     if isolate and chosen != 0:
         # Keep only the metacarpal of the thumb.
         drop = thumb[1:]
@@ -497,7 +682,12 @@ class _Film:
             return
         rmax = max(t.r0 * t.f0, t.r1 * t.f1) + 1.0 + (abs(t.bend[0]) + abs(t.bend[1]) if t.bend else 0.0)
         pad = rmax + (fracture["pad"] if fracture else 0.0)
-        g = self.box(min(t.q0[0], t.q1[0]) - pad, max(t.q0[0], t.q1[0]) + pad, min(t.q0[1], t.q1[1]) - pad, max(t.q0[1], t.q1[1]) + pad)
+        g = self.box(
+            min(t.q0[0], t.q1[0]) - pad,
+            max(t.q0[0], t.q1[0]) + pad,
+            min(t.q0[1], t.q1[1]) - pad,
+            max(t.q0[1], t.q1[1]) + pad,
+        )
         if g is None:
             return
         sl, X, Y = g
@@ -507,7 +697,11 @@ class _Film:
         n = dy * np.float32(u[0]) - dx * np.float32(u[1])
         if t.bend is not None:
             uu = _c01(s * (1.0 / L))
-            n = n - np.float32(t.bend[0]) * 4.0 * uu * (1.0 - uu) - np.float32(t.bend[1]) * np.sin(uu * np.float32(2 * math.pi))
+            n = (
+                n
+                - np.float32(t.bend[0]) * 4.0 * uu * (1.0 - uu)
+                - np.float32(t.bend[1]) * np.sin(uu * np.float32(2 * math.pi))
+            )
         if fracture is not None and fracture.get("disp") is not None:
             # Two fragments: the proximal one in place, the distal one shifted and tilted.
             sf, tanp = fracture["s"], fracture["tan"]
@@ -642,7 +836,9 @@ class _Film:
         mid, half = (a.a0 + a.a1) / 2, (a.a1 - a.a0) / 2
         # Fade out at the ends of the arc: cos of the angle from its middle, linearised at the end.
         cosd = (dx * np.float32(math.cos(mid)) + dy * np.float32(math.sin(mid))) / rho
-        fade = np.clip((cosd - np.float32(math.cos(half))) * np.float32(a.radius / (math.sin(half) * max(a.r * 2, 1.0))), 0, 1)
+        fade = np.clip(
+            (cosd - np.float32(math.cos(half))) * np.float32(a.radius / (math.sin(half) * max(a.r * 2, 1.0))), 0, 1
+        )
         d2 = np.square(rho - a.radius)
         outer = np.sqrt(np.maximum(a.r * a.r - d2, 0.0))
         ri = a.r * 0.65
@@ -655,7 +851,12 @@ class _Film:
     def soft_tissue(self, s: _Soft):
         if s.kind == "cap":
             r = max(s.r0, s.r1) + 1
-            g = self.box(min(s.q0[0], s.q1[0]) - r, max(s.q0[0], s.q1[0]) + r, min(s.q0[1], s.q1[1]) - r, max(s.q0[1], s.q1[1]) + r)
+            g = self.box(
+                min(s.q0[0], s.q1[0]) - r,
+                max(s.q0[0], s.q1[0]) + r,
+                min(s.q0[1], s.q1[1]) - r,
+                max(s.q0[1], s.q1[1]) + r,
+            )
             if g is None:
                 return
             sl, X, Y = g
@@ -917,12 +1118,18 @@ def _plan_lesion(rng, limb, study_type, field, px):
     S = FINDING_STRENGTH
     cands = [("tube", i, span) for i, span in _visible_tubes(limb, field, "", min_len=6.0) if limb.tubes[i].long]
     for i, e in enumerate(limb.ells):
-        if e.tag in ("head", "condyles", "capitate", "lunate", "scaphoid", "hamate", "glenoid") and _inside(e.c, field, max(e.a, e.b)):
+        if e.tag in ("head", "condyles", "capitate", "lunate", "scaphoid", "hamate", "glenoid") and _inside(
+            e.c, field, max(e.a, e.b)
+        ):
             cands.append(("ell", i, None))
     kind, i, span = _pick(rng, cands) if cands else ("tube", 0, (0.2, 0.8))
     if kind == "tube":
         t = limb.tubes[i]
-        frac = _frac_in(rng, span, 0.1, 0.9) if rng.random() < 0.5 else _frac_in(rng, span, *((0.05, 0.2) if rng.random() < 0.5 else (0.8, 0.95)))
+        frac = (
+            _frac_in(rng, span, 0.1, 0.9)
+            if rng.random() < 0.5
+            else _frac_in(rng, span, *((0.05, 0.2) if rng.random() < 0.5 else (0.8, 0.95)))
+        )
         c = _tube_point(t, frac)
         u = _unit(t.q1 - t.q0)
         bone_r = t.r0 + (t.r1 - t.r0) * frac
@@ -956,7 +1163,9 @@ def _apply_lesion(film: _Film, les):
     if g is None:
         return
     sl, X, Y = g
-    q = (np.square(X - np.float32(c[0])) * les["aspect"] + np.square(Y - np.float32(c[1])) / les["aspect"]) * (1.0 / (r * r))
+    q = (np.square(X - np.float32(c[0])) * les["aspect"] + np.square(Y - np.float32(c[1])) / les["aspect"]) * (
+        1.0 / (r * r)
+    )
     disk = _c01((1.0 - q) * r * 0.7)  # soft-edged disk, at least about a pixel wide
     bone = film.cort[sl] + film.marrow[sl]
     inbone = np.clip(bone * np.float32(1.0 / (0.35 * float(bone.max()) + 1e-6)), 0.0, 1.0)
@@ -1035,7 +1244,11 @@ def _draw_hardware(rng, film, limb, study_type, field, cmpp):
         kinds = ["plate", "plate", "nail", "wires"]
     kind = _pick(rng, kinds)
     if kind == "plate":
-        frac = _frac_in(rng, span, 0.3, 0.8) if t.tag != "radius" or rng.random() < 0.5 else _frac_in(rng, span, 0.82, 0.88)
+        frac = (
+            _frac_in(rng, span, 0.3, 0.8)
+            if t.tag != "radius" or rng.random() < 0.5
+            else _frac_in(rng, span, 0.82, 0.88)
+        )
         length = min(L * rng.uniform(0.35, 0.6), 14.0 / cmpp, film.h * 0.6, film.w * 0.6)
         side = 1 if rng.random() < 0.5 else -1
         c = _tube_point(t, frac) + nrm * side * r * rng.uniform(0.6, 1.1)
@@ -1046,7 +1259,9 @@ def _draw_hardware(rng, film, limb, study_type, field, cmpp):
         for k in range(nscrew):
             p = q0 + (q1 - q0) * (k + 0.5) / nscrew
             if rng.random() < 0.8:
-                film.metal_strip(p - nrm * side * r * 0.15, p - nrm * side * r * 2.3, max(hw * 0.4, 0.6), thread=0.5, dens=1.0)
+                film.metal_strip(
+                    p - nrm * side * r * 0.15, p - nrm * side * r * 2.3, max(hw * 0.4, 0.6), thread=0.5, dens=1.0
+                )
             else:
                 film.metal_disk(p, hw * 0.6, dens=0.4)
     elif kind == "screws":
@@ -1123,16 +1338,16 @@ def _draw_markers(rng, img, field_box, size, level, paint=True):
         pad_a = np.zeros((hh, block.shape[1]), np.float32)
         pad_a[: block.shape[0]] = block
         pad_b = np.zeros((hh, ib.shape[1]), np.float32)
-        pad_b[hh - ib.shape[0]:] = ib
+        pad_b[hh - ib.shape[0] :] = ib
         block = np.concatenate([pad_a, np.zeros((hh, cell * 2), np.float32), pad_b], axis=1)
     if rng.random() < 0.35:  # a square lead frame around the marker
         m = cell * 2
         framed = np.zeros((block.shape[0] + 2 * m, block.shape[1] + 2 * m), np.float32)
         framed[m:-m, m:-m] = block
         framed[: max(1, cell // 2)] = 1
-        framed[-max(1, cell // 2):] = 1
+        framed[-max(1, cell // 2) :] = 1
         framed[:, : max(1, cell // 2)] = 1
-        framed[:, -max(1, cell // 2):] = 1
+        framed[:, -max(1, cell // 2) :] = 1
         block = framed
     if rng.random() < 0.1:
         block = block[:, ::-1]
@@ -1149,7 +1364,7 @@ def _draw_markers(rng, img, field_box, size, level, paint=True):
     ya = int(np.clip(ya, 1, h - bh - 1))
     if not paint:
         return False
-    region = img[ya: ya + bh, xa: xa + bw]
+    region = img[ya : ya + bh, xa : xa + bw]
     ink = block * np.float32(level)
     changed = bool((ink > region).any())
     np.maximum(region, ink, out=region)
@@ -1342,7 +1557,17 @@ def draw_radiograph(
     tex = ndimage.gaussian_filter(tex, max(0.9, 0.05 / cmpp), truncate=2.5)
     tex *= np.float32(1.0 / (tex.std() + 1e-6))
     if finding == "cast":
-        seg = limb.casts[{"XR_FINGER": "finger", "XR_HAND": "hand", "XR_WRIST": "hand", "XR_FOREARM": "forearm", "XR_ELBOW": "arm", "XR_HUMERUS": "arm", "XR_SHOULDER": "arm"}[study_type]]
+        seg = limb.casts[
+            {
+                "XR_FINGER": "finger",
+                "XR_HAND": "hand",
+                "XR_WRIST": "hand",
+                "XR_FOREARM": "forearm",
+                "XR_ELBOW": "arm",
+                "XR_HUMERUS": "arm",
+                "XR_SHOULDER": "arm",
+            }[study_type]
+        ]
         plaster = frng.random() < 0.5
         # Texture on the scale of the film (like the findings' sizes), so that it shows at 64 px.
         amount = FINDING_STRENGTH["cast_texture"]

@@ -32,7 +32,15 @@ from filelock import FileLock, Timeout
 
 RUNS_ENV_VAR = "MURA_RUNS"
 FILE_MODE = 0o644  # readable by the group and others, whatever the umask
-RUN_FILES = ("run.json", "config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json", "model.weights.h5")
+RUN_FILES = (
+    "run.json",
+    "config.json",
+    "environment.json",
+    "history.csv",
+    "predictions.csv",
+    "metrics.json",
+    "model.weights.h5",
+)
 PREDICTION_COLUMNS = ("relpath", "study_path", "study_type", "patient", "view", "label", "subset", "probability")
 
 
@@ -171,7 +179,8 @@ class RunStore:
         except Timeout:
             print(
                 f"waiting for run {key} ({name or key}), trained by another process ...",
-                file=out or sys.stdout, flush=True,
+                file=out or sys.stdout,
+                flush=True,
             )
             lock.acquire()
         try:
@@ -243,8 +252,17 @@ class RunStore:
             (directory / "best.weights.h5").unlink(missing_ok=True)
         return directory
 
-    def finish(self, key: str, *, model, predictions: pd.DataFrame, environment: dict, data_summary: dict,
-               training: dict | None = None, task: str = "abnormality") -> Run:
+    def finish(
+        self,
+        key: str,
+        *,
+        model,
+        predictions: pd.DataFrame,
+        environment: dict,
+        data_summary: dict,
+        training: dict | None = None,
+        task: str = "abnormality",
+    ) -> Run:
         """Store the trained run; its metrics are the abnormality task's study-level metrics or,
         for ``task="study_type"``, the study-type accuracy and macro AUROC."""
         from .evaluation import aggregate_studies, study_metrics, study_type_metrics
@@ -298,11 +316,23 @@ class RunStore:
             metrics_path = info_path.parent / "metrics.json"
             if metrics_path.exists():
                 metrics = json.loads(metrics_path.read_text())
-                row.update({"auroc": metrics.get("auroc"), "kappa": metrics.get("kappa"),
-                            "accuracy": metrics.get("accuracy")})
+                row.update(
+                    {"auroc": metrics.get("auroc"), "kappa": metrics.get("kappa"), "accuracy": metrics.get("accuracy")}
+                )
             rows.append(row)
-        columns = ["key", "name", "status", "model", "task", "image_size", "seed", "finished",
-                   "auroc", "kappa", "accuracy"]
+        columns = [
+            "key",
+            "name",
+            "status",
+            "model",
+            "task",
+            "image_size",
+            "seed",
+            "finished",
+            "auroc",
+            "kappa",
+            "accuracy",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
 

@@ -63,11 +63,25 @@ RULES: dict[str, dict] = {
     "lr_patience": _int(1),
     "early_stopping_patience": _int(1),
     "smoothing": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1]"},
-    "validation_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
-                            "description": "a number in (0, 1)"},
+    "validation_fraction": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "exclusiveMaximum": 1,
+        "description": "a number in (0, 1)",
+    },
     "n_resamples": _int(100),
-    "seeds": {"type": "array", "items": _int(0), "minItems": 1, "description": "a non-empty list of seeds (integers >= 0)"},
-    "image_sizes": {"type": "array", "items": IMAGE_SIZE, "minItems": 1, "description": "a non-empty list of image sizes in [8, 1024]"},
+    "seeds": {
+        "type": "array",
+        "items": _int(0),
+        "minItems": 1,
+        "description": "a non-empty list of seeds (integers >= 0)",
+    },
+    "image_sizes": {
+        "type": "array",
+        "items": IMAGE_SIZE,
+        "minItems": 1,
+        "description": "a non-empty list of image sizes in [8, 1024]",
+    },
     "regularisation": {"type": "boolean", "description": "true or false"},
     "development": {"type": "boolean", "description": "true or false"},
     "backbone_image_size": _int(32, 1024, zero="the baseline's size"),
@@ -81,8 +95,10 @@ RULES: dict[str, dict] = {
     "gradcam_examples": _int(0),
     "size_sample": _int(1),
     "augmentation_samples": _int(1),
-    "pretrained_weights": {"anyOf": [{"type": "null"}, {"type": "string", "minLength": 1}],
-                           "description": "imagenet, the path of a weights file, or null (pretrain on the synthetic source task)"},
+    "pretrained_weights": {
+        "anyOf": [{"type": "null"}, {"type": "string", "minLength": 1}],
+        "description": "imagenet, the path of a weights file, or null (pretrain on the synthetic source task)",
+    },
     "data_source": {"enum": ["synthetic", "mura"], "description": "synthetic or mura"},
 }
 
@@ -91,11 +107,15 @@ def _rules() -> dict[str, dict]:
     names = ["cnn", *_backbone_names()]
     return RULES | {
         "backbones": {
-            "type": "array", "items": {"enum": names}, "minItems": 1,
+            "type": "array",
+            "items": {"enum": names},
+            "minItems": 1,
             "description": f"a non-empty list of backbones from {names}",
         },
         "backbone_modes": {
-            "type": "array", "items": {"enum": ["frozen", "fine-tuned"]}, "minItems": 1,
+            "type": "array",
+            "items": {"enum": ["frozen", "fine-tuned"]},
+            "minItems": 1,
             "description": "a non-empty list of 'frozen' and 'fine-tuned'",
         },
     }
@@ -119,9 +139,18 @@ DATA_SCHEMA = {
     "required": ["source"],
     "properties": {
         "source": {"enum": ["synthetic", "mura"], "description": "synthetic or mura"},
-        "scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1] (1 = MURA's size)"},
-        "valid_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 2,
-                        "description": "a number in (0, 2]: the size of the valid (test) split relative to MURA's"},
+        "scale": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "a number in (0, 1] (1 = MURA's size)",
+        },
+        "valid_scale": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 2,
+            "description": "a number in (0, 2]: the size of the valid (test) split relative to MURA's",
+        },
         "image_size": _int(16, 4096),
         "seed": _int(0),
         "path": {"type": "string", "description": "the path of a MURA-v1.1 folder"},
@@ -193,8 +222,10 @@ def chapter_schema(declared: dict) -> dict:
 
 
 def profile_schema(root: Path) -> dict:
-    chapters = {name: {k: v for k, v in declared.items() if k not in AUTOMATIC}
-                for name, declared in chapter_parameters(root).items()}
+    chapters = {
+        name: {k: v for k, v in declared.items() if k not in AUTOMATIC}
+        for name, declared in chapter_parameters(root).items()
+    }
     return {
         "type": "object",
         "additionalProperties": False,
@@ -202,13 +233,17 @@ def profile_schema(root: Path) -> dict:
         "properties": {
             "description": {"type": "string", "description": "a string"},
             "data": DATA_SCHEMA,
-            "parameters": {"anyOf": [{"type": "null"}, _object(settings_properties(), "experiment settings")],
-                           "description": "experiment settings"},
+            "parameters": {
+                "anyOf": [{"type": "null"}, _object(settings_properties(), "experiment settings")],
+                "description": "experiment settings",
+            },
             "chapters": {
                 "anyOf": [
                     {"type": "null"},
-                    _object({name: {"anyOf": [{"type": "null"}, chapter_schema(d)]} for name, d in chapters.items()},
-                            "chapters"),
+                    _object(
+                        {name: {"anyOf": [{"type": "null"}, chapter_schema(d)]} for name, d in chapters.items()},
+                        "chapters",
+                    ),
                 ],
                 "description": "chapters",
             },
@@ -273,7 +308,9 @@ def _leaves(error):
     """The most specific errors below an ``anyOf`` (the one that nearly matched)."""
     if error.validator != "anyOf" or not error.context:
         return [error]
-    objects = [e for e in error.context if e.validator in ("additionalProperties", "type") and e.validator_value != "null"]
+    objects = [
+        e for e in error.context if e.validator in ("additionalProperties", "type") and e.validator_value != "null"
+    ]
     typed = [e for e in error.context if e.validator != "type" or e.validator_value not in ("null",)]
     deepest = max(typed or error.context, key=lambda e: len(e.absolute_path))
     if len(deepest.absolute_path) > len(error.absolute_path) or objects:
@@ -312,7 +349,9 @@ def check(schema: dict, instance, where: str) -> None:
 def check_profile(root: Path, path: Path, values) -> None:
     """Check a profile's content against the schema (``path`` names it in messages)."""
     if not isinstance(values, dict):
-        raise ParameterError(f"{path}: a profile is a mapping with the sections description, data, parameters, chapters.")
+        raise ParameterError(
+            f"{path}: a profile is a mapping with the sections description, data, parameters, chapters."
+        )
     check(profile_schema(root), values, str(path))
 
 
@@ -328,5 +367,7 @@ def check_overrides(root: Path, chapter: str | None, sources: list[tuple[str, di
     schema = _object(properties, "parameters")
     for where, values in sources:
         if not isinstance(values, dict):
-            raise ParameterError(f"{where}: expected a mapping of parameter names to values, got {type(values).__name__}.")
+            raise ParameterError(
+                f"{where}: expected a mapping of parameter names to values, got {type(values).__name__}."
+            )
         check(schema, values, where)

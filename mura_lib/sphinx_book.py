@@ -117,8 +117,9 @@ def setup(app):
     app.add_config_value("thesis_appendix_caption", "Appendices", "env")
     app.add_config_value("thesis_appendix_word", "Appendix", "env")
     visitors = (_visit_table_figure, _depart_table_figure)
-    app.add_enumerable_node(table_figure, "table", html=visitors, latex=visitors, text=visitors, man=visitors,
-                            texinfo=visitors)
+    app.add_enumerable_node(
+        table_figure, "table", html=visitors, latex=visitors, text=visitors, man=visitors, texinfo=visitors
+    )
     app.add_transform(NumberTablesAsTables)
     app.connect("config-inited", add_static_path)
     app.connect("env-get-updated", letter_appendices, priority=900)

@@ -164,7 +164,9 @@ def plan_studies(spec: SyntheticSpec) -> pd.DataFrame:
     studies["study_number"] = studies.groupby(["split", "study_type", "patient"]).cumcount() + 1
     suffix = np.where(studies["label"] == 1, "positive", "negative")
     studies["study"] = [f"study{n}_{s}" for n, s in zip(studies["study_number"], suffix)]
-    studies["study_path"] = studies["split"] + "/" + studies["study_type"] + "/" + studies["patient"] + "/" + studies["study"]
+    studies["study_path"] = (
+        studies["split"] + "/" + studies["study_type"] + "/" + studies["patient"] + "/" + studies["study"]
+    )
     # Each abnormal study shows its finding in at least one view, not necessarily in all.
     return studies
 
@@ -196,8 +198,12 @@ def _plan_split_studies(rng: np.random.Generator, split: str, scale: float, firs
         if position < n_patients:
             patient = owners[position]
         else:
-            same = [p for p in rng.choice(owners, size=min(len(owners), 16), replace=False) if study_type in types_of[p]]
-            other = [p for p in rng.choice(owners, size=min(len(owners), 16), replace=False) if study_type not in types_of[p]]
+            same = [
+                p for p in rng.choice(owners, size=min(len(owners), 16), replace=False) if study_type in types_of[p]
+            ]
+            other = [
+                p for p in rng.choice(owners, size=min(len(owners), 16), replace=False) if study_type not in types_of[p]
+            ]
             if same and (rng.random() < REPEAT_SAME_TYPE_SHARE or not other):
                 patient = int(same[0])
             else:
@@ -310,8 +316,7 @@ def _generate(spec: "SyntheticSpec", spec_json: str, destination: Path, root: Pa
         (staging / study_path).mkdir(parents=True, exist_ok=True)
 
     tasks = [
-        (r.relpath, r.study_type, r.finding, r.view, r.rgb, r.image_seed, spec.image_size)
-        for r in images.itertuples()
+        (r.relpath, r.study_type, r.finding, r.view, r.rgb, r.image_seed, spec.image_size) for r in images.itertuples()
     ]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(tasks), desc="Synthesising radiographs", unit="img", disable=not progress)
@@ -349,7 +354,9 @@ def _generate(spec: "SyntheticSpec", spec_json: str, destination: Path, root: Pa
         lines = "".join(f"{DATASET_DIRNAME}/{p}\n" for p in split_images)
         (staging / f"{split}_image_paths.csv").write_text(lines)
         split_studies = studies.loc[studies["split"] == split]
-        lines = "".join(f"{DATASET_DIRNAME}/{p}/,{label}\n" for p, label in zip(split_studies["study_path"], split_studies["label"]))
+        lines = "".join(
+            f"{DATASET_DIRNAME}/{p}/,{label}\n" for p, label in zip(split_studies["study_path"], split_studies["label"])
+        )
         (staging / f"{split}_labeled_studies.csv").write_text(lines)
     # Ground truth that real MURA does not have: what each image shows. It lets the thesis ask
     # what a model relies on (e.g. hardware or lead markers as shortcuts).

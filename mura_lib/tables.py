@@ -48,8 +48,20 @@ COLUMN_WORDS = {
     "label": "Label",
 }
 # Columns that count things: shown as integers even when stored as floats (e.g. after a join).
-COUNT_WORDS = {"studies", "images", "patients", "views", "image size", "epochs", "seed", "parameters",
-               "trained parameters", "trainable parameters", "output features", "layers"}
+COUNT_WORDS = {
+    "studies",
+    "images",
+    "patients",
+    "views",
+    "image size",
+    "epochs",
+    "seed",
+    "parameters",
+    "trained parameters",
+    "trainable parameters",
+    "output features",
+    "layers",
+}
 INTERVAL_SUFFIXES = ("_low", "_high")
 
 
@@ -111,7 +123,11 @@ def _merge_intervals(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
 
 
 def format_table(
-    frame: pd.DataFrame, *, digits: int = 3, caption: str | None = None, index: bool = True,
+    frame: pd.DataFrame,
+    *,
+    digits: int = 3,
+    caption: str | None = None,
+    index: bool = True,
     words: dict | None = None,
 ) -> Styler:
     """A result DataFrame as a table for reading (a pandas Styler, shown as HTML).

@@ -241,7 +241,9 @@ class _ReseedEachEpoch(keras.callbacks.Callback):
         for layer in self.model._flatten_layers(include_self=True, recursive=True):
             for generator in getattr(layer, "_seed_generators", []):
                 initial = generator._initial_seed or 0
-                state = np.array([initial, epoch * 1_000_003], dtype=keras.backend.standardize_dtype(generator.state.dtype))
+                state = np.array(
+                    [initial, epoch * 1_000_003], dtype=keras.backend.standardize_dtype(generator.state.dtype)
+                )
                 generator.state.assign(state)
 
 
@@ -270,7 +272,9 @@ class _StudyValidation(keras.callbacks.Callback):
         probability = self.model.predict(self.batches, verbose=0).reshape(-1).astype("float64")
         labels = self.images["label"].to_numpy()
         clipped = np.clip(probability, 1e-7, 1 - 1e-7)
-        loss = -(self.weights * (labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))).sum() / self.weights.sum()
+        loss = (
+            -(self.weights * (labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))).sum() / self.weights.sum()
+        )
         studies = aggregate_studies(self.images.assign(probability=probability))
         auroc = float(roc_auc_score(studies["label"], studies["probability"]))
         self.record(logs, loss=float(loss), image_auroc=float(roc_auc_score(labels, probability)), study_auroc=auroc)
@@ -278,9 +282,13 @@ class _StudyValidation(keras.callbacks.Callback):
     def record(self, logs, *, loss: float, image_auroc: float, study_auroc: float) -> None:
         """Put one epoch's validation scores and the smoothed AUROC into ``logs``."""
         previous = self.smoothed
-        self.smoothed = study_auroc if previous is None else self.smoothing * study_auroc + (1 - self.smoothing) * previous
+        self.smoothed = (
+            study_auroc if previous is None else self.smoothing * study_auroc + (1 - self.smoothing) * previous
+        )
         if logs is not None:
-            logs.update({"val_loss": loss, "val_auc": image_auroc, "val_study_auroc": study_auroc, MONITOR: self.smoothed})
+            logs.update(
+                {"val_loss": loss, "val_auc": image_auroc, "val_study_auroc": study_auroc, MONITOR: self.smoothed}
+            )
 
 
 class _StudyTypeValidation(_StudyValidation):
@@ -321,9 +329,7 @@ class _PersistState(keras.callbacks.Callback):
                     setattr(callback, name, value)
 
     def on_epoch_end(self, epoch, logs=None):
-        states = [
-            {name: _to_json(getattr(c, name)) for name in self.FIELDS if hasattr(c, name)} for c in self.tracked
-        ]
+        states = [{name: _to_json(getattr(c, name)) for name in self.FIELDS if hasattr(c, name)} for c in self.tracked]
         atomic_write_text(self.path, json.dumps(states))
 
 
@@ -405,7 +411,8 @@ class _EpochLines(keras.callbacks.Callback):
         parts = [f"{name} {value:.4f}" for name, value in logs.items() if name != "learning_rate"]
         rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         print(
-            f"[{self.label}] epoch {epoch + 1}/{self.epochs}  " + "  ".join(parts)
+            f"[{self.label}] epoch {epoch + 1}/{self.epochs}  "
+            + "  ".join(parts)
             + f"  lr {rate:.1e}  ({time.perf_counter() - self.started:.1f}s)",
             file=progress_stream(),
             flush=True,
@@ -562,11 +569,19 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     weights = sample_weights(train, config)
     validation_weights = sample_weights(validation, config)
     train_batches = CacheBatches(
-        prepared.cache_images, train["cache_row"], task_labels(train, config.task), weights,
-        batch_size=config.batch_size, shuffle=True, seed=config.seed,
+        prepared.cache_images,
+        train["cache_row"],
+        task_labels(train, config.task),
+        weights,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed,
     )
     validation_batches = CacheBatches(
-        prepared.cache_images, validation["cache_row"], task_labels(validation, config.task), validation_weights,
+        prepared.cache_images,
+        validation["cache_row"],
+        task_labels(validation, config.task),
+        validation_weights,
         batch_size=config.batch_size,
     )
 
@@ -579,13 +594,27 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
         validating = _StudyValidation if config.task == "abnormality" else _StudyTypeValidation
         validation_check = validating(validation_batches, validation, validation_weights, config.smoothing)
         plateau = _PlateauAfter(
-            config.min_epochs, monitor=MONITOR, mode="max", factor=0.1, patience=config.lr_patience, min_lr=1e-7, verbose=0
+            config.min_epochs,
+            monitor=MONITOR,
+            mode="max",
+            factor=0.1,
+            patience=config.lr_patience,
+            min_lr=1e-7,
+            verbose=0,
         )
         stopping = keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="max", patience=config.early_stopping_patience, start_from_epoch=config.min_epochs, verbose=0
+            monitor=MONITOR,
+            mode="max",
+            patience=config.early_stopping_patience,
+            start_from_epoch=config.min_epochs,
+            verbose=0,
         )
         best = keras.callbacks.ModelCheckpoint(
-            str(directory / "best.weights.h5"), monitor=MONITOR, mode="max", save_best_only=True, save_weights_only=True,
+            str(directory / "best.weights.h5"),
+            monitor=MONITOR,
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
             verbose=0,
         )
         checkpoint = _Checkpoint(directory / "checkpoint")
@@ -630,8 +659,9 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
             "best_epoch": int(history.loc[history[MONITOR].idxmax(), "epoch"]) + 1,
         }
         model.load_weights(directory / "best.weights.h5")
-        predictions = predict_images(model, prepared, ("validation", "test"), batch_size=config.batch_size,
-                                     task=config.task)
+        predictions = predict_images(
+            model, prepared, ("validation", "test"), batch_size=config.batch_size, task=config.task
+        )
         if source is not None:
             training["init_from"] = {"key": source.key, "name": source.name, "layers": len(transferred)}
     finally:
@@ -641,7 +671,12 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
         task=config.task,
         model=model,
         predictions=predictions,
-        environment=device.environment() | {"precision": precision, "numerics": numerics.in_effect(device.backend()), "train_seconds_last_session": round(seconds, 2)},
+        environment=device.environment()
+        | {
+            "precision": precision,
+            "numerics": numerics.in_effect(device.backend()),
+            "train_seconds_last_session": round(seconds, 2),
+        },
         training=training,
         data_summary={
             "train_images": int(len(train)),
@@ -652,8 +687,9 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     )
 
 
-def predict_images(model: keras.Model, prepared: PreparedData, subsets, *, batch_size: int = 64,
-                   task: str = "abnormality") -> pd.DataFrame:
+def predict_images(
+    model: keras.Model, prepared: PreparedData, subsets, *, batch_size: int = 64, task: str = "abnormality"
+) -> pd.DataFrame:
     """Image-level predictions for the given subsets.
 
     For the abnormality task, ``probability`` is the abnormality probability.  For the study-type

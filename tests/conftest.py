@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A read-only synthetic MURA-v1.1 copy (about 400 images of 64 px)."""
-    return generate_synthetic_mura(tmp_path_factory.mktemp("synthetic"), scale=0.01, image_size=64, seed=0, progress=False)
+    return generate_synthetic_mura(
+        tmp_path_factory.mktemp("synthetic"), scale=0.01, image_size=64, seed=0, progress=False
+    )
 
 
 @pytest.fixture

@@ -43,8 +43,13 @@ def test_per_finding_auroc_matches_scikit_learn(truth):
         assert row[analysis.SENSITIVITY] == pytest.approx((abnormal > 0.5).mean())
         assert row[analysis.LOW] <= row[analysis.AUROC] <= row[analysis.HIGH]
     shown = analysis.readable(table)
-    assert list(shown.columns) == ["Finding", "Abnormal studies", "AUROC against normal studies", "95% interval",
-                                   "Sensitivity at 0.5"]
+    assert list(shown.columns) == [
+        "Finding",
+        "Abnormal studies",
+        "AUROC against normal studies",
+        "95% interval",
+        "Sensitivity at 0.5",
+    ]
 
 
 def test_conspicuity_tertiles_split_the_subtle_findings(truth):
@@ -58,8 +63,9 @@ def test_conspicuity_tertiles_split_the_subtle_findings(truth):
     tertile = pd.qcut(subtle["conspicuity"], 3, labels=list(analysis.CONSPICUITY_LEVELS))
     normal = studies.loc[studies["label"] == 0, "probability"]
     for _, row in table.iterrows():
-        abnormal = studies.set_index("study_path").loc[subtle.loc[tertile == row[analysis.CONSPICUITY], "study_path"],
-                                                       "probability"]
+        abnormal = studies.set_index("study_path").loc[
+            subtle.loc[tertile == row[analysis.CONSPICUITY], "study_path"], "probability"
+        ]
         labels = np.r_[np.ones(len(abnormal)), np.zeros(len(normal))]
         expected = roc_auc_score(labels, np.r_[abnormal.to_numpy(), normal.to_numpy()])
         assert row[analysis.AUROC] == pytest.approx(expected, abs=1e-12)
@@ -85,9 +91,16 @@ def test_shortcut_reliance_sees_a_network_that_only_finds_hardware_and_casts(tru
 
 
 def test_finding_sentences_sort_findings_by_their_intervals():
-    table = pd.DataFrame({analysis.FINDING: ["fracture", "hardware", "lesion"], analysis.STUDIES: [9, 8, 1],
-                          analysis.AUROC: [0.55, 0.97, 0.6], analysis.LOW: [0.45, 0.93, np.nan],
-                          analysis.HIGH: [0.66, 0.99, np.nan], analysis.SENSITIVITY: [0.2, 0.9, 0.0]})
+    table = pd.DataFrame(
+        {
+            analysis.FINDING: ["fracture", "hardware", "lesion"],
+            analysis.STUDIES: [9, 8, 1],
+            analysis.AUROC: [0.55, 0.97, 0.6],
+            analysis.LOW: [0.45, 0.93, np.nan],
+            analysis.HIGH: [0.66, 0.99, np.nan],
+            analysis.SENSITIVITY: [0.2, 0.9, 0.0],
+        }
+    )
     text = analysis.finding_sentences(table)
     detects, rest = text.split("It cannot be shown to detect")
     assert "hardware (AUROC 0.970, interval 0.930 to 0.990)" in detects and "fracture" not in detects
@@ -115,18 +128,21 @@ def test_predictions_from_another_dataset_are_refused(truth):
 def tiny_run(synthetic_root, tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("cache")
     store = RunStore(tmp_path_factory.mktemp("runs"))
-    run = run_experiment(ExperimentConfig(**TINY), load_mura(synthetic_root), store=store, cache_dir=cache_dir,
-                         verbose="silent")
+    run = run_experiment(
+        ExperimentConfig(**TINY), load_mura(synthetic_root), store=store, cache_dir=cache_dir, verbose="silent"
+    )
     return run, cache_dir
 
 
 def test_redrawn_films_reproduce_the_cache_and_the_stored_predictions(synthetic_root, tiny_run):
     run, cache_dir = tiny_run
     images = run.predictions.loc[run.predictions["subset"] == "test"]
-    redrawn = analysis.render_preprocessed(synthetic_root, images["relpath"], run.config.image_size, run.config.policy,
-                                           markers=True, workers=1)
-    cache = build_cache(load_mura(synthetic_root), run.config.image_size, policy=run.config.policy,
-                        cache_dir=cache_dir, progress=False)
+    redrawn = analysis.render_preprocessed(
+        synthetic_root, images["relpath"], run.config.image_size, run.config.policy, markers=True, workers=1
+    )
+    cache = build_cache(
+        load_mura(synthetic_root), run.config.image_size, policy=run.config.policy, cache_dir=cache_dir, progress=False
+    )
     np.testing.assert_array_equal(redrawn, cache.images[cache.rows_for(images["relpath"])])
     probability = analysis.predict_pixels(run, redrawn, images["label"])
     np.testing.assert_allclose(probability, images["probability"], atol=1e-5, rtol=0)
@@ -134,8 +150,9 @@ def test_redrawn_films_reproduce_the_cache_and_the_stored_predictions(synthetic_
 
 def test_marker_masking_on_a_trained_run(synthetic_root, tiny_run, tmp_path):
     run, _ = tiny_run
-    comparison, summary, changes = analysis.marker_masking(run, synthetic_root, n_resamples=200, seed=0,
-                                                           cache_dir=tmp_path, workers=2)
+    comparison, summary, changes = analysis.marker_masking(
+        run, synthetic_root, n_resamples=200, seed=0, cache_dir=tmp_path, workers=2
+    )
     images = run.predictions.loc[run.predictions["subset"] == "test"]
     assert comparison.studies == images["study_path"].nunique() == summary["studies"]
     assert comparison.auroc_b == pytest.approx(run.metrics["auroc"])
@@ -147,10 +164,12 @@ def test_marker_masking_on_a_trained_run(synthetic_root, tiny_run, tmp_path):
     assert summary["marked_mean_abs_change"] == pytest.approx(np.abs(changes.loc[changes["marker"], "change"]).mean())
     assert 0 <= summary["flipped_share"] <= 1
     # Removing the markers changed the pixels the model saw, not only nothing.
-    masked = analysis.render_preprocessed(synthetic_root, images["relpath"], run.config.image_size, run.config.policy,
-                                          cache_dir=tmp_path)
-    kept = analysis.render_preprocessed(synthetic_root, images["relpath"], run.config.image_size, run.config.policy,
-                                        markers=True, workers=1)
+    masked = analysis.render_preprocessed(
+        synthetic_root, images["relpath"], run.config.image_size, run.config.policy, cache_dir=tmp_path
+    )
+    kept = analysis.render_preprocessed(
+        synthetic_root, images["relpath"], run.config.image_size, run.config.policy, markers=True, workers=1
+    )
     differs = (masked != kept).reshape(len(masked), -1).any(axis=1)
     assert differs[marked].all() and not differs[~marked].any()
     assert len(list((tmp_path / "redrawn").glob("*.npy"))) == 1  # the masked films, kept on disk and reused
@@ -163,8 +182,9 @@ def test_shortcut_reading_follows_the_measurements(truth):
     reliant = analysis.shortcut_reliance(fabricated(truth, shortcut=True), truth, n_resamples=300, seed=0)
     studies = fabricated(truth)
     same = compare_paired(studies, studies, n_resamples=200, seed=0)
-    moved = compare_paired(studies.assign(probability=studies["probability"] * (studies["label"] == 0)), studies,
-                           n_resamples=200, seed=0)
+    moved = compare_paired(
+        studies.assign(probability=studies["probability"] * (studies["label"] == 0)), studies, n_resamples=200, seed=0
+    )
     summary = {"marked_mean_abs_change": 0.004}
     shown = truth[["hardware", "cast", "marker"]].head(6)
     text = analysis.shortcut_reading(reliant, same, summary, shown)

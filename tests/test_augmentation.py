@@ -43,10 +43,12 @@ def smooth_image(seed: int = 0) -> np.ndarray:
 def keras_layers(image, angle, zoom, flip):
     """The old augmentation's geometry with a fixed transform: RandomFlip (a mirror, done here
     directly), RandomRotation and RandomZoom with their ranges collapsed to one value."""
-    steps = keras.Sequential([
-        keras.layers.RandomRotation((angle / 360, angle / 360), fill_mode="constant"),
-        keras.layers.RandomZoom((zoom - 1, zoom - 1), fill_mode="constant"),
-    ])
+    steps = keras.Sequential(
+        [
+            keras.layers.RandomRotation((angle / 360, angle / 360), fill_mode="constant"),
+            keras.layers.RandomZoom((zoom - 1, zoom - 1), fill_mode="constant"),
+        ]
+    )
     mirrored = image[:, :, ::-1] if flip else image
     return keras.ops.convert_to_numpy(steps(mirrored, training=True))[0, ..., 0]
 
@@ -177,7 +179,10 @@ def test_the_warp_on_jax_matches_tensorflow(tmp_path):
     environment = os.environ | {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "image.npy"), str(tmp_path / "warped.npy")],
-        capture_output=True, text=True, env=environment, timeout=300,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -28,7 +28,10 @@ def test_training_smoke_on_jax(synthetic_root, tmp_path):
     environment = os.environ | {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(synthetic_root), str(tmp_path / "runs"), str(tmp_path / "cache")],
-        capture_output=True, text=True, env=environment, timeout=600,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     import json

@@ -36,9 +36,18 @@ def _browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1600"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -127,7 +136,8 @@ def test_no_page_or_table_overflows_its_column(smoke_book, browser, width):
         for page in _pages(project):
             browser.get(page.as_uri())
             page_width, window = browser.execute_script(
-                "return [document.documentElement.scrollWidth, window.innerWidth];")
+                "return [document.documentElement.scrollWidth, window.innerWidth];"
+            )
             if page_width > window:
                 problems.append(f"{page.name} at {width} px: the page is {page_width} px wide, wider than the window")
             problems += [f"{page.name} at {width} px: {text}" for text in browser.execute_script(OVERFLOWING_TABLES)]
@@ -140,16 +150,21 @@ def test_no_page_or_table_overflows_its_column(smoke_book, browser, width):
 def test_equations_render_offline_with_the_books_mathjax(smoke_book, browser):
     project, _ = smoke_book
     for page in _pages(project):
-        remote = [src for src in re.findall(r'<script[^>]+src="([^"]+)"', page.read_text())
-                  if "mathjax" in src.lower() and "://" in src]
+        remote = [
+            src
+            for src in re.findall(r'<script[^>]+src="([^"]+)"', page.read_text())
+            if "mathjax" in src.lower() and "://" in src
+        ]
         assert not remote, f"{page.name} loads MathJax from the network: {remote}"
     page = project / "_build" / "html" / "chapters" / "02_background.html"
     browser.get(page.as_uri())
     sources = browser.execute_script(
-        "return Array.from(document.scripts).map(s => s.src).filter(s => s.toLowerCase().includes('mathjax'));")
+        "return Array.from(document.scripts).map(s => s.src).filter(s => s.toLowerCase().includes('mathjax'));"
+    )
     assert sources and all(src.startswith("file://") for src in sources), sources
     assert all(Path(unquote(urlparse(src).path)).exists() for src in sources)
-    WebDriverWait(browser, 30).until(lambda b: b.execute_script(
-        "return document.querySelectorAll('mjx-container').length;") > 0)
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.querySelectorAll('mjx-container').length;") > 0
+    )
     errors = browser.execute_script("return document.querySelectorAll('mjx-merror, .MathJax_Error').length;")
     assert errors == 0, f"{errors} equations on {page.name} failed to typeset"

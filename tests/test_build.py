@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -74,7 +73,16 @@ def test_no_noise_in_html(smoke_book):
     project, _ = smoke_book
     for page in (project / "_build" / "html" / "chapters").glob("*.html"):
         text = page.read_text()
-        for noise in ("Traceback", "tensorflow/core", "absl::", "━━━━", "it/s]", "img/s]", "injected-parameters", "WARNING"):
+        for noise in (
+            "Traceback",
+            "tensorflow/core",
+            "absl::",
+            "━━━━",
+            "it/s]",
+            "img/s]",
+            "injected-parameters",
+            "WARNING",
+        ):
             assert noise not in text, f"{noise!r} in {page.name}"
 
 
@@ -139,7 +147,9 @@ def test_failing_chapter_stops_build_and_keeps_previous_html(smoke_book):
     before = published.read_text()
     chapter = project / "chapters" / "07_ethics.md"
     original = chapter.read_text()
-    chapter.write_text(original + "\n```{code-cell} ipython3\nraise RuntimeError('deliberate failure for the test')\n```\n")
+    chapter.write_text(
+        original + "\n```{code-cell} ipython3\nraise RuntimeError('deliberate failure for the test')\n```\n"
+    )
     try:
         result = mura_thesis(project, "build", "--profile", "smoke", check=False)
         assert result.returncode != 0
@@ -163,7 +173,9 @@ def test_unknown_profile_is_explained(smoke_book):
 def test_full_profile_without_data_says_how_to_get_it(smoke_book):
     project, _ = smoke_book
     environment = {k: v for k, v in os.environ.items() if k != "MURA_DATA"}
-    result = subprocess.run([*CLI, "build", "--profile", "full"], cwd=project, capture_output=True, text=True, env=environment)
+    result = subprocess.run(
+        [*CLI, "build", "--profile", "full"], cwd=project, capture_output=True, text=True, env=environment
+    )
     assert result.returncode == 1
     assert "--data" in result.stderr and "MURA_DATA" in result.stderr
 
@@ -173,8 +185,15 @@ def test_killed_build_leaves_nothing_half_written_and_continues(smoke_book):
 
     project, _ = smoke_book
     environment = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([*CLI, "build", "--profile", "smoke", "--force"], cwd=project, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [*CLI, "build", "--profile", "smoke", "--force"],
+        cwd=project,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -231,7 +250,9 @@ def test_changed_library_source_marks_every_notebook_chapter_stale(smoke_book, t
     environment = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(library)}
 
     def status():
-        result = subprocess.run([*CLI, "status", "--profile", "smoke"], cwd=project, capture_output=True, text=True, env=environment)
+        result = subprocess.run(
+            [*CLI, "status", "--profile", "smoke"], cwd=project, capture_output=True, text=True, env=environment
+        )
         assert result.returncode == 0, result.stderr
         return [line for line in result.stdout.splitlines() if line.startswith("  ")]
 
@@ -275,8 +296,11 @@ def test_text_holds_for_the_build_it_sits_in(smoke_book):
     """Sentences that were true of one profile only stay out; profile-dependent facts are glued."""
     project, _ = smoke_book
     offenders = [
-        r"few hundred test studies", r"few thousand training studies", r"August 2018",
-        r"reports all its results by study type", r"EfficientNet, pretrained on ImageNet, are adapted",
+        r"few hundred test studies",
+        r"few thousand training studies",
+        r"August 2018",
+        r"reports all its results by study type",
+        r"EfficientNet, pretrained on ImageNet, are adapted",
         r"intervals overlap substantially cannot be told apart",
     ]
     pages = [project / "_build" / "html" / "index.html", *(project / "_build" / "html" / "chapters").glob("*.html")]
@@ -285,8 +309,8 @@ def test_text_holds_for_the_build_it_sits_in(smoke_book):
         for pattern in offenders:
             assert not re.search(pattern, text), f"{pattern!r} on {page.name}"
     # The number of test studies is this build's, glued from its data.
-    from mura_lib.dataset import load_mura
     from mura_lib.build import load_profile, resolve_data
+    from mura_lib.dataset import load_mura
 
     _, root = resolve_data(project, load_profile(project, "smoke"))
     images = load_mura(root).images

@@ -53,7 +53,8 @@ def _predictions():
     return pd.DataFrame(
         {
             "relpath": [f"s{s}/image{v}.png" for s, v in [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]],
-            "study_path": ["valid/XR_HAND/patient1/study1_positive"] * 3 + ["valid/XR_WRIST/patient2/study1_negative"] * 2,
+            "study_path": ["valid/XR_HAND/patient1/study1_positive"] * 3
+            + ["valid/XR_WRIST/patient2/study1_negative"] * 2,
             "study_type": ["XR_HAND"] * 3 + ["XR_WRIST"] * 2,
             "label": [1, 1, 1, 0, 0],
             "probability": [0.2, 0.9, 0.7, 0.1, 0.6],
@@ -102,7 +103,10 @@ def test_submission_round_trip_matches_official_kappa(tmp_path, scores):
     types = np.array(["XR_HAND", "XR_WRIST", "XR_ELBOW"])[np.arange(len(labels)) % 3]
     studies = pd.DataFrame(
         {
-            "study_path": [f"valid/{t}/patient{11185 + i}/study1_{'positive' if l else 'negative'}" for i, (t, l) in enumerate(zip(types, labels))],
+            "study_path": [
+                f"valid/{t}/patient{11185 + i}/study1_{'positive' if l else 'negative'}"
+                for i, (t, l) in enumerate(zip(types, labels))
+            ],
             "study_type": types,
             "label": labels,
             "probability": probabilities,
@@ -122,7 +126,9 @@ def test_submission_round_trip_matches_official_kappa(tmp_path, scores):
 
 
 def test_scorer_rejects_incomplete_submission(tmp_path):
-    (tmp_path / "truth.csv").write_text("MURA-v1.1/valid/XR_HAND/patient1/study1_positive/,1\nMURA-v1.1/valid/XR_HAND/patient2/study1_negative/,0\n")
+    (tmp_path / "truth.csv").write_text(
+        "MURA-v1.1/valid/XR_HAND/patient1/study1_positive/,1\nMURA-v1.1/valid/XR_HAND/patient2/study1_negative/,0\n"
+    )
     (tmp_path / "sub.csv").write_text("MURA-v1.1/valid/XR_HAND/patient1/study1_positive/,1\n")
     with pytest.raises(ValueError, match="lacks 1 studies"):
         evaluation.score_submission(tmp_path / "sub.csv", tmp_path / "truth.csv")

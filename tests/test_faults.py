@@ -14,7 +14,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -43,8 +42,14 @@ def small_project(target: Path) -> Path:
 
 
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mura_lib.cli", *args], cwd=project, capture_output=True, text=True,
-                          env=ENVIRONMENT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mura_lib.cli", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
+    )
 
 
 def dead_pid() -> int:
@@ -71,8 +76,13 @@ def test_two_processes_training_one_run_key_take_turns(synthetic_root, tmp_path)
     store, cache = tmp_path / "runs", tmp_path / "cache"
     build_cache(load_mura(synthetic_root), 16, cache_dir=cache, progress=False)  # both start training at once
     processes = [
-        subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(synthetic_root), str(store), str(cache)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENVIRONMENT)
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN_SCRIPT, str(synthetic_root), str(store), str(cache)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENVIRONMENT,
+        )
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=300) for process in processes]
@@ -128,7 +138,10 @@ def test_run_store_files_are_readable_by_the_group(tmp_path):
 def test_second_build_of_a_profile_waits_or_fails_fast(tmp_path):
     project = small_project(tmp_path / "thesis")
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
             import sys, time
             from pathlib import Path
             from mura_lib.build import Builder, load_profile
@@ -136,8 +149,12 @@ def test_second_build_of_a_profile_waits_or_fails_fast(tmp_path):
             with builder.lock():
                 print("locked", flush=True)
                 time.sleep(60)
-        """)],
-        cwd=project, stdout=subprocess.PIPE, text=True, env=ENVIRONMENT,
+        """),
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENVIRONMENT,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -178,7 +195,10 @@ def test_two_runs_of_one_chapter_do_not_share_an_output(tmp_path):
         holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         try:
             result = subprocess.run(
-                [sys.executable, "-c", textwrap.dedent("""
+                [
+                    sys.executable,
+                    "-c",
+                    textwrap.dedent("""
                     import sys
                     from pathlib import Path
                     from mura_lib.build import Builder, run_single_chapter, load_profile
@@ -189,8 +209,14 @@ def test_two_runs_of_one_chapter_do_not_share_an_output(tmp_path):
                                            data=sys.argv[1])
                     except Exception as error:
                         print(type(error).__name__, error)
-                """), str(tmp_path)],
-                cwd=project, capture_output=True, text=True, env=ENVIRONMENT, timeout=120,
+                """),
+                    str(tmp_path),
+                ],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                env=ENVIRONMENT,
+                timeout=120,
             )
         finally:
             holder.kill()
@@ -267,7 +293,9 @@ def test_splits_are_checked_before_training(mura_copy):
     lines = csv.read_text().splitlines()
     # The same image listed twice.
     csv.write_text("\n".join([*lines, lines[4]]) + "\n")
-    with pytest.raises(MuraFormatError, match=rf"train_image_paths.csv:{len(lines) + 1}: .* listed twice \(first on line 5\)"):
+    with pytest.raises(
+        MuraFormatError, match=rf"train_image_paths.csv:{len(lines) + 1}: .* listed twice \(first on line 5\)"
+    ):
         load_mura(mura_copy)
     csv.write_text("\n".join(lines) + "\n")
     # A link to a file that is gone.
@@ -289,8 +317,13 @@ def test_one_class_split_is_an_error(mura_copy):
     images = mura_copy / "valid_image_paths.csv"
     abnormal = [line.split(",")[0] for line in studies.read_text().splitlines() if line.endswith(",1")]
     studies.write_text("".join(f"{line}\n" for line in studies.read_text().splitlines() if not line.endswith(",1")))
-    images.write_text("".join(f"{line}\n" for line in images.read_text().splitlines()
-                              if not any(line.startswith(study) for study in abnormal)))
+    images.write_text(
+        "".join(
+            f"{line}\n"
+            for line in images.read_text().splitlines()
+            if not any(line.startswith(study) for study in abnormal)
+        )
+    )
     for study in abnormal:
         shutil.rmtree(mura_copy / study.split("/", 1)[1])
     with pytest.raises(MuraFormatError, match="every study of the valid split is normal; with one class AUROC"):
@@ -325,16 +358,32 @@ def test_missing_files_policy_from_profile_and_command_line(mura_copy, monkeypat
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda text: text.replace("  epochs: 3", "  epoch: 1"), r"params/bad.yaml: parameters.epoch: unknown key \(did you mean 'epochs'\?\)"),
-        (lambda text: text.replace("    architecture_image_size: 32", "    architecture_image_siz: 32"),
-         r"chapters.appendix_a_architectures.architecture_image_siz: unknown key \(did you mean 'architecture_image_size'\?\)"),
-        (lambda text: text.replace("  appendix_a_architectures:", "  appendix_a_architecture:"),
-         r"chapters.appendix_a_architecture: unknown key"),
-        (lambda text: text.replace("  image_size: 32", "  image_size: abc"), r"parameters.image_size: 'abc' is not valid; expected an integer in \[8, 1024\]"),
+        (
+            lambda text: text.replace("  epochs: 3", "  epoch: 1"),
+            r"params/bad.yaml: parameters.epoch: unknown key \(did you mean 'epochs'\?\)",
+        ),
+        (
+            lambda text: text.replace("    architecture_image_size: 32", "    architecture_image_siz: 32"),
+            r"chapters.appendix_a_architectures.architecture_image_siz: unknown key \(did you mean 'architecture_image_size'\?\)",
+        ),
+        (
+            lambda text: text.replace("  appendix_a_architectures:", "  appendix_a_architecture:"),
+            r"chapters.appendix_a_architecture: unknown key",
+        ),
+        (
+            lambda text: text.replace("  image_size: 32", "  image_size: abc"),
+            r"parameters.image_size: 'abc' is not valid; expected an integer in \[8, 1024\]",
+        ),
         (lambda text: text.replace("  image_size: 32", "  image_size: 4"), r"parameters.image_size: 4 is not valid"),
         (lambda text: text.replace("  seeds: [0, 1]", "  seeds: [0, -1]"), r"parameters.seeds\[1\]: -1 is not valid"),
-        (lambda text: text.replace("  scale: 0.01", "  scale: 2"), r"data.scale: 2 is not valid; expected a number in \(0, 1\]"),
-        (lambda text: text.replace("  n_resamples: 200", "  n_resamples 200"), r"params/bad.yaml:\d+:\d+: YAML syntax error"),
+        (
+            lambda text: text.replace("  scale: 0.01", "  scale: 2"),
+            r"data.scale: 2 is not valid; expected a number in \(0, 1\]",
+        ),
+        (
+            lambda text: text.replace("  n_resamples: 200", "  n_resamples 200"),
+            r"params/bad.yaml:\d+:\d+: YAML syntax error",
+        ),
     ],
     ids=["epoch", "chapter-key", "chapter-name", "type", "range", "list-item", "data-section", "yaml-syntax"],
 )
@@ -471,13 +520,21 @@ def test_kernel_death_and_expected_errors_end_in_one_message(tmp_path, capfd):
     assert record["chapter"] == "fine"
     assert "KeyboardInterrupt" not in capfd.readouterr().err
     plan = chapter_plan(project, "killed", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
-    with pytest.raises(BuildError, match="The kernel executing chapter killed .* died.*Re-running the same command resumes"):
+    with pytest.raises(
+        BuildError, match="The kernel executing chapter killed .* died.*Re-running the same command resumes"
+    ):
         builder.execute(plan, project / "build" / "killed.ipynb")
-    plan = chapter_plan(project, "bad_data", "from mura_lib.dataset import MuraFormatError\n"
-                                             "raise MuraFormatError('train_image_paths.csv:3: not valid UTF-8')")
+    plan = chapter_plan(
+        project,
+        "bad_data",
+        "from mura_lib.dataset import MuraFormatError\n"
+        "raise MuraFormatError('train_image_paths.csv:3: not valid UTF-8')",
+    )
     with pytest.raises(BuildError) as error:
         builder.execute(plan, project / "build" / "bad_data.ipynb")
-    assert "Chapter bad_data (chapters/bad_data.md) stopped: train_image_paths.csv:3: not valid UTF-8" in str(error.value)
+    assert "Chapter bad_data (chapters/bad_data.md) stopped: train_image_paths.csv:3: not valid UTF-8" in str(
+        error.value
+    )
     assert "Traceback" not in str(error.value) and "----" not in str(error.value)
 
 
@@ -490,6 +547,7 @@ def test_status_does_not_generate_the_dataset(tmp_path):
 
 
 def test_makefile_quotes_the_data_path():
-    result = subprocess.run(["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"], capture_output=True, text=True
+    )
     assert "--data '/my data/MURA-v1.1'" in result.stdout

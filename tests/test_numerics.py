@@ -37,7 +37,10 @@ def test_notebook_and_script_train_identical_runs(synthetic_root, tmp_path):
     cache = str(tmp_path / "cache")
     script = subprocess.run(
         [sys.executable, "-c", TRAIN.format(data=str(synthetic_root), store=str(tmp_path / "script"), cache=cache)],
-        capture_output=True, text=True, env=_clean_environment(), timeout=600,
+        capture_output=True,
+        text=True,
+        env=_clean_environment(),
+        timeout=600,
     )
     assert script.returncode == 0, script.stderr[-3000:]
     script_key = script.stdout.split()[-1]
@@ -46,7 +49,9 @@ def test_notebook_and_script_train_identical_runs(synthetic_root, tmp_path):
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_code_cell("from mura_lib import book\nbook.setup_notebook()"),
-        nbformat.v4.new_code_cell(TRAIN.format(data=str(synthetic_root), store=str(tmp_path / "notebook"), cache=cache)),
+        nbformat.v4.new_code_cell(
+            TRAIN.format(data=str(synthetic_root), store=str(tmp_path / "notebook"), cache=cache)
+        ),
     ]
     saved = dict(os.environ)
     os.environ.clear()
@@ -68,8 +73,13 @@ def test_notebook_and_script_train_identical_runs(synthetic_root, tmp_path):
 
 def test_settings_that_change_numbers_change_the_key(synthetic_root):
     def key(**extra):
-        result = subprocess.run([sys.executable, "-c", KEY, str(synthetic_root)], capture_output=True, text=True,
-                                env=_clean_environment(**extra), timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", KEY, str(synthetic_root)],
+            capture_output=True,
+            text=True,
+            env=_clean_environment(**extra),
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout.split()[-1]
 

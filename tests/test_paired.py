@@ -75,8 +75,14 @@ def test_delong_standard_error_agrees_with_paired_bootstrap():
     def difference(labels, a, b, axis=-1):
         return evaluation._auroc(labels, a, axis) - evaluation._auroc(labels, b, axis)
 
-    boot = stats.bootstrap((labels.astype(float), a, b), difference, paired=True, vectorized=True, n_resamples=2000,
-                           random_state=np.random.default_rng(0))
+    boot = stats.bootstrap(
+        (labels.astype(float), a, b),
+        difference,
+        paired=True,
+        vectorized=True,
+        n_resamples=2000,
+        random_state=np.random.default_rng(0),
+    )
     assert delong["se"] == pytest.approx(boot.standard_error, rel=0.15)
     # compare_paired's percentile interval is about as wide as DeLong's normal interval.
     comparison = evaluation.compare_paired(_table(labels, a), _table(labels, b), n_resamples=2000)
@@ -173,8 +179,19 @@ def test_pairing_detects_what_overlapping_marginal_intervals_hide():
 
 def _comparison(low, high, kappa_low=-0.01, kappa_high=0.05, p=0.09, **names):
     return evaluation.Comparison(
-        **names, studies=1199, auroc_a=0.812, auroc_b=0.790, auroc_diff=0.022, auroc_low=low, auroc_high=high,
-        delong_p=p, kappa_a=0.61, kappa_b=0.6, kappa_diff=0.01, kappa_low=kappa_low, kappa_high=kappa_high,
+        **names,
+        studies=1199,
+        auroc_a=0.812,
+        auroc_b=0.790,
+        auroc_diff=0.022,
+        auroc_low=low,
+        auroc_high=high,
+        delong_p=p,
+        kappa_a=0.61,
+        kappa_b=0.6,
+        kappa_diff=0.01,
+        kappa_low=kappa_low,
+        kappa_high=kappa_high,
     )
 
 
@@ -198,8 +215,9 @@ def test_sentences_read_plainly_with_minus_signs():
     named = _comparison(0.004, 0.047, p=0.0004, name_a="DenseNet-169", name_b="ResNet-50")
     assert named.sentence().endswith("DeLong p < 0.001): DenseNet-169 higher")
     kappa = named.sentence("kappa")
-    assert kappa.startswith("Cohen's kappa 0.610 vs 0.600, difference +0.010 "
-                            "(95% paired interval \u22120.010 to +0.050)")
+    assert kappa.startswith(
+        "Cohen's kappa 0.610 vs 0.600, difference +0.010 (95% paired interval \u22120.010 to +0.050)"
+    )
     assert "DeLong" not in kappa
     for text in (named.sentence(), kappa):
         assert "-0" not in text  # negative numbers use the typographic minus
@@ -208,12 +226,23 @@ def test_sentences_read_plainly_with_minus_signs():
 
 
 def test_comparison_table_is_readable():
-    table = evaluation.comparison_table([
-        _comparison(-0.004, 0.047, name_a="DenseNet-169", name_b="ResNet-50"),
-        _comparison(0.004, 0.047, p=0.0004, name_a="DenseNet-169", name_b="ensemble"),
-    ])
-    assert list(table.columns) == ["Model A", "Model B", "Studies", "AUROC difference", "95% interval", "DeLong p",
-                                   "Kappa difference", "95% interval (kappa)", "Verdict"]
+    table = evaluation.comparison_table(
+        [
+            _comparison(-0.004, 0.047, name_a="DenseNet-169", name_b="ResNet-50"),
+            _comparison(0.004, 0.047, p=0.0004, name_a="DenseNet-169", name_b="ensemble"),
+        ]
+    )
+    assert list(table.columns) == [
+        "Model A",
+        "Model B",
+        "Studies",
+        "AUROC difference",
+        "95% interval",
+        "DeLong p",
+        "Kappa difference",
+        "95% interval (kappa)",
+        "Verdict",
+    ]
     first = table.iloc[0]
     assert first["Studies"] == 1199 and table["Studies"].dtype.kind == "i"
     assert first["AUROC difference"] == "+0.022"
@@ -257,13 +286,16 @@ def test_forest_plot_has_one_row_per_comparison(metric):
     try:
         assert isinstance(fig, plt.Figure)
         ax = fig.axes[0]
-        assert [t.get_text() for t in ax.get_yticklabels()] == ["DenseNet-169 vs ResNet-50", "DenseNet-169 vs ensemble",
-                                                              "ResNet-50 vs ensemble"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == [
+            "DenseNet-169 vs ResNet-50",
+            "DenseNet-169 vs ensemble",
+            "ResNet-50 vs ensemble",
+        ]
         quantity = "study-level AUROC" if metric == "auroc" else "Cohen's kappa"
         assert ax.get_xlabel() == f"Difference in {quantity} (A \u2212 B)"
         assert ax.get_legend() is None
         assert fig.get_figwidth() == pytest.approx(FIGURE_WIDTH)
-        (markers, _, (bars,)), = ax.containers  # one errorbar: points and horizontal intervals
+        ((markers, _, (bars,)),) = ax.containers  # one errorbar: points and horizontal intervals
         assert markers.get_xydata()[:, 0] == pytest.approx([getattr(c, f"{metric}_diff") for c in comparisons])
         intervals = np.array([segment[:, 0] for segment in bars.get_segments()])
         expected = [(getattr(c, f"{metric}_low"), getattr(c, f"{metric}_high")) for c in comparisons]

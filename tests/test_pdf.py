@@ -48,12 +48,14 @@ def test_word_count_counts_prose_only():
 
 
 def test_word_count_skips_generated_boxes(tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title here"),
-        nbformat.v4.new_code_cell("print('not counted')"),
-        nbformat.v4.new_markdown_cell("Run configuration words", metadata={"tags": ["run-configuration"]}),
-        nbformat.v4.new_markdown_cell("Provenance words", metadata={"tags": ["provenance"]}),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title here"),
+            nbformat.v4.new_code_cell("print('not counted')"),
+            nbformat.v4.new_markdown_cell("Run configuration words", metadata={"tags": ["run-configuration"]}),
+            nbformat.v4.new_markdown_cell("Provenance words", metadata={"tags": ["provenance"]}),
+        ]
+    )
     path = tmp_path / "chapter.ipynb"
     nbformat.write(notebook, path)
     assert count_words(notebook_prose(path)) == 2
@@ -63,22 +65,39 @@ def test_word_count_covers_the_numbered_body():
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     entries = body_entries(toc)
     assert entries[0] == "chapters/01_introduction" and "chapters/05_1_baseline" in entries
-    assert not {"chapters/index", "chapters/declaration", "chapters/appendix_a_architectures", "chapters/references"} & set(entries)
+    assert not {
+        "chapters/index",
+        "chapters/declaration",
+        "chapters/appendix_a_architectures",
+        "chapters/references",
+    } & set(entries)
 
 
 def test_glued_table_becomes_a_list_table():
-    frame = pd.DataFrame({("scores", "auroc"): [0.81234, 0.7], ("scores", "a|b"): ["x_y", "z"]},
-                         index=pd.Index(["XR_WRIST", "overall"], name="type"))
+    frame = pd.DataFrame(
+        {("scores", "auroc"): [0.81234, 0.7], ("scores", "a|b"): ["x_y", "z"]},
+        index=pd.Index(["XR_WRIST", "overall"], name="type"),
+    )
     markdown = pdf.html_table_to_markdown(frame.style.format(precision=3).to_html(), "Scores.", "tab-s")
     lines = markdown.splitlines()
     # Three header rows: the column group (once, not repeated), the columns, the index name.
     assert lines[:5] == ["```{list-table} Scores.", ":header-rows: 3", ":name: tab-s", ":align: center", ""]
     assert lines[5:] == [
-        "* -", "  - scores", "  -",  # an empty item is an empty cell
-        "* -", "  - auroc", "  - a|b",
-        "* - type", "  -", "  -",
-        "* - XR\\_WRIST", "  - 0.812", "  - x\\_y",
-        "* - overall", "  - 0.700", "  - z",
+        "* -",
+        "  - scores",
+        "  -",  # an empty item is an empty cell
+        "* -",
+        "  - auroc",
+        "  - a|b",
+        "* - type",
+        "  -",
+        "  -",
+        "* - XR\\_WRIST",
+        "  - 0.812",
+        "  - x\\_y",
+        "* - overall",
+        "  - 0.700",
+        "  - z",
         "```",
     ]
 
@@ -87,20 +106,29 @@ def test_wide_tables_get_the_smaller_font():
     narrow = pdf.html_table_to_markdown(pd.DataFrame([range(3)]).to_html())
     wide = pdf.html_table_to_markdown(pd.DataFrame([range(pdf.WIDE_TABLE_COLUMNS)]).to_html())
     assert pdf.printable_table(narrow) == narrow
-    assert pdf.printable_table(wide).startswith("```{raw} latex\n\\thesiswidetables\n```") and wide in pdf.printable_table(wide)
+    assert pdf.printable_table(wide).startswith(
+        "```{raw} latex\n\\thesiswidetables\n```"
+    ) and wide in pdf.printable_table(wide)
 
 
 def test_glued_table_directive_in_printable_notebook():
     frame = pd.DataFrame({"n": [1, 2]}, index=["a", "b"])
     prefix = "application/papermill.record/"  # as myst-nb's glue stores it
-    glue_output = nbformat.v4.new_output("display_data", data={f"{prefix}text/html": frame.to_html(), f"{prefix}text/plain": "x"},
-                                         metadata={"scrapbook": {"name": "tab-n", "mime_prefix": prefix}})
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("glue('tab-n', frame)", outputs=[glue_output]),
-        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]),
-        nbformat.v4.new_markdown_cell("```{glue:figure} tab-n\n:name: tab-n\n\nCounts of\nthings.\n```"),
-        nbformat.v4.new_markdown_cell("box", metadata={"tags": ["provenance"]}),
-    ])
+    glue_output = nbformat.v4.new_output(
+        "display_data",
+        data={f"{prefix}text/html": frame.to_html(), f"{prefix}text/plain": "x"},
+        metadata={"scrapbook": {"name": "tab-n", "mime_prefix": prefix}},
+    )
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("glue('tab-n', frame)", outputs=[glue_output]),
+            nbformat.v4.new_code_cell(
+                "print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+            ),
+            nbformat.v4.new_markdown_cell("```{glue:figure} tab-n\n:name: tab-n\n\nCounts of\nthings.\n```"),
+            nbformat.v4.new_markdown_cell("box", metadata={"tags": ["provenance"]}),
+        ]
+    )
     pdf.printable_notebook(notebook)
     assert len(notebook.cells) == 3
     assert all("remove-input" in cell.metadata["tags"] for cell in notebook.cells[:2])
@@ -129,13 +157,16 @@ def test_setup_names_the_same_packages():
 
 
 def _pdftext(path, *options) -> str:
-    return subprocess.run(["pdftotext", "-layout", *options, str(path), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["pdftotext", "-layout", *options, str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(pdf.missing_tex()) or shutil.which("pdftotext") is None,
-                    reason="needs XeLaTeX, latexmk and poppler-utils (apt-get install " + " ".join(pdf.TEX_PACKAGES) + ")")
+@pytest.mark.skipif(
+    bool(pdf.missing_tex()) or shutil.which("pdftotext") is None,
+    reason="needs XeLaTeX, latexmk and poppler-utils (apt-get install " + " ".join(pdf.TEX_PACKAGES) + ")",
+)
 def test_smoke_thesis_pdf(smoke_book):
     from .test_build import mura_thesis
 
@@ -166,10 +197,17 @@ def check_thesis_pdf(path, project) -> None:
         assert substitutions[key] in title_page, key
     assert re.search(r"\d[\d,]* words", title_page)
 
-    for heading in ("Declaration of authorship", "Acknowledgements", "Abstract", "Contents", "List of Figures",
-                    "List of Tables", "References"):
+    for heading in (
+        "Declaration of authorship",
+        "Acknowledgements",
+        "Abstract",
+        "Contents",
+        "List of Figures",
+        "List of Tables",
+        "References",
+    ):
         assert heading in flat, heading
-    abstract = flat[flat.index("Abstract"):]
+    abstract = flat[flat.index("Abstract") :]
     assert "study-level area under the ROC curve" in abstract
 
     # Every chapter title of _toc.yml, numbered; the appendix lettered.
@@ -191,9 +229,13 @@ def check_thesis_pdf(path, project) -> None:
     assert re.search(r"Table 3\.1: ", flat) and re.search(r"Table A\.1: ", flat)
     # References resolved; no code, no boxes.
     assert "??" not in flat
-    bibliography = flat[re.search(r"References \[1\] ", flat).start():]
-    entry = re.search(r"@article\{rajpurkar2017mura,.*?title\s*=\s*\{(.*?)\},\n", (project / "references.bib").read_text(), re.S)
+    bibliography = flat[re.search(r"References \[1\] ", flat).start() :]
+    entry = re.search(
+        r"@article\{rajpurkar2017mura,.*?title\s*=\s*\{(.*?)\},\n", (project / "references.bib").read_text(), re.S
+    )
     title_start = " ".join(entry.group(1).replace("{", "").replace("}", "").split()[:4])
-    assert "Rajpurkar" in bibliography and title_start.lower() in bibliography.lower(), title_start  # the style lowercases titles
+    assert "Rajpurkar" in bibliography and title_start.lower() in bibliography.lower(), (
+        title_start
+    )  # the style lowercases titles
     for noise in ("Run configuration", "from mura_lib", "book.setup_notebook", "glue("):
         assert noise not in flat, noise

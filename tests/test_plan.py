@@ -48,7 +48,10 @@ def test_demo_tests_pretraining_against_random_initialisation_at_the_same_budget
     for comparison in transfer:
         pretrained, random = plan.runs[comparison.a], plan.runs[comparison.b]
         assert pretrained.source == "ab-initio CNN source task"
-        assert (pretrained.config.image_size, pretrained.config.epochs) == (random.config.image_size, random.config.epochs)
+        assert (pretrained.config.image_size, pretrained.config.epochs) == (
+            random.config.image_size,
+            random.config.epochs,
+        )
         assert random.config.init_from is None and random.config.weights is None
 
 
@@ -72,14 +75,29 @@ def test_settings_are_checked():
 
 
 def _comparison(diff, low, high, *, name_a="A", name_b="B", kappa=(0.0, -0.1, 0.1)):
-    return Comparison(name_a=name_a, name_b=name_b, studies=900, auroc_a=0.8 + diff, auroc_b=0.8, auroc_diff=diff,
-                      auroc_low=low, auroc_high=high, delong_p=0.01, kappa_a=0.5, kappa_b=0.5 - kappa[0],
-                      kappa_diff=kappa[0], kappa_low=kappa[1], kappa_high=kappa[2])
+    return Comparison(
+        name_a=name_a,
+        name_b=name_b,
+        studies=900,
+        auroc_a=0.8 + diff,
+        auroc_b=0.8,
+        auroc_diff=diff,
+        auroc_low=low,
+        auroc_high=high,
+        delong_p=0.01,
+        kappa_a=0.5,
+        kappa_b=0.5 - kappa[0],
+        kappa_diff=kappa[0],
+        kappa_low=kappa[1],
+        kappa_high=kappa[2],
+    )
 
 
 def test_verdict_sentences_follow_the_paired_interval_and_the_seed_noise():
     lower = _comparison(-0.04, -0.06, -0.02, name_a="32 px")
-    assert "AUROC lower, \u22120.040 (95% paired interval \u22120.060 to \u22120.020)" in narrative.verdict_sentence(lower)
+    assert "AUROC lower, \u22120.040 (95% paired interval \u22120.060 to \u22120.020)" in narrative.verdict_sentence(
+        lower
+    )
     assert "larger than any difference between two seeds" in narrative.verdict_sentence(lower, 0.01)
     assert "no larger than the 0.050 between two seeds" in narrative.verdict_sentence(lower, 0.05)
     none = _comparison(0.01, -0.01, 0.03)
@@ -112,6 +130,8 @@ def test_surprising_regularisation_results_are_named_not_skipped():
 
 def test_stopping_sentence_says_when_runs_hit_their_cap():
     runs = {"a": SimpleNamespace(hit_cap=True), "b": SimpleNamespace(hit_cap=False)}
-    assert narrative.stopping_sentence(runs).startswith("a ran to the epoch cap without reaching a plateau (1 of 2); the other")
+    assert narrative.stopping_sentence(runs).startswith(
+        "a ran to the epoch cap without reaching a plateau (1 of 2); the other"
+    )
     assert narrative.stopping_sentence({"b": runs["b"]}).startswith("All 1 trainings stopped on a plateau")
     assert narrative.plural(1, "epoch") == "1 epoch" and narrative.plural(3, "epoch") == "3 epochs"

@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.transforms import Bbox
 
@@ -23,15 +22,21 @@ def _history(seed: int, epochs: int = 6) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     loss = np.linspace(0.7, 0.3, epochs) + rng.normal(0, 0.02, epochs)
     auc = np.linspace(0.55, 0.9, epochs) + rng.normal(0, 0.02, epochs)
-    return pd.DataFrame({"epoch": np.arange(epochs), "loss": loss, "val_loss": loss + 0.05, "auc": auc,
-                         "val_auc": auc - 0.05})
+    return pd.DataFrame(
+        {"epoch": np.arange(epochs), "loss": loss, "val_loss": loss + 0.05, "auc": auc, "val_auc": auc - 0.05}
+    )
 
 
 def _studies(seed: int, n: int = 80) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
-    return pd.DataFrame({"study_type": rng.choice(STUDY_TYPES, n), "label": labels,
-                         "probability": np.clip(labels * 0.3 + rng.uniform(0, 0.7, n), 0, 1)})
+    return pd.DataFrame(
+        {
+            "study_type": rng.choice(STUDY_TYPES, n),
+            "label": labels,
+            "probability": np.clip(labels * 0.3 + rng.uniform(0, 0.7, n), 0, 1),
+        }
+    )
 
 
 def _kappa_table(data_source: str) -> pd.DataFrame:
@@ -43,20 +48,33 @@ def _kappa_table(data_source: str) -> pd.DataFrame:
 
 FIGURES = {
     "learning curves, one run": lambda: plots.learning_curves({"baseline": _history(0)}),
-    "learning curves, ten runs": lambda: plots.learning_curves({f"variant {i}": _history(i) for i in range(10)},
-                                                               metrics=("loss",)),
+    "learning curves, ten runs": lambda: plots.learning_curves(
+        {f"variant {i}": _history(i) for i in range(10)}, metrics=("loss",)
+    ),
     "learning curves, ten runs, two metrics": lambda: plots.learning_curves(
-        {f"variant {i}": _history(i) for i in range(10)}),
-    "ROC curves": lambda: plots.roc_curves({"model A": _studies(0), "model B": _studies(1)},
-                                           points={"radiologist": (0.1, 0.8)}, title="test"),
+        {f"variant {i}": _history(i) for i in range(10)}
+    ),
+    "ROC curves": lambda: plots.roc_curves(
+        {"model A": _studies(0), "model B": _studies(1)}, points={"radiologist": (0.1, 0.8)}, title="test"
+    ),
     "confusion matrix": lambda: plots.confusion_matrix(_studies(0)),
     "kappa on MURA": lambda: plots.kappa_comparison(_kappa_table("mura"), data_source="mura"),
     "kappa on synthetic data": lambda: plots.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic"),
     "image grid": lambda: plots.image_grid([np.full((8, 8), 100, np.uint8)] * 3, ["a", "b", "c"], columns=2),
     "metric against a setting": lambda: plots.metric_against(
-        pd.DataFrame({"size": [16, 32, 64] * 3, "auroc": np.linspace(0.6, 0.9, 9), "auroc_low": 0.5,
-                      "auroc_high": 0.95, "model": np.repeat(["a", "b", "c"], 3)}), "size", hue="model",
-        xlabel="image size (px)"),
+        pd.DataFrame(
+            {
+                "size": [16, 32, 64] * 3,
+                "auroc": np.linspace(0.6, 0.9, 9),
+                "auroc_low": 0.5,
+                "auroc_high": 0.95,
+                "model": np.repeat(["a", "b", "c"], 3),
+            }
+        ),
+        "size",
+        hue="model",
+        xlabel="image size (px)",
+    ),
 }
 
 
@@ -132,8 +150,15 @@ def test_a_kappa_of_zero_or_missing_stays_visible(data_source):
         assert labels and labels[0] in ("0.00", "n/a"), f"no value printed on the flat bar at x={centre:.2f}"
         extent = [t.get_window_extent(renderer) for t in texts if left <= t.xy[0] <= right][0]
         assert extent.height > 5 and extent.width > 2, "the printed value of a flat bar is not visible"
-    zero_bar = [b for b in flat if any(np.isclose(b.get_x() + b.get_width() / 2, x) and np.isclose(y, 0.0)
-                                       for line in markers for x, y in line.get_xydata())]
+    zero_bar = [
+        b
+        for b in flat
+        if any(
+            np.isclose(b.get_x() + b.get_width() / 2, x) and np.isclose(y, 0.0)
+            for line in markers
+            for x, y in line.get_xydata()
+        )
+    ]
     assert zero_bar, "a kappa of exactly 0 has no marker at its value"
     plt.close(fig)
 

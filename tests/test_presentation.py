@@ -28,10 +28,16 @@ def _cells(html: str) -> list[str]:
 
 
 def test_format_table_words_integers_decimals_and_intervals():
-    frame = pd.DataFrame({
-        "image_size": [16.0, 32.0], "auroc": [0.61234, np.nan], "auroc_low": [0.5, 0.41], "auroc_high": [0.7, 0.8],
-        "epochs": [1, 8], "kappa": [0.25, 0.5],
-    })
+    frame = pd.DataFrame(
+        {
+            "image_size": [16.0, 32.0],
+            "auroc": [0.61234, np.nan],
+            "auroc_low": [0.5, 0.41],
+            "auroc_high": [0.7, 0.8],
+            "epochs": [1, 8],
+            "kappa": [0.25, 0.5],
+        }
+    )
     html = format_table(frame).to_html()
     assert _headers(html) == ["Image size (px)", "AUROC", "AUROC 95% interval", "Epochs", "Cohen's kappa"]
     assert _cells(html) == ["16", "0.612", "0.500 to 0.700", "1", "0.250", "32", "n/a", "0.410 to 0.800", "8", "0.500"]
@@ -39,7 +45,9 @@ def test_format_table_words_integers_decimals_and_intervals():
 
 
 def test_format_table_shows_the_index_as_a_column_without_an_index_name_row():
-    frame = pd.DataFrame({"studies": [3, 4], "kappa": [0.1, 0.2]}, index=pd.Index(["XR_HAND", "overall"], name="study_type"))
+    frame = pd.DataFrame(
+        {"studies": [3, 4], "kappa": [0.1, 0.2]}, index=pd.Index(["XR_HAND", "overall"], name="study_type")
+    )
     html = format_table(frame).to_html()
     assert html.count("<tr>") == 3  # one header row, two body rows
     assert _headers(html) == ["Study type", "Studies", "Cohen's kappa"]
@@ -88,24 +96,37 @@ def _notebook(*cells) -> nbformat.NotebookNode:
 
 def _code(outputs=(), tags=()):
     cell = nbformat.v4.new_code_cell("x = 1", metadata={"tags": list(tags)})
-    cell.outputs = [nbformat.v4.new_output(kind, data={"text/plain": "1"}) if kind != "stream"
-                    else nbformat.v4.new_output("stream", name="stdout", text="hello") for kind in outputs]
+    cell.outputs = [
+        nbformat.v4.new_output(kind, data={"text/plain": "1"})
+        if kind != "stream"
+        else nbformat.v4.new_output("stream", name="stdout", text="hello")
+        for kind in outputs
+    ]
     return cell
 
 
 RECORD = {
-    "chapter": "x", "profile": "smoke", "parameters": {"seed": 0}, "commit": "abc", "started": "s", "finished": "f",
-    "seconds": 1.0, "environment": {"versions": {"python": "3"}, "backend": "tensorflow", "device": "CPU"},
+    "chapter": "x",
+    "profile": "smoke",
+    "parameters": {"seed": 0},
+    "commit": "abc",
+    "started": "s",
+    "finished": "f",
+    "seconds": 1.0,
+    "environment": {"versions": {"python": "3"}, "backend": "tensorflow", "device": "CPU"},
 }
 
 
-@pytest.mark.parametrize(("cells", "expected"), [
-    ([_code(tags=["parameters"])], False),  # the references page: parameters only
-    ([_code(tags=["parameters"]), _code(outputs=["stream"])], False),  # set-up that only prints
-    ([_code(tags=["injected-parameters"], outputs=["execute_result"])], False),
-    ([_code(tags=["parameters"]), _code(outputs=["display_data"])], True),  # a glued value
-    ([_code(outputs=["execute_result"])], True),  # a displayed table
-])
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        ([_code(tags=["parameters"])], False),  # the references page: parameters only
+        ([_code(tags=["parameters"]), _code(outputs=["stream"])], False),  # set-up that only prints
+        ([_code(tags=["injected-parameters"], outputs=["execute_result"])], False),
+        ([_code(tags=["parameters"]), _code(outputs=["display_data"])], True),  # a glued value
+        ([_code(outputs=["execute_result"])], True),  # a displayed table
+    ],
+)
 def test_boxes_only_on_pages_that_compute_something(tmp_path, cells, expected):
     path = tmp_path / "chapter.ipynb"
     nbformat.write(_notebook(*cells), path)
@@ -129,7 +150,12 @@ def test_status_page_text_agrees_with_its_table():
 
 def test_format_duration():
     assert [presentation.format_duration(s) for s in (5, 60, 61.4, 3600, 3725)] == [
-        "5 s", "1 min", "1 min 1 s", "1 h", "1 h 2 min"]
+        "5 s",
+        "1 min",
+        "1 min 1 s",
+        "1 h",
+        "1 h 2 min",
+    ]
 
 
 SPHINX_PROJECT = {
@@ -197,12 +223,18 @@ def test_sphinx_extension_numbers_tables_letters_appendices_and_serves_mathjax(t
     for name, text in SPHINX_PROJECT.items():
         (source / name).write_text(textwrap.dedent(text).lstrip())
     # a 1x1 PNG
-    (source / "pixel.png").write_bytes(bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"))
+    (source / "pixel.png").write_bytes(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+        )
+    )
     out = tmp_path / "html"
-    result = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-W", "-q", str(source), str(out)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "-W", "-q", str(source), str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     one = (out / "one.html").read_text()
     assert re.search(r'caption-number">Table 1\.1', one) and re.search(r'caption-number">Fig\. 1\.1', one)
@@ -213,5 +245,7 @@ def test_sphinx_extension_numbers_tables_letters_appendices_and_serves_mathjax(t
     assert ">Fig. A.1<" in appendix and "2." not in re.findall(r'section-number">([^<]*)', appendix)
     assert 'src="_static/mathjax/tex-chtml-full.js' in one and "cdn" not in one.lower()
     assert (out / "_static" / "mathjax" / "tex-chtml-full.js").stat().st_size > 500_000
-    assert (out / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff").exists()
+    assert (
+        out / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff"
+    ).exists()
     assert 'href="_static/thesis.css' in one

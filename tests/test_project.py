@@ -1,8 +1,8 @@
 """The project's own promises: README commands, CI, dependency lists that agree."""
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from .conftest import REPO
@@ -14,7 +14,11 @@ def _names(requirements):
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["cpu"]) | _names(project["optional-dependencies"]["dev"])
+    wanted = (
+        _names(project["dependencies"])
+        | _names(project["optional-dependencies"]["cpu"])
+        | _names(project["optional-dependencies"]["dev"])
+    )
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     listed = _names(p for p in pip if not p.startswith("-e"))
@@ -49,7 +53,7 @@ def test_every_profile_resolves_into_an_experiment_plan():
 
     for path in (REPO / "params").glob("*.yaml"):
         profile = load_profile(REPO, path.stem)
-        settings = settings_from_parameters(profile.parameters, source=str(path))
+        settings_from_parameters(profile.parameters, source=str(path))  # raises on a bad setting
         # Every setting is spelt out in every profile, so a profile reads as the whole plan.
         assert set(profile.parameters) == set(PlanSettings.fields()), path.name
 

@@ -21,8 +21,9 @@ from mura_lib.preprocess import build_cache
 from mura_lib.synthetic import generate_synthetic_mura
 from mura_lib.training import ExperimentConfig
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="the ray executor needs Ray: pip install -e '.[cluster]'")
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray executor needs Ray: pip install -e '.[cluster]'"
+)
 
 SMOKE = ExperimentConfig(image_size=32, depth=2, width=8, epochs=2, batch_size=16)
 
@@ -32,8 +33,9 @@ def data(tmp_path_factory):
     """A small synthetic copy and its 32 px cache, shared by every store of this module."""
     folder = tmp_path_factory.mktemp("ray")
     root = generate_synthetic_mura(folder / "data", scale=0.003, image_size=64, seed=0, workers=1, progress=False)
-    build_cache(load_mura(root), SMOKE.image_size, policy=SMOKE.policy, cache_dir=folder / "cache", workers=1,
-                progress=False)
+    build_cache(
+        load_mura(root), SMOKE.image_size, policy=SMOKE.policy, cache_dir=folder / "cache", workers=1, progress=False
+    )
     return {"data_root": root, "cache_dir": folder / "cache"}
 
 
@@ -53,8 +55,9 @@ def predictions(runs_dir, key) -> bytes:
 @needs_ray
 def test_parallel_runs_equal_sequential_runs(data, local_ray, tmp_path):
     jobs = [(f"smoke seed {seed}", SMOKE.replace(seed=seed)) for seed in (0, 1)]
-    sequential = train_runs(jobs, runs_dir=tmp_path / "sequential", executor="local", verbose="silent",
-                            out=io.StringIO(), **data)
+    sequential = train_runs(
+        jobs, runs_dir=tmp_path / "sequential", executor="local", verbose="silent", out=io.StringIO(), **data
+    )
     out = io.StringIO()
     parallel = train_runs(jobs, runs_dir=tmp_path / "parallel", executor="ray", verbose="silent", out=out, **data)
     log = out.getvalue()
@@ -116,13 +119,20 @@ class KillAfterFirstCheckpoint(io.StringIO):
 def test_killed_worker_is_retried_and_resumes(data, local_ray, tmp_path):
     """Beside it, a run that fails with an error: reported once (not retried), the other goes on."""
     config = SMOKE.replace(epochs=5, seed=2)
-    [reference] = train_runs([("smoke killed", config)], runs_dir=tmp_path / "reference", executor="local",
-                             verbose="silent", out=io.StringIO(), **data)
+    [reference] = train_runs(
+        [("smoke killed", config)],
+        runs_dir=tmp_path / "reference",
+        executor="local",
+        verbose="silent",
+        out=io.StringIO(),
+        **data,
+    )
 
     jobs = [("smoke killed", config), ("smoke too small", SMOKE.replace(image_size=4))]
     out = KillAfterFirstCheckpoint(tmp_path / "killed", "smoke killed")
-    [result, failed] = train_runs(jobs, runs_dir=tmp_path / "killed", executor="ray", verbose="silent", out=out,
-                                  max_retries=2, **data)
+    [result, failed] = train_runs(
+        jobs, runs_dir=tmp_path / "killed", executor="ray", verbose="silent", out=out, max_retries=2, **data
+    )
     log = out.getvalue()
 
     assert out.killed is not None, f"the worker was never killed:\n{log}"

@@ -59,7 +59,10 @@ def test_mirrors_mura_structure_at_scale(synthetic_root):
 
 
 def test_existing_dataset_is_reused_or_protected(synthetic_root):
-    assert generate_synthetic_mura(synthetic_root.parent, scale=0.01, image_size=64, seed=0, progress=False) == synthetic_root
+    assert (
+        generate_synthetic_mura(synthetic_root.parent, scale=0.01, image_size=64, seed=0, progress=False)
+        == synthetic_root
+    )
     with pytest.raises(FileExistsError, match="not generated with this specification"):
         generate_synthetic_mura(synthetic_root.parent, scale=0.02, image_size=64, seed=0, progress=False)
 

@@ -46,7 +46,15 @@ def reference(dataset, cache_dir, tmp_path_factory):
 
 def test_run_writes_complete_folder(reference):
     names = {p.name for p in reference.directory.iterdir()}
-    assert {"config.json", "environment.json", "history.csv", "predictions.csv", "metrics.json", "model.weights.h5", "run.json"} <= names
+    assert {
+        "config.json",
+        "environment.json",
+        "history.csv",
+        "predictions.csv",
+        "metrics.json",
+        "model.weights.h5",
+        "run.json",
+    } <= names
     assert "checkpoint" not in names
     assert reference.info["status"] == "complete"
     assert len(reference.history) == TINY["epochs"]
@@ -59,14 +67,22 @@ def test_run_writes_complete_folder(reference):
 
 def test_finished_run_is_reused_not_retrained(reference, dataset, cache_dir):
     store = RunStore(reference.directory.parent)
-    again = run_experiment(ExperimentConfig(**TINY), dataset, store=store, cache_dir=cache_dir, verbose="silent",
-                           extra_callbacks=[InterruptAfter(0)])
+    again = run_experiment(
+        ExperimentConfig(**TINY),
+        dataset,
+        store=store,
+        cache_dir=cache_dir,
+        verbose="silent",
+        extra_callbacks=[InterruptAfter(0)],
+    )
     assert again.directory == reference.directory  # the interrupting callback never ran
     assert len(store.list()) == 1
 
 
 def test_same_seed_same_result_on_cpu(reference, dataset, cache_dir, tmp_path):
-    again = run_experiment(ExperimentConfig(**TINY), dataset, store=RunStore(tmp_path), cache_dir=cache_dir, verbose="silent")
+    again = run_experiment(
+        ExperimentConfig(**TINY), dataset, store=RunStore(tmp_path), cache_dir=cache_dir, verbose="silent"
+    )
     pd.testing.assert_frame_equal(again.history, reference.history)
     np.testing.assert_allclose(again.predictions["probability"], reference.predictions["probability"], rtol=1e-6)
 
@@ -78,7 +94,9 @@ def resumed(dataset, cache_dir, tmp_path_factory):
     store = RunStore(folder)
     config = ExperimentConfig(**TINY)
     with pytest.raises(Interrupt):
-        run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent", extra_callbacks=[InterruptAfter(1)])
+        run_experiment(
+            config, dataset, store=store, cache_dir=cache_dir, verbose="silent", extra_callbacks=[InterruptAfter(1)]
+        )
     (run_folder,) = [p for p in folder.iterdir() if p.is_dir()]  # beside it: the run's lock file
     interrupted = {
         "status": json.loads((run_folder / "run.json").read_text())["status"],
@@ -105,7 +123,9 @@ def test_resume_gives_same_result_as_uninterrupted(reference, resumed):
 
 def test_other_config_is_another_run(reference, dataset, cache_dir):
     store = RunStore(reference.directory.parent)
-    other = run_experiment(ExperimentConfig(**(TINY | {"epochs": 1})), dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    other = run_experiment(
+        ExperimentConfig(**(TINY | {"epochs": 1})), dataset, store=store, cache_dir=cache_dir, verbose="silent"
+    )
     assert other.directory != reference.directory
     assert len(store.list()) == 2
 
@@ -132,7 +152,9 @@ def test_invalid_config_is_explained():
 def test_pretrained_run_reloads_with_same_predictions(dataset, cache_dir, tmp_path):
     from mura_lib.training import predict_images, prepare_data
 
-    config = ExperimentConfig(model="vgg16", image_size=32, epochs=1, batch_size=16, weights=None, fine_tune=False, augment=False)
+    config = ExperimentConfig(
+        model="vgg16", image_size=32, epochs=1, batch_size=16, weights=None, fine_tune=False, augment=False
+    )
     run = run_experiment(config, dataset, store=RunStore(tmp_path), cache_dir=cache_dir, verbose="silent")
     assert not (run.directory / "best.weights.h5").exists()
     model = run.load_model()
@@ -152,7 +174,9 @@ def _simulate_rules(aurocs, *, smoothing, min_epochs, lr_patience, stop_patience
     validation = _StudyValidation.__new__(_StudyValidation)
     validation.smoothing, validation.smoothed = smoothing, None
     plateau = _PlateauAfter(min_epochs, monitor=MONITOR, mode="max", factor=0.1, patience=lr_patience, min_lr=1e-7)
-    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=stop_patience, start_from_epoch=min_epochs)
+    stopping = keras.callbacks.EarlyStopping(
+        monitor=MONITOR, mode="max", patience=stop_patience, start_from_epoch=min_epochs
+    )
     cuts = []
     for callback in (plateau, stopping):
         callback.set_model(model)
@@ -179,8 +203,13 @@ def test_plateau_rules_do_not_stop_on_noise():
     aurocs = 0.62 + 0.25 * (1 - np.exp(-epochs / 12)) + rng.normal(0, 0.05, epochs.size)
     old_epochs, old_cuts = _simulate_rules(aurocs, smoothing=1.0, min_epochs=0, lr_patience=2, stop_patience=4)
     config = ExperimentConfig()
-    new_epochs, new_cuts = _simulate_rules(aurocs, smoothing=config.smoothing, min_epochs=config.min_epochs,
-                                           lr_patience=config.lr_patience, stop_patience=config.early_stopping_patience)
+    new_epochs, new_cuts = _simulate_rules(
+        aurocs,
+        smoothing=config.smoothing,
+        min_epochs=config.min_epochs,
+        lr_patience=config.lr_patience,
+        stop_patience=config.early_stopping_patience,
+    )
     assert old_epochs < 15 and old_cuts and old_cuts[0] < 8
     assert new_epochs >= 25
     assert not new_cuts or new_cuts[0] > config.min_epochs
@@ -196,8 +225,13 @@ def test_run_records_how_training_ended(reference):
 
 def test_plateau_rules_starting_mid_training_keep_the_history_readable(dataset, cache_dir, tmp_path):
     # The learning rate is logged from the first epoch on, also before the plateau rules start.
-    run = run_experiment(ExperimentConfig(**TINY | {"min_epochs": 1}), dataset, store=RunStore(tmp_path),
-                         cache_dir=cache_dir, verbose="silent")
+    run = run_experiment(
+        ExperimentConfig(**TINY | {"min_epochs": 1}),
+        dataset,
+        store=RunStore(tmp_path),
+        cache_dir=cache_dir,
+        verbose="silent",
+    )
     assert len(run.history) == TINY["epochs"]
     assert run.history["learning_rate"].notna().all()
     assert run.history["val_study_auroc_smooth"].between(0, 1).all()

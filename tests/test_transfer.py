@@ -102,19 +102,34 @@ def test_run_key_changes_with_task_and_init_from(cnn_source):
 def test_missing_or_unfinished_source_is_explained(dataset, cache_dir, tmp_path):
     store = RunStore(tmp_path)
     with pytest.raises(LookupError, match=r"0123456789abcdef, which is not in it .*train the source run first"):
-        run_experiment(ExperimentConfig(**TINY, init_from="0123456789abcdef"), dataset, store=store,
-                       cache_dir=cache_dir, verbose="silent")
+        run_experiment(
+            ExperimentConfig(**TINY, init_from="0123456789abcdef"),
+            dataset,
+            store=store,
+            cache_dir=cache_dir,
+            verbose="silent",
+        )
     assert store.list().empty  # nothing was started
     store.start("fedcba9876543210", ExperimentConfig(**TINY).to_dict(), name="interrupted", data_root="x")
     with pytest.raises(LookupError, match="fedcba9876543210, which has not finished"):
-        run_experiment(ExperimentConfig(**TINY, init_from="fedcba9876543210"), dataset, store=store,
-                       cache_dir=cache_dir, verbose="silent")
+        run_experiment(
+            ExperimentConfig(**TINY, init_from="fedcba9876543210"),
+            dataset,
+            store=store,
+            cache_dir=cache_dir,
+            verbose="silent",
+        )
 
 
 def test_source_of_another_architecture_is_refused(cnn_source, dataset, cache_dir, store):
     with pytest.raises(ValueError, match="trained a 'cnn' model, but this configuration builds 'vgg16'"):
-        run_experiment(ExperimentConfig(**VGG, init_from=cnn_source.key), dataset, store=store,
-                       cache_dir=cache_dir, verbose="silent")
+        run_experiment(
+            ExperimentConfig(**VGG, init_from=cnn_source.key),
+            dataset,
+            store=store,
+            cache_dir=cache_dir,
+            verbose="silent",
+        )
 
 
 def test_invalid_task_and_init_from_are_explained():
@@ -130,8 +145,16 @@ def test_invalid_task_and_init_from_are_explained():
 def thesis(synthetic_root, store, cache_dir, tmp_path_factory):
     from mura_lib.experiments import Thesis
 
-    return Thesis(str(synthetic_root), str(store.root), str(cache_dir), image_size=32, epochs=1, seed=0,
-                  verbose="silent", source_root=str(tmp_path_factory.mktemp("sources")))
+    return Thesis(
+        str(synthetic_root),
+        str(store.root),
+        str(cache_dir),
+        image_size=32,
+        epochs=1,
+        seed=0,
+        verbose="silent",
+        source_root=str(tmp_path_factory.mktemp("sources")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +197,13 @@ def test_frozen_transfer_keeps_source_backbone_fine_tuned_changes_it(vgg_runs):
 
 
 def test_frozen_cnn_transfer_trains_only_the_head(cnn_source, dataset, cache_dir, store):
-    frozen = run_experiment(ExperimentConfig(**(TINY | {"epochs": 1}), init_from=cnn_source.key), dataset,
-                            store=store, cache_dir=cache_dir, verbose="silent")
+    frozen = run_experiment(
+        ExperimentConfig(**(TINY | {"epochs": 1}), init_from=cnn_source.key),
+        dataset,
+        store=store,
+        cache_dir=cache_dir,
+        verbose="silent",
+    )
     names = ["conv1", "bn1", "conv2", "bn2"]
     _assert_same(_weights(frozen.load_model(), names), _weights(cnn_source.load_model(), names))
 
