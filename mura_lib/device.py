@@ -1,4 +1,7 @@
-"""What the computation runs on: backend, accelerators, precision and distribution."""
+"""What the computation runs on: backend, accelerators, precision and distribution.
+
+Keras (and with it TensorFlow) is imported only by the functions that need it, so that the
+build process can describe the machine (:func:`cpu_name`) without loading a framework."""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import os
 import platform
 from importlib import metadata
 
-import keras
-
 
 def backend() -> str:
+    import keras
+
     return keras.backend.backend()
 
 
@@ -79,6 +82,8 @@ def distribution_scope():
             yield len(gpus)
         return
     if len(gpus) > 1 and backend() == "jax":
+        import keras
+
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         try:

@@ -79,3 +79,16 @@ def test_chapter_defaults_are_the_demo_profile():
         for name, spec in declared.items():
             if name in PlanSettings.fields():
                 assert yaml.safe_load(spec["default"]) == demo.parameters[name], f"{entry}: {name}"
+
+
+def test_build_process_describes_the_machine_without_loading_a_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom mura_lib.build import build_environment\nbuild_environment()\n"
+        "from mura_lib.plan import PlanSettings\nPlanSettings()\n"
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
