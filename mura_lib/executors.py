@@ -81,15 +81,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def _run_guard(store, key: str):
-    """Held while a run trains.  The scheduler already submits every key once, so two tasks of
-    one ``train`` never train the same run; where the run store offers a per-run file lock
-    (``RunStore.lock(key)``), it also keeps out a second driver or a book build training the
-    same run from another process or node."""
-    lock = getattr(store, "lock", None)
-    return lock(key) if callable(lock) else contextlib.nullcontext()
-
-
 def train_one(
     name: str, config: dict, data_root: str, runs_dir: str, cache_dir: str, verbose="lines", events=None
 ) -> dict:
@@ -102,14 +93,15 @@ def train_one(
         events.put(("started", name, os.getpid(), socket.gethostname()))
     from .dataset import load_mura
     from .runs import RunStore
-    from .training import ExperimentConfig, run_experiment, run_key
+    from .training import ExperimentConfig, run_experiment
 
     started = time.perf_counter()
     experiment = ExperimentConfig.from_dict(config)
     dataset = load_mura(data_root)
     store = RunStore(runs_dir)
-    with _run_guard(store, run_key(experiment, dataset.manifest_hash())):
-        run = run_experiment(experiment, dataset, store=store, cache_dir=cache_dir, verbose=verbose, name=name)
+    # run_experiment holds the run's file lock while it trains: a second driver, or a book build
+    # on another node, waits for this run and then reuses it.
+    run = run_experiment(experiment, dataset, store=store, cache_dir=cache_dir, verbose=verbose, name=name)
     return {
         "key": run.key,
         "resumed": int(run.info.get("resumed", 0)),
@@ -246,8 +238,7 @@ def _train_local(todo, results, progress, retry, dataset, store, cache_dir, verb
         progress.line("started", name)
         started = time.perf_counter()
         try:
-            with _run_guard(store, key):
-                run = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose=verbose, name=name)
+            run = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose=verbose, name=name)
         except Exception as error:  # reported, and the other runs go on; Ctrl-C still stops
             progress.done += 1
             summary = _error_summary(error)
