@@ -262,74 +262,57 @@ def details(plan, group: str) -> str:
 
 
 def research_answer(plan, headline: dict) -> str:
-    """The answer to the thesis' research question, from the headline interval and the verdicts."""
+    """The answer to the thesis' research question, from the headline interval and the verdicts.
+
+    A choice counts as a measurable gain or loss only if its paired interval excludes zero *and*
+    its difference is larger than the largest paired difference between two seeds of the
+    baseline (the definition the introduction gives); a detected difference within the seed
+    noise is reported as such."""
     text = signal_sentence(headline)
-    helped, hurt, neutral = [], [], []
+    noise = seed_noise(plan.comparisons("seeds"))
+    helped, hurt, neutral, noisy = [], [], [], []
     for group, what in (
         ("image size", "a different input size"),
         ("regularisation", "removing a regulariser"),
         ("transfer", "pretraining"),
     ):
-        comparisons = plan.comparisons(group)
-        if not comparisons:
-            continue
-        verdicts = group_verdicts(comparisons)
-        if group == "regularisation":
-            # Removing a regulariser and scoring lower means the regulariser helped.
-            if verdicts["lower"]:
-                names = [v.removeprefix("no ") for v in verdicts["lower"]]
-                helped.append(f"{join_words(names)} (removing {'it' if len(names) == 1 else 'each'} cost AUROC)")
-            if verdicts["higher"]:
-                names = [v.removeprefix("no ") for v in verdicts["higher"]]
-                hurt.append(f"{join_words(names)} (removing {'it' if len(names) == 1 else 'each'} raised AUROC)")
-        else:
-            if verdicts["higher"]:
-                helped.append(f"{join_words(verdicts['higher'])}")
-            if verdicts["lower"]:
-                hurt.append(f"{join_words(verdicts['lower'])}")
-        if verdicts["no detectable difference"]:
-            neutral.append(what)
+        for comparison in plan.comparisons(group).values():
+            name = comparison.name_a
+            if comparison.verdict == "no detectable difference":
+                neutral.append(what)
+                continue
+            if within_seed_noise(comparison, noise):
+                noisy.append(name)
+                continue
+            if group == "regularisation":
+                # Removing a regulariser and scoring lower means the regulariser helped.
+                regulariser = name.removeprefix("no ")
+                if comparison.verdict == "lower":
+                    helped.append(f"{regulariser} (removing it cost AUROC)")
+                else:
+                    hurt.append(f"{regulariser} (removing it raised AUROC)")
+            elif comparison.verdict == "higher":
+                helped.append(name)
+            else:
+                hurt.append(name)
     parts = []
     if helped:
         parts.append("measurable gains came from " + join_words(helped))
     if hurt:
         parts.append("measurable losses from " + join_words(hurt))
+    if noisy:
+        parts.append(
+            "the differences of " + join_words(noisy) + " were detected by their paired intervals but are no larger "
+            "than those between two seeds of the same network, so they do not count as measurable"
+        )
     if neutral:
         parts.append("some changes made no detectable difference (" + join_words(sorted(set(neutral))) + ")")
     if parts:
-        text += (
-            " Of the design choices, "
-            + "; ".join(parts)
-            + ", each judged by a paired interval on the same test studies."
-        )
+        text += " Of the design choices, " + "; ".join(parts) + "."
+    if not helped and not hurt:
+        text += " No design choice changed the AUROC measurably in this build."
     text += (
         " These answers hold for the data of this build; on synthetic data they describe how the method responds "
         "to the generator's findings, not how it would read real radiographs."
     )
     return text
-
-
-def constant_sentence(collapsed: list[str]) -> str:
-    """Flag networks whose test predictions are constant (they learned nothing)."""
-    if not collapsed:
-        return "No network collapsed to a constant prediction."
-    one = len(collapsed) == 1
-    return (
-        f"{join_words(collapsed)} predicted the same probability, or the same class, for every test image: "
-        f"{'it has' if one else 'they have'} learned nothing, and {'its' if one else 'their'} kappa of zero is a "
-        "symptom of that, not a measurement of agreement."
-    )
-
-
-def source_sentence(sources: dict) -> str:
-    """How well the source runs learned their task (without it, transfer has nothing to transfer)."""
-    if not sources:
-        return ""
-    parts = []
-    for label, run in sources.items():
-        accuracy = run.metrics.get("accuracy")
-        parts.append(f"{label} {plain(accuracy)}" if accuracy is not None else label)
-    return (
-        f"On the source task the backbones reached study-type accuracies of {join_words(parts)} on the source "
-        f"corpus' test split (chance: {plain(1 / 7)})."
-    )

@@ -135,3 +135,20 @@ def test_stopping_sentence_says_when_runs_hit_their_cap():
     )
     assert narrative.stopping_sentence({"b": runs["b"]}).startswith("All 1 trainings stopped on a plateau")
     assert narrative.plural(1, "epoch") == "1 epoch" and narrative.plural(3, "epoch") == "3 epochs"
+
+
+def test_research_answer_counts_only_differences_beyond_seed_noise():
+    comparisons = {
+        "seeds": {"s1": _comparison(0.03, 0.01, 0.05)},
+        "image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px")},
+        "regularisation": {
+            "aug": _comparison(0.02, 0.005, 0.035, name_a="no augmentation"),
+            "bn": _comparison(-0.08, -0.1, -0.06, name_a="no batch normalisation"),
+        },
+        "transfer": {"ft": _comparison(0.0, -0.02, 0.02, name_a="CNN source, fine-tuned")},
+    }
+    plan = SimpleNamespace(comparisons=lambda group: comparisons.get(group, {}))
+    text = narrative.research_answer(plan, {"auroc_low": 0.7, "auroc_high": 0.75})
+    assert "measurable gains came from 64 px and batch normalisation (removing it cost AUROC)" in text
+    assert "the differences of no augmentation were detected" in text and "do not count as measurable" in text
+    assert "no detectable difference (pretraining)" in text
