@@ -206,25 +206,27 @@ _REGULARISER_NOTES = {
 def regularisation_surprises(comparisons: dict, runs: dict) -> str:
     """The variants whose removal of a regulariser *raised* the AUROC (or lowered kappa while
     raising AUROC), named and discussed; an empty-handed sentence otherwise."""
+    raised = [c for c in comparisons.values() if c.verdict == "higher"]
     texts = []
-    for comparison in comparisons.values():
-        name = comparison.name_a
-        if comparison.verdict == "higher":
-            note = _REGULARISER_NOTES.get(name, "")
-            text = (
-                f"One result runs against expectation: the variant {name} scored a higher AUROC than the network "
-                f"with all regularisers ({difference_clause(comparison)}). {note}"
-            )
+    if raised:
+        names = join_words([c.name_a for c in raised])
+        count = "One result runs" if len(raised) == 1 else f"{len(raised)} results run"
+        texts.append(f"{count} against expectation: {names} scored a higher AUROC than the network with all four.")
+        for comparison in raised:
+            name = comparison.name_a
+            text = f"For {name} ({difference_clause(comparison)}): {_REGULARISER_NOTES.get(name, '')}"
             run = runs.get(name)
-            if run is not None and runs.get("baseline") is not None and runs["baseline"].hit_cap and not run.hit_cap:
+            baseline = runs.get("baseline")
+            if run is not None and baseline is not None and baseline.hit_cap and not run.hit_cap:
                 text += (
                     " The network with all regularisers also ran to its epoch cap while this variant reached a "
                     "plateau, so part of the gap may be slower convergence."
                 )
-            texts.append(text)
-        elif comparison.kappa_verdict == "lower" and comparison.verdict != "lower" and comparison.auroc_diff > 0:
+            texts.append(text.rstrip())
+    for comparison in comparisons.values():
+        if comparison.kappa_verdict == "lower" and comparison.verdict != "lower" and comparison.auroc_diff > 0:
             texts.append(
-                f"For {name}, kappa fell while AUROC did not: {difference_clause(comparison, 'kappa')} in "
+                f"For {comparison.name_a}, kappa fell while AUROC did not: {difference_clause(comparison, 'kappa')} in "
                 "kappa. Kappa depends on the threshold of 0.5 and so on calibration, which a regulariser can "
                 "shift without changing how the network ranks studies."
             )
@@ -234,6 +236,35 @@ def regularisation_surprises(comparisons: dict, runs: dict) -> str:
             "detectably different from, the network with all four."
         )
     return " ".join(texts)
+
+
+def baseline_seed_note(plan) -> str:
+    """Where the baseline run (the seed every comparison is made against) stands among the seeds:
+    a reference run that is weaker or stronger than its seeds' mean tilts every verdict against it."""
+    runs = plan.seed_runs()
+    if len(runs) < 2:
+        return ""
+    values = {seed: run.metrics["auroc"] for seed, run in runs.items()}
+    reference = values[plan.settings.seed]
+    mean = sum(values.values()) / len(values)
+    rank = sorted(values.values()).index(reference) + 1
+    if rank == 1:
+        where = "the lowest"
+    elif rank == len(values):
+        where = "the highest"
+    else:
+        return (
+            f"The baseline run against which the variants are compared (seed {plan.settings.seed}, AUROC "
+            f"{plain(reference)}) lies within the range of its {len(values)} seeds (mean {plain(mean)})."
+        )
+    tilt = "higher" if rank == 1 else "lower"
+    return (
+        f"The baseline run against which every variant is compared (seed {plan.settings.seed}) scored {where} AUROC of "
+        f"the {len(values)} seeds of the same network ({plain(reference)}, against a mean of {plain(mean)}), so a "
+        f"single run of a variant is more likely to score {tilt} than it by chance alone; the verdicts above are "
+        "read with that in mind, and only differences larger than those between seeds count as effects of the "
+        "change."
+    )
 
 
 def reference_name(plan, group: str) -> str:

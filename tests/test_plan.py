@@ -122,7 +122,8 @@ def test_surprising_regularisation_results_are_named_not_skipped():
     raised = _comparison(0.05, 0.02, 0.08, name_a="no augmentation", name_b="baseline")
     runs = {"baseline": SimpleNamespace(hit_cap=True), "no augmentation": SimpleNamespace(hit_cap=False)}
     text = narrative.regularisation_surprises({"x": raised}, runs)
-    assert "runs against expectation" in text and "no augmentation" in text and "slower convergence" in text
+    assert "One result runs against expectation: no augmentation scored a higher AUROC" in text
+    assert "slower convergence" in text
     kappa_fell = _comparison(0.01, -0.01, 0.03, name_a="no L2", kappa=(-0.08, -0.12, -0.04))
     assert "kappa fell while AUROC did not" in narrative.regularisation_surprises({"x": kappa_fell}, {})
     assert "No regulariser's removal improved" in narrative.regularisation_surprises({"x": _comparison(0, -1, 1)}, {})
@@ -152,3 +153,16 @@ def test_research_answer_counts_only_differences_beyond_seed_noise():
     assert "measurable gains came from 64 px and batch normalisation (removing it cost AUROC)" in text
     assert "the differences of no augmentation were detected" in text and "do not count as measurable" in text
     assert "no detectable difference (pretraining)" in text
+
+
+def test_baseline_seed_note_says_when_the_reference_run_is_the_weakest_seed():
+    runs = {
+        0: SimpleNamespace(metrics={"auroc": 0.72}),
+        1: SimpleNamespace(metrics={"auroc": 0.77}),
+        2: SimpleNamespace(metrics={"auroc": 0.79}),
+    }
+    plan = SimpleNamespace(seed_runs=lambda: runs, settings=SimpleNamespace(seed=0))
+    text = narrative.baseline_seed_note(plan)
+    assert "scored the lowest AUROC of the 3 seeds" in text and "more likely to score higher" in text
+    plan.settings.seed = 1
+    assert "lies within the range" in narrative.baseline_seed_note(plan)
