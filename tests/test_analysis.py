@@ -192,3 +192,15 @@ def test_shortcut_reading_follows_the_measurements(truth):
     assert "the shortcut that the numbers confirm" in text and "no evidence that the network reads" in text
     assert "do carry part of the decision" in analysis.shortcut_reading(reliant, moved, summary)
     assert "need the synthetic data" in analysis.shortcut_reading(None, None, None)
+
+
+def test_conspicuity_gap_judges_the_thirds_by_the_interval_of_their_difference(truth):
+    studies = fabricated(truth, seed=3)
+    table = analysis.detection_by_conspicuity(studies, truth, n_resamples=200, seed=0)
+    gap = analysis.conspicuity_gap(studies, truth, n_resamples=300, seed=0)
+    pooled = table.set_index(analysis.CONSPICUITY)[analysis.AUROC]
+    assert gap["gap"] == pytest.approx(pooled["high"] - pooled["low"], abs=1e-12)
+    assert gap["low"] <= gap["gap"] <= gap["high"]
+    text = analysis.conspicuity_sentence(table, gap)
+    assert "bootstrap interval of the unpaired difference" in text and "overlap" not in text
+    assert analysis.conspicuity_gap(studies, None) is None
