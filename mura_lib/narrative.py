@@ -347,3 +347,30 @@ def research_answer(plan, headline: dict) -> str:
         "to the generator's findings, not how it would read real radiographs."
     )
     return text
+
+
+def collapse_sentence(runs: dict) -> str:
+    """Flag networks whose test predictions collapsed: one probability for every study (nothing
+    learned), or one call at the threshold of 0.5 for (nearly) every study, which makes kappa 0
+    whatever the AUROC.  Empty when none did."""
+    notes = []
+    for label, run in runs.items():
+        studies = run.study_predictions("test")
+        probability = studies["probability"].to_numpy(dtype=float)
+        abnormal = float((probability > 0.5).mean())
+        if probability.max() - probability.min() < 1e-6:
+            notes.append(f"{label} gave every test study the same probability: it learned nothing")
+        elif abnormal in (0.0, 1.0):
+            call = "abnormal" if abnormal == 1.0 else "normal"
+            notes.append(
+                f"{label} called every test study {call} at the threshold of 0.5, so its kappa is zero whatever its "
+                "AUROC: its probabilities rank the studies but sit on one side of the threshold"
+            )
+        elif abnormal < 0.05 or abnormal > 0.95:
+            notes.append(
+                f"{label} called {abnormal:.0%} of the test studies abnormal at 0.5 (the test set holds "
+                f"{studies['label'].mean():.0%}), so its kappa says more about its calibration than its ranking"
+            )
+    if not notes:
+        return ""
+    return "Collapsed predictions, flagged: " + "; ".join(notes) + "."

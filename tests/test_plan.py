@@ -166,3 +166,18 @@ def test_baseline_seed_note_says_when_the_reference_run_is_the_weakest_seed():
     assert "scored the lowest AUROC of the 3 seeds" in text and "more likely to score higher" in text
     plan.settings.seed = 1
     assert "lies within the range" in narrative.baseline_seed_note(plan)
+
+
+def test_collapsed_predictions_are_flagged():
+    import pandas as pd
+
+    def run(probabilities):
+        studies = pd.DataFrame({"probability": probabilities, "label": [0, 1] * (len(probabilities) // 2)})
+        return SimpleNamespace(study_predictions=lambda subset: studies)
+
+    text = narrative.collapse_sentence(
+        {"flat": run([0.3] * 4), "one side": run([0.1, 0.2, 0.3, 0.4]), "fine": run([0.1, 0.9, 0.2, 0.8])}
+    )
+    assert "flat gave every test study the same probability" in text
+    assert "one side called every test study normal" in text and "fine" not in text
+    assert narrative.collapse_sentence({"fine": run([0.1, 0.9, 0.2, 0.8])}) == ""
