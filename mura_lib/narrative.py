@@ -374,3 +374,17 @@ def collapse_sentence(runs: dict) -> str:
     if not notes:
         return ""
     return "Collapsed predictions, flagged: " + "; ".join(notes) + "."
+
+
+def source_sentence(sources: dict) -> str:
+    """How well the source runs learned their task (without it, transfer has nothing to transfer)."""
+    if not sources:
+        return ""
+    parts = []
+    for label, run in sources.items():
+        accuracy = run.metrics.get("accuracy")
+        parts.append(f"{label} {plain(accuracy)}" if accuracy is not None else label)
+    return (
+        f"On the source task the backbones reached study-type accuracies of {join_words(parts)} on the source "
+        f"corpus' test split (chance: {plain(1 / 7)})."
+    )

@@ -181,3 +181,14 @@ def test_collapsed_predictions_are_flagged():
     assert "flat gave every test study the same probability" in text
     assert "one side called every test study normal" in text and "fine" not in text
     assert narrative.collapse_sentence({"fine": run([0.1, 0.9, 0.2, 0.8])}) == ""
+
+
+def test_every_narrative_function_a_chapter_calls_exists():
+    import re
+
+    called = set()
+    for chapter in (REPO / "chapters").glob("*.md"):
+        called |= set(re.findall(r"narrative\.([a-z_]+)\(", chapter.read_text()))
+    assert called and all(callable(getattr(narrative, name, None)) for name in called), called
+    sources = {"CNN source task": SimpleNamespace(metrics={"accuracy": 0.95})}
+    assert "CNN source task 0.950" in narrative.source_sentence(sources)
