@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .evaluation import percentile_bootstrap
 from .narrative import join_words, plain, signed
 
 FINDINGS = ("fracture", "hardware", "cast", "lesion", "degenerative")
@@ -82,17 +83,10 @@ def auroc_interval(
     point = float(_two_sample_auroc(abnormal, normal))
     if len(abnormal) < 2 or len(normal) < 2:
         return point, float("nan"), float("nan")
-    result = stats.bootstrap(
-        (abnormal, normal),
-        _two_sample_auroc,
-        vectorized=True,
-        paired=False,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
+    low, high = percentile_bootstrap(
+        (abnormal, normal), _two_sample_auroc, paired=False, n_resamples=n_resamples, confidence=confidence, seed=seed
     )
-    return point, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return point, float(low), float(high)
 
 
 # --- detection by finding and by conspicuity ---------------------------------------------------
@@ -313,20 +307,13 @@ def conspicuity_gap(
     high = abnormal.loc[bins == 2, "probability"].to_numpy()
     low = abnormal.loc[bins == 0, "probability"].to_numpy()
     gap = float(_gap(normal, high, low))
-    boot = stats.bootstrap(
-        (normal, high, low),
-        _gap,
-        vectorized=True,
-        paired=False,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
+    gap_low, gap_high = percentile_bootstrap(
+        (normal, high, low), _gap, paired=False, n_resamples=n_resamples, confidence=confidence, seed=seed
     )
     return {
         "gap": gap,
-        "low": float(boot.confidence_interval.low),
-        "high": float(boot.confidence_interval.high),
+        "low": float(gap_low),
+        "high": float(gap_high),
         "confidence": confidence,
     }
 
@@ -404,18 +391,10 @@ def shortcut_reliance(
         result.update({f"auroc_{name}": auroc, f"low_{name}": low, f"high_{name}": high})
     result["gap"] = result["auroc_with"] - result["auroc_without"]
     if min(len(normal), len(with_), len(without)) >= 2:
-        boot = stats.bootstrap(
-            (normal, with_, without),
-            _gap,
-            vectorized=True,
-            paired=False,
-            n_resamples=n_resamples,
-            confidence_level=confidence,
-            method="percentile",
-            random_state=np.random.default_rng(seed),
+        gap_low, gap_high = percentile_bootstrap(
+            (normal, with_, without), _gap, paired=False, n_resamples=n_resamples, confidence=confidence, seed=seed
         )
-        result["gap_low"] = float(boot.confidence_interval.low)
-        result["gap_high"] = float(boot.confidence_interval.high)
+        result["gap_low"], result["gap_high"] = float(gap_low), float(gap_high)
     else:
         result["gap_low"] = result["gap_high"] = float("nan")
     return result

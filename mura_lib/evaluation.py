@@ -243,6 +243,24 @@ _STATISTICS = {
 }
 
 
+def percentile_bootstrap(data, statistic, *, paired: bool, n_resamples: int, confidence: float, seed: int):
+    """``scipy.stats.bootstrap`` as the thesis uses it everywhere: a vectorised statistic, the
+    percentile method and a seeded generator; returns the interval's ``(low, high)`` (arrays for a
+    statistic with several values).  ``paired`` resamples the rows of all arrays together (one set
+    of studies); otherwise each array on its own."""
+    result = stats.bootstrap(
+        data,
+        statistic,
+        paired=paired,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
 def bootstrap_interval(
     labels,
     probabilities,
@@ -263,17 +281,10 @@ def bootstrap_interval(
         scores = (scores > threshold).astype(float)
     if len(labels) < 2:
         return (float("nan"), float("nan"))
-    result = stats.bootstrap(
-        (labels, scores),
-        statistic,
-        paired=True,
-        vectorized=True,
-        n_resamples=n_resamples,
-        confidence_level=confidence_level,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
+    low, high = percentile_bootstrap(
+        (labels, scores), statistic, paired=True, n_resamples=n_resamples, confidence=confidence_level, seed=seed
     )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return float(low), float(high)
 
 
 def metrics_table(
@@ -525,17 +536,14 @@ def compare_paired(
     point_b = study_metrics(labels, scores_b, threshold)
     delong = delong_test(labels, scores_a, scores_b, confidence=confidence)
     predicted_a, predicted_b = (scores_a > threshold).astype(float), (scores_b > threshold).astype(float)
-    result = stats.bootstrap(
+    low, high = percentile_bootstrap(
         (labels.astype(float), scores_a, scores_b, predicted_a, predicted_b),
         _paired_differences,
         paired=True,
-        vectorized=True,
         n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
+        confidence=confidence,
+        seed=seed,
     )
-    low, high = result.confidence_interval
     return Comparison(
         name_a=name_a,
         name_b=name_b,
