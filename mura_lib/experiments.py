@@ -6,21 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dataset import MuraDataset, load_mura
+
+# How the chapters name the backbones, and the seed offset of the pretraining corpus (drawn from
+# another seed, so none of its images is in the thesis' data): defined once, in the plan.
+from .plan import BACKBONE_NAMES, SOURCE_SEED_OFFSET  # noqa: F401 (re-exported)
 from .runs import Run, RunStore
 from .training import ExperimentConfig, run_experiment
 
-# How the chapters name the backbones of mura_lib.models.BACKBONES.
-BACKBONE_NAMES = {
-    "vgg16": "VGG16",
-    "densenet169": "DenseNet-169",
-    "resnet50": "ResNet-50",
-    "efficientnetb0": "EfficientNet-B0",
-}
-
-# The source corpus for pretraining: a synthetic dataset of its own, drawn from another seed
-# (the thesis' seed plus this offset), so none of its images is in the thesis' data.
-SOURCE_SEED_OFFSET = 1000
-# Its size relative to MURA: about 3,000 training images.
+# The pretraining corpus' size relative to MURA: about 3,000 training images.
 SOURCE_SCALE = 0.08
 
 
