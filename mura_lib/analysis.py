@@ -216,6 +216,24 @@ def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return shown
 
 
+def detection_table(table: pd.DataFrame | None, drop: str | None = None):
+    """A detection table (of :func:`detection_by_finding` or :func:`detection_by_conspicuity`) as
+    a table for reading, without ``drop``'s column.  Where there is nothing to show (real MURA
+    records no findings, or no test study has a subtle finding) it is one row saying so, so that
+    the captioned table in the chapter always has content."""
+    from .tables import format_table
+
+    if table is None:
+        shown = pd.DataFrame({FINDING: ["not recorded: real MURA labels a study only normal or abnormal"]})
+    elif table.empty:
+        shown = pd.DataFrame({FINDING: ["no abnormal test study has a finding of this kind"]})
+    else:
+        shown = readable(table)
+        if drop is not None:
+            shown = shown.drop(columns=drop)
+    return format_table(shown, index=False)
+
+
 def finding_sentences(table: pd.DataFrame | None) -> str:
     """Which findings the network detects (AUROC interval above 0.5), which it does not (interval
     including or below 0.5) and which had too few studies for an interval, from a table of

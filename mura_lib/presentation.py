@@ -147,19 +147,31 @@ def status_page(records: list[dict], profile, data_source: str, data_path: Path)
             f"; {reused} of them were reused from an earlier build, with the time of that execution." if reused else "."
         ),
         "",
+        ":::{table} The chapters of this build: outcome, when each was executed, its execution time and "
+        "whether it was reused from an earlier build.",
+        ":name: tab-status-chapters",
+        "",
         "| chapter | outcome | executed | seconds | cache |",
         "|---|---|---|---:|---|",
     ]
     for record in records:
         cache = "reused from an earlier build" if record.get("cached") else "executed in this build"
         lines.append(f"| {record['chapter']} | passed | {record['finished']} | {record['seconds']:.1f} | {cache} |")
-    lines += ["", f"Total: {total:.1f} s ({format_duration(total)}).", ""]
+    lines += [":::", "", f"Total: {total:.1f} s ({format_duration(total)}).", ""]
     if records:
         environment = records[-1]["environment"]
-        lines += ["## Environment", "", "| item | value |", "|---|---|"]
+        lines += [
+            "## Environment",
+            "",
+            ":::{table} The device, Keras backend and package versions the chapters ran with.",
+            ":name: tab-status-environment",
+            "",
+            "| item | value |",
+            "|---|---|",
+        ]
         lines.append(f"| device | {environment['device']} |")
         lines.append(f"| Keras backend | {environment['backend']} |")
         for name, version in environment["versions"].items():
             lines.append(f"| {name} | {version} |")
-        lines.append("")
+        lines += [":::", ""]
     return "\n".join(lines)

@@ -549,7 +549,11 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     source = source_run(config, store) if config.init_from else None
     mode = _verbosity(verbose)
     if mode != "silent":
-        print(f"[{label}] training run {key} (at most {config.epochs} epochs)", file=progress_stream(), flush=True)
+        print(
+            f"[{label}] training run {key} (at most {config.epochs} epoch{'' if config.epochs == 1 else 's'})",
+            file=progress_stream(),
+            flush=True,
+        )
     directory = store.start(key, config.to_dict(), name=label, data_root=str(dataset.root))
 
     precision = device.resolve_precision(config.precision)

@@ -204,3 +204,14 @@ def test_conspicuity_gap_judges_the_thirds_by_the_interval_of_their_difference(t
     text = analysis.conspicuity_sentence(table, gap)
     assert "bootstrap interval of the unpaired difference" in text and "overlap" not in text
     assert analysis.conspicuity_gap(studies, None) is None
+
+
+def test_detection_table_always_has_a_row_to_caption(truth):
+    studies = fabricated(truth)
+    table = analysis.detection_by_finding(studies, truth, n_resamples=50, seed=0)
+    html = analysis.detection_table(table).to_html()
+    for finding in table[analysis.FINDING]:
+        assert f">{finding}<" in html
+    assert "not recorded" in analysis.detection_table(None).to_html()
+    empty = analysis.detection_table(table.iloc[0:0], drop=analysis.FINDING).to_html()
+    assert "no abnormal test study" in empty

@@ -322,3 +322,26 @@ def test_text_holds_for_the_build_it_sits_in(smoke_book):
     # The introduction says what this build pretrains, not what the full profile would.
     intro = _page_text(project, "01_introduction")
     assert "ImageNet weights cannot be obtained in an offline build" in intro
+
+
+def test_every_figure_and_table_has_a_numbered_caption(smoke_book):
+    """Every image and every table in a chapter sits in a figure or table with a caption that
+    is numbered ("Fig. N" / "Table N"); only the run-configuration and provenance boxes are
+    exempt (they are the page's metadata, not its content)."""
+    from bs4 import BeautifulSoup
+
+    project, _ = smoke_book
+    missing = []
+    for page in sorted((project / "_build" / "html" / "chapters").glob("*.html")):
+        main = BeautifulSoup(page.read_text(), "html.parser").find("main")
+        for element in main.find_all(["img", "table"]):
+            if element.find_parent(class_="admonition"):
+                continue
+            holder = element.find_parent(["figure", "table"]) if element.name == "img" else element
+            if element.name == "table" and not element.find("caption"):
+                holder = element.find_parent("figure")
+            caption = holder and (holder.find("figcaption") or holder.find("caption"))
+            number = caption and caption.find(class_="caption-number")
+            if not number:
+                missing.append(f"{page.name}: {element.name} {element.get('src') or element.get_text(' ', True)[:60]}")
+    assert not missing, "\n".join(missing)
