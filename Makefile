@@ -10,7 +10,7 @@ STAMP    = $(VENV)/.installed
 
 .PHONY: book pdf test status clean help lint format
 
-# Debian packages for `make pdf` (mura_lib/pdf.py names the same set).
+# Debian packages for `make pdf` (mura_lib/book/pdf.py names the same set).
 TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                fonts-freefont-otf lmodern latexmk poppler-utils
 

@@ -20,8 +20,9 @@ import keras
 from fit_timing import random_image_rate
 
 from mura_lib import models
+from mura_lib.config import ExperimentConfig
 from mura_lib.device import device_description, resolve_precision
-from mura_lib.training import ExperimentConfig, compile_model
+from mura_lib.training import compile_model
 
 VARIANTS = {
     "none": None,

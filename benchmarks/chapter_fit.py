@@ -19,12 +19,14 @@ import keras
 import numpy as np
 
 from mura_lib import numerics
+from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.device import device_description
+from mura_lib.inputs import paper_sample_weights, prepare_data
 from mura_lib.models import build_model
 from mura_lib.runs import RunStore
 from mura_lib.synthetic import generate_synthetic_mura
-from mura_lib.training import ExperimentConfig, compile_model, paper_sample_weights, prepare_data, run_experiment
+from mura_lib.training import compile_model, run_experiment
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -35,8 +35,9 @@ from fit_timing import random_image_rate
 def keras_rate(name: str, size: int, batch: int, steps: int, *, augment: bool = False) -> float:
     import keras
 
+    from mura_lib.config import ExperimentConfig
     from mura_lib.models import build_cnn, build_pretrained
-    from mura_lib.training import ExperimentConfig, compile_model
+    from mura_lib.training import compile_model
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:

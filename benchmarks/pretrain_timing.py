@@ -23,8 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mura_lib.experiments import SOURCE_SCALE, Thesis  # noqa: E402
+from mura_lib.inputs import CacheBatches, prepare_data, task_labels  # noqa: E402
 from mura_lib.models import build_model  # noqa: E402
-from mura_lib.training import CacheBatches, compile_model, prepare_data, task_labels  # noqa: E402
+from mura_lib.training import compile_model  # noqa: E402
 
 
 def clocked(call):

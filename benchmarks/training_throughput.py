@@ -20,12 +20,14 @@ import keras
 import numpy as np
 from fit_timing import timed_fit
 
+from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.device import device_description, resolve_precision
+from mura_lib.inputs import CacheBatches
 from mura_lib.models import build_model
 from mura_lib.preprocess import build_cache
 from mura_lib.synthetic import generate_synthetic_mura
-from mura_lib.training import CacheBatches, ExperimentConfig, compile_model
+from mura_lib.training import compile_model
 
 
 def main() -> None:

@@ -555,11 +555,11 @@ def render_preprocessed(
 
 def predict_pixels(run, pixels: np.ndarray, labels=None) -> np.ndarray:
     """The run's model applied to preprocessed ``uint8`` images, batched and scaled as in training
-    (:class:`mura_lib.training.CacheBatches`, the run's batch size and numeric precision)."""
+    (:class:`mura_lib.inputs.CacheBatches`, the run's batch size and numeric precision)."""
     import keras
 
     from . import device
-    from .training import CacheBatches
+    from .inputs import CacheBatches
 
     labels = np.zeros(len(pixels)) if labels is None else np.asarray(labels)
     keras.config.set_dtype_policy(device.resolve_precision(run.config.precision))

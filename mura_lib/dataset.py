@@ -102,19 +102,6 @@ class MuraDataset:
         """A short hash of the file list, sizes and labels: changes whenever the data changes."""
         return manifest_hash(self.root)
 
-    def without(self, relpaths) -> "MuraDataset":
-        """A copy without the given images (e.g. undecodable ones), recorded as exclusions."""
-        drop = set(relpaths)
-        if not drop:
-            return self
-        keep = ~self.images["relpath"].isin(drop)
-        return MuraDataset(
-            root=self.root,
-            images=self.images.loc[keep].reset_index(drop=True),
-            exclusions=self.exclusions,
-            csv_quirks=list(self.csv_quirks),
-        )
-
 
 def _empty_exclusions() -> pd.DataFrame:
     return pd.DataFrame({"relpath": pd.Series(dtype=str), "reason": pd.Series(dtype=str)})

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import ExperimentConfig
 from .dataset import MuraDataset, load_mura
 
 # How the chapters name the backbones, and the seed offset of the pretraining corpus (drawn from
 # another seed, so none of its images is in the thesis' data): defined once, in the plan.
 from .plan import BACKBONE_NAMES, SOURCE_SEED_OFFSET  # noqa: F401 (re-exported)
 from .runs import Run, RunStore
-from .training import ExperimentConfig, run_experiment
+from .training import run_experiment
 
 # The pretraining corpus' size relative to MURA: about 3,000 training images.
 SOURCE_SCALE = 0.08

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from .config import IMAGE_MODELS, MODEL_NAMES, TASK_NAMES
 from .dataset import STUDY_TYPES
 
 BACKBONES = {
@@ -29,9 +30,10 @@ BACKBONES = {
     "resnet50": ("ResNet50", "resnet", 32),
     "efficientnetb0": ("EfficientNetB0", "efficientnet", 32),
 }
-MODEL_NAMES = ("cnn", *BACKBONES)
 # The tasks a model can be trained for, with the name of the head layer that answers each one.
 TASKS = {"abnormality": "abnormal", "study_type": "study_type"}
+if IMAGE_MODELS != ("cnn", *BACKBONES) or tuple(TASKS) != TASK_NAMES:
+    raise ImportError("mura_lib.config's IMAGE_MODELS and TASK_NAMES must name exactly the models and tasks built here")
 
 
 def head(task: str, *, kernel_regularizer=None) -> layers.Dense:
@@ -314,7 +316,7 @@ def build_pretrained(
 
 
 def build_model(config) -> keras.Model:
-    """The model an :class:`~mura_lib.training.ExperimentConfig` describes.
+    """The model an :class:`~mura_lib.config.ExperimentConfig` describes.
 
     The ab-initio CNN trains every layer, unless it starts from another run's weights
     (``init_from``) with ``fine_tune=False``: then, like a frozen backbone, only its head learns.
@@ -336,6 +338,11 @@ def build_model(config) -> keras.Model:
             for layer in backbone_layers(model):
                 layer.trainable = False
         return model
+    if config.model == "multiview":
+        # The image network the multi-view model wraps has the same settings as the run it
+        # starts from (the plan derives one configuration from the other).
+        image_model = build_model(config.replace(model="cnn", init_from=None))
+        return build_multiview(image_model, config.max_views)
     if config.model in BACKBONES:
         return build_pretrained(
             config.model,

@@ -1,20 +1,21 @@
-"""Study-level inputs for the multi-view model: every study's views stacked and padded."""
+"""Study-level inputs for the multi-view model: each study's views, in view order, as rows of
+the preprocessing cache, and batches of whole studies read from the cache."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .training import PreparedData
+from .inputs import PreparedData, SeededBatches
 
 
-def study_stacks(prepared: PreparedData, subset: str, max_views: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """``(studies, views, mask)`` of one subset.
+def study_rows(prepared: PreparedData, subset: str, max_views: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """``(studies, rows)`` of one subset.
 
     ``studies`` has one row per study (``study_path``, ``study_type``, ``label``, ``views``);
-    ``views`` is a float32 array (studies, max_views, size, size, 1) filled from the cache in
-    view order and zero-padded; ``mask`` (studies, max_views) is 1 where a real view sits.
-    Studies with more than ``max_views`` views keep their first ``max_views``.
+    ``rows`` (studies, max_views) holds the cache rows of its views in view order, -1 where a
+    study has fewer views.  Studies with more than ``max_views`` views keep their first
+    ``max_views``.
     """
     if max_views < 1:
         raise ValueError(f"max_views must be at least 1, got {max_views}")
@@ -24,14 +25,36 @@ def study_stacks(prepared: PreparedData, subset: str, max_views: int) -> tuple[p
     studies = part.groupby("study_path", sort=True).agg(
         study_type=("study_type", "first"), label=("label", "first"), views=("view", "size")
     )
-    size = prepared.cache_images.shape[1]
-    views = np.zeros((len(studies), max_views, size, size, 1), dtype="float32")
-    mask = np.zeros((len(studies), max_views), dtype="float32")
+    rows = np.full((len(studies), max_views), -1, dtype="int64")
     position = pd.Series(np.arange(len(studies)), index=studies.index)
     slot = part.groupby("study_path").cumcount().to_numpy()
     keep = slot < max_views
     study_index = position.loc[part["study_path"]].to_numpy()
-    rows = part["cache_row"].to_numpy()
-    views[study_index[keep], slot[keep], :, :, 0] = prepared.cache_images[rows[keep]]
-    mask[study_index[keep], slot[keep]] = 1.0
-    return studies.reset_index(), views, mask
+    rows[study_index[keep], slot[keep]] = part["cache_row"].to_numpy()[keep]
+    return studies.reset_index(), rows
+
+
+def study_stacks(prepared: PreparedData, subset: str, max_views: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(studies, views, mask)`` of one subset held in memory: ``views`` (studies, max_views,
+    size, size, 1) zero-padded, ``mask`` (studies, max_views) 1 where a real view sits."""
+    studies, rows = study_rows(prepared, subset, max_views)
+    batches = StudyBatches(prepared.cache_images, rows, studies["label"], batch_size=len(studies))
+    (views, mask), _ = batches[0]
+    return studies, views, mask
+
+
+class StudyBatches(SeededBatches):
+    """Batches of whole studies from the memory-mapped cache: ``([views, mask], labels[, weights])``;
+    ``rows`` holds each study's cache rows (-1 for padding)."""
+
+    def __getitem__(self, index):
+        chosen, rows = self._batch(index)
+        mask = (rows >= 0).astype("float32")
+        views = np.zeros((*rows.shape, *self.images.shape[1:], 1), dtype="float32")
+        real = np.nonzero(rows >= 0)
+        flat = rows[real]
+        sorter = np.argsort(flat, kind="stable")  # sorted reads are faster on a memory map
+        read = np.empty((len(flat), *self.images.shape[1:]), dtype="float32")
+        read[sorter] = self.images[flat[sorter]]
+        views[real[0], real[1], ..., 0] = read
+        return self._with_targets((views, mask), chosen)

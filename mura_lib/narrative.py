@@ -27,11 +27,6 @@ def plain(value: float, digits: int = 3) -> str:
     return f"{value + 0.0:.{digits}f}".replace("-", MINUS)
 
 
-def plural(count: int, word: str, plural_form: str | None = None) -> str:
-    """``1 epoch``, ``2 epochs``."""
-    return f"{count} {word if count == 1 else (plural_form or word + 's')}"
-
-
 def join_words(words: list[str]) -> str:
     words = list(words)
     if not words:

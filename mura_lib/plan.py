@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .training import ExperimentConfig
+    from .config import ExperimentConfig
 
 # The networks whose pretraining the thesis tests: the keras.applications backbones, and the
 # ab-initio CNN itself (cheap enough to pretrain on a CPU).
@@ -77,6 +77,8 @@ class PlanSettings:
     source_scale: float = 0.08
     multiview_image_size: int = 0  # 0: the baseline's
     multiview_epochs: int = 0  # 0: the baseline's cap
+    multiview_max_views: int = 4  # views per study the multi-view model reads (later views are dropped)
+    multiview_learning_rate: float = 1e-4
 
     def __post_init__(self):
         for name in ("seeds", "image_sizes", "backbones", "backbone_modes"):
@@ -116,7 +118,7 @@ class PlanSettings:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     def baseline_config(self, **changes) -> "ExperimentConfig":
-        from .training import ExperimentConfig
+        from .config import ExperimentConfig
 
         return ExperimentConfig(
             model="cnn",
@@ -181,17 +183,6 @@ class ExperimentPlan:
         self._lay_out()
 
     # --- construction ----------------------------------------------------------------------
-    @classmethod
-    def for_chapter(
-        cls, profile: str, settings: dict | None, data_root, runs_dir="runs", cache_dir="data/cache", *, verbose="lines"
-    ) -> "ExperimentPlan":
-        """The plan a chapter runs under: the profile's settings, with ``settings`` on top (the build
-        passes the resolved settings; a chapter run by hand may pass only the ones it changes)."""
-        resolved = profile_settings(profile) if profile else {}
-        return cls(
-            PlanSettings.from_dict(resolved | dict(settings or {})), data_root, runs_dir, cache_dir, verbose=verbose
-        )
-
     def _add(self, name, group, label, config, chapters, dataset="target", source=None) -> None:
         self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset, source)
 
@@ -235,6 +226,27 @@ class ExperimentPlan:
                 self._add(label, "development", label, base.replace(**changes), ("04_model_development",))
                 self._compare(f"{label} vs baseline", "development", label, "baseline", subset="validation")
         self._lay_out_transfer(base)
+        self._lay_out_multiview()
+
+    def _lay_out_multiview(self) -> None:
+        """The multi-view study model: the image network at the multi-view size (the baseline
+        itself, or the same network from the image-size sweep) wrapped to read whole studies and
+        trained on them, against that image network with its views' probabilities averaged."""
+        s = self.settings
+        size = s.multiview_image_size or s.image_size
+        image_run = "baseline" if size == s.image_size else f"{size} px"
+        if image_run not in self.runs:
+            self._add(image_run, "multi-view", image_run, s.baseline_config(image_size=size), ("08_extensions",))
+        config = self.runs[image_run].config.replace(
+            model="multiview",
+            max_views=s.multiview_max_views,
+            learning_rate=s.multiview_learning_rate,
+            epochs=s.multiview_epochs or s.epochs,
+            # A short fine-tuning from a trained network: the plateau rules may act from the start.
+            min_epochs=0,
+        )
+        self._add("multi-view", "multi-view", "multi-view model", config, ("08_extensions",), source=image_run)
+        self._compare("multi-view vs mean of views", "multi-view", "multi-view", image_run)
 
     @property
     def pretraining(self) -> str:
@@ -404,7 +416,7 @@ class ExperimentPlan:
             values.pop("kappa_verdict", None)
             result = Comparison(**values)
         else:
-            from .runs import atomic_write_text
+            from .files import atomic_write_text
 
             result = compare_paired(
                 run_a.study_predictions(planned.subset),
@@ -492,50 +504,6 @@ class ExperimentPlan:
         return [(p.name, p.config) for p in self.runs.values() if p.dataset == "target" and p.source is None]
 
 
-def profile_settings(profile: str, root: str | Path | None = None) -> dict:
-    """The ``parameters`` section of ``params/<profile>.yaml`` (validated), as a dict."""
-    from .build import load_profile, project_root
-
-    loaded = load_profile(Path(root) if root else project_root(), profile)
-    return settings_from_parameters(loaded.parameters, source=f"params/{profile}.yaml")
-
-
 def settings_from_parameters(parameters: dict, *, source: str) -> dict:
     """The experiment settings among a profile's parameters, checked against :class:`PlanSettings`."""
     return PlanSettings.from_dict(dict(parameters), source=source).to_dict()
-
-
-def plan_for_profile(
-    root: str | Path, profile, data: str | None = None, overrides: dict | None = None, *, verbose="lines"
-) -> "ExperimentPlan":
-    """The plan of a build: the profile's data (generated if synthetic) and its settings."""
-    from .build import resolve_data
-
-    root = Path(root)
-    _, data_root = resolve_data(root, profile, data)
-    settings = settings_from_parameters(
-        profile.parameters | dict(overrides or {}), source=f"params/{profile.name}.yaml"
-    )
-    return ExperimentPlan(
-        PlanSettings.from_dict(settings), data_root, root / "runs", root / "data" / "cache", verbose=verbose
-    )
-
-
-def plan_jobs(root: str | Path, profile, data: str | None = None) -> tuple[Path, list]:
-    """``(data root, [(name, ExperimentConfig), ...])``: every run of a profile's plan (a name or a
-    loaded profile), for an executor."""
-    if isinstance(profile, str):
-        from .build import load_profile
-
-        profile = load_profile(Path(root), profile)
-    plan = plan_for_profile(root, profile, data)
-    return Path(plan.data_root), plan.jobs()
-
-
-def plan_stages(root: str | Path, profile, data: str | None = None) -> list[tuple[Path, list]]:
-    """:meth:`ExperimentPlan.job_stages` of a profile (a name or a loaded profile)."""
-    if isinstance(profile, str):
-        from .build import load_profile
-
-        profile = load_profile(Path(root), profile)
-    return plan_for_profile(root, profile, data).job_stages()

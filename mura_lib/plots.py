@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from sklearn import metrics as skm
 
-from .book import FIGURE_WIDTH
+FIGURE_WIDTH = 7.0  # inches: the width of the book's text column at 100 dpi
+
+
+def set_style() -> None:
+    """The book's figure style: seaborn's colour-blind palette, figures as wide as the text."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    matplotlib.rcParams.update(
+        {
+            "figure.figsize": (FIGURE_WIDTH, 4.0),
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "savefig.bbox": "tight",
+            "axes.titlesize": "medium",
+        }
+    )
 
 
 def _legend_below(fig: plt.Figure, handles, labels, *, columns: int | None = None) -> None:

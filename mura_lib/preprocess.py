@@ -30,10 +30,10 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .config import POLICIES
 from .dataset import MuraDataset
 from .parallel import partial_name, process_pool, remove_stale_partials
 
-POLICIES = ("pad", "stretch", "crop")
 CACHE_FORMAT_VERSION = 2
 DEFAULT_CACHE_DIR = Path("data") / "cache"
 # The largest image decoded: MURA's radiographs are at most a few megapixels, so anything
@@ -314,7 +314,7 @@ def _write_index(index: pd.DataFrame, directory: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from .runs import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(path, text)
 

@@ -20,7 +20,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,8 +29,9 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from .files import FILE_MODE, atomic_write_text  # noqa: F401 (atomic_write_text: re-exported)
+
 RUNS_ENV_VAR = "MURA_RUNS"
-FILE_MODE = 0o644  # readable by the group and others, whatever the umask
 RUN_FILES = (
     "run.json",
     "config.json",
@@ -46,22 +46,6 @@ PREDICTION_COLUMNS = ("relpath", "study_path", "study_type", "patient", "view", 
 
 class BrokenRunError(RuntimeError):
     """A run marked complete whose files are missing or damaged; the message says how to retrain it."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, FILE_MODE)  # mkstemp creates files readable by their owner only
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _now() -> str:
@@ -98,7 +82,7 @@ class Run:
 
     @cached_property
     def config(self):
-        from .training import ExperimentConfig
+        from .config import ExperimentConfig
 
         return ExperimentConfig.from_dict(json.loads((self.directory / "config.json").read_text()))
 
@@ -127,7 +111,7 @@ class Run:
 
     def constant_note(self, subset: str = "test", tolerance: float = 1e-6) -> str | None:
         """Why the run's predictions on ``subset`` are constant (a collapsed model), or None."""
-        from .evaluation import constant_predictions
+        from .scoring import constant_predictions
 
         return constant_predictions(self.predictions.loc[self.predictions["subset"] == subset], tolerance=tolerance)
 
@@ -138,7 +122,7 @@ class Run:
         return self.constant_note() is not None
 
     def study_predictions(self, subset: str = "test", rule: str = "mean") -> pd.DataFrame:
-        from .evaluation import aggregate_studies
+        from .scoring import aggregate_studies
 
         return aggregate_studies(self.predictions.loc[self.predictions["subset"] == subset], rule=rule)
 
@@ -265,7 +249,7 @@ class RunStore:
     ) -> Run:
         """Store the trained run; its metrics are the abnormality task's study-level metrics or,
         for ``task="study_type"``, the study-type accuracy and macro AUROC."""
-        from .evaluation import aggregate_studies, study_metrics, study_type_metrics
+        from .scoring import aggregate_studies, study_metrics, study_type_metrics
 
         directory = self.path(key)
         weights_tmp = directory / ".model.tmp.weights.h5"

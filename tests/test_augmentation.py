@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from mura_lib.callbacks import _ReseedEachEpoch
 from mura_lib.models import RandomAffine, affine_matrices, affine_warp, augmentation, build_cnn, keras_augmentation
-from mura_lib.training import _ReseedEachEpoch
 
 SIZE = 48
 ROWS, COLUMNS = np.mgrid[0:SIZE, 0:SIZE].astype("float32")
@@ -148,7 +148,14 @@ def test_both_augmentations_keep_shape_and_range_under_mixed_precision():
 
 def test_a_model_with_the_warp_trains():
     model = build_cnn(16, depth=2, width=4, seed=0)
-    assert any(isinstance(layer, RandomAffine) for layer in model._flatten_layers())
+
+    def layers(block):
+        for layer in block.layers:
+            yield layer
+            if hasattr(layer, "layers"):
+                yield from layers(layer)
+
+    assert any(isinstance(layer, RandomAffine) for layer in layers(model))
     model.compile(optimizer="adam", loss="binary_crossentropy")
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 1)).astype("float32")
     history = model.fit(x, np.array([0, 1] * 4, "float32"), batch_size=8, epochs=1, verbose=0)

@@ -15,7 +15,8 @@ SCRIPT = """
 import json, sys
 from mura_lib.dataset import load_mura
 from mura_lib.runs import RunStore
-from mura_lib.training import ExperimentConfig, run_experiment
+from mura_lib.config import ExperimentConfig
+from mura_lib.training import run_experiment
 import keras
 run = run_experiment(ExperimentConfig(image_size=32, depth=2, width=8, epochs=2, batch_size=16),
                      load_mura(sys.argv[1]), store=RunStore(sys.argv[2]), cache_dir=sys.argv[3], verbose="silent")

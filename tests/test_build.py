@@ -15,7 +15,7 @@ import yaml
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "mura_lib.cli"]
+CLI = [sys.executable, "-m", "mura_lib.book.cli"]
 PROJECT_FILES = ["_config.yml", "_toc.yml", "references.bib", "chapters", "params"]
 
 
@@ -278,8 +278,7 @@ def test_conclusions_and_abstract_state_the_chapters_verdicts(smoke_book):
     """One source of verdicts: the results chapters, the conclusions and the abstract print the
     same sentences, from the same paired comparisons of the same stored runs."""
     from mura_lib import narrative
-    from mura_lib.build import load_profile
-    from mura_lib.plan import plan_for_profile
+    from mura_lib.book.profiles import load_profile, plan_for_profile
 
     project, _ = smoke_book
     plan = plan_for_profile(project, load_profile(project, "smoke"), verbose="silent")
@@ -312,7 +311,7 @@ def test_text_holds_for_the_build_it_sits_in(smoke_book):
         for pattern in offenders:
             assert not re.search(pattern, text), f"{pattern!r} on {page.name}"
     # The number of test studies is this build's, glued from its data.
-    from mura_lib.build import load_profile, resolve_data
+    from mura_lib.book.profiles import load_profile, resolve_data
     from mura_lib.dataset import load_mura
 
     _, root = resolve_data(project, load_profile(project, "smoke"))

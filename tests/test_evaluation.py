@@ -4,7 +4,7 @@ import pytest
 from sklearn import metrics as skm
 
 from mura_lib import evaluation
-from mura_lib.training import paper_sample_weights
+from mura_lib.inputs import paper_sample_weights
 
 
 @pytest.fixture

@@ -18,13 +18,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mura_lib import cli
-from mura_lib.build import Builder, BuildError, ChapterPlan, load_profile
+from mura_lib.book import cli
+from mura_lib.book.build import Builder, ChapterPlan
+from mura_lib.book.profiles import load_profile
+from mura_lib.book.project import BuildError
+from mura_lib.book.schema import ParameterError
 from mura_lib.dataset import MuraFormatError, load_mura
+from mura_lib.files import atomic_write_text
 from mura_lib.parallel import partial_name, remove_stale_partials
 from mura_lib.preprocess import TooManyExcludedError, build_cache, exclusions
-from mura_lib.runs import BrokenRunError, RunStore, atomic_write_text
-from mura_lib.schema import ParameterError
+from mura_lib.runs import BrokenRunError, RunStore
 
 from .conftest import REPO
 
@@ -43,7 +46,7 @@ def small_project(target: Path) -> Path:
 
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mura_lib.cli", *args],
+        [sys.executable, "-m", "mura_lib.book.cli", *args],
         cwd=project,
         capture_output=True,
         text=True,
@@ -65,7 +68,8 @@ TRAIN_SCRIPT = """
 import sys
 from mura_lib.dataset import load_mura
 from mura_lib.runs import RunStore
-from mura_lib.training import ExperimentConfig, run_experiment
+from mura_lib.config import ExperimentConfig
+from mura_lib.training import run_experiment
 config = ExperimentConfig(image_size=16, depth=1, width=4, epochs=2, batch_size=32, seed=3, augment=False)
 run = run_experiment(config, load_mura(sys.argv[1]), store=RunStore(sys.argv[2]), cache_dir=sys.argv[3], verbose="silent")
 print("RUN", run.key, flush=True)
@@ -144,7 +148,8 @@ def test_second_build_of_a_profile_waits_or_fails_fast(tmp_path):
             textwrap.dedent("""
             import sys, time
             from pathlib import Path
-            from mura_lib.build import Builder, load_profile
+            from mura_lib.book.build import Builder
+            from mura_lib.book.profiles import load_profile
             builder = Builder(Path.cwd(), load_profile(Path.cwd(), "smoke"))
             with builder.lock():
                 print("locked", flush=True)
@@ -201,7 +206,8 @@ def test_two_runs_of_one_chapter_do_not_share_an_output(tmp_path):
                     textwrap.dedent("""
                     import sys
                     from pathlib import Path
-                    from mura_lib.build import Builder, run_single_chapter, load_profile
+                    from mura_lib.book.build import Builder, run_single_chapter
+                    from mura_lib.book.profiles import load_profile
                     root = Path.cwd()
                     Builder.check_data = lambda self: None  # not needed: the output check comes first
                     try:
@@ -241,7 +247,7 @@ def damage(dataset, mura_copy: Path) -> dict[str, str]:
 
 
 def test_bad_images_are_excluded_with_their_reason_and_counted(mura_copy, tmp_path):
-    from mura_lib.training import prepare_data
+    from mura_lib.inputs import prepare_data
 
     expected = damage(load_mura(mura_copy), mura_copy)
     dataset = load_mura(mura_copy)

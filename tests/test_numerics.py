@@ -13,7 +13,8 @@ from nbclient import NotebookClient
 TRAIN = """
 from mura_lib.dataset import load_mura
 from mura_lib.runs import RunStore
-from mura_lib.training import ExperimentConfig, run_experiment
+from mura_lib.config import ExperimentConfig
+from mura_lib.training import run_experiment
 run = run_experiment(ExperimentConfig(image_size=32, depth=2, width=8, epochs=2, batch_size=16, seed=3),
                      load_mura({data!r}), store=RunStore({store!r}), cache_dir={cache!r}, verbose="silent")
 print(run.key)
@@ -22,7 +23,8 @@ print(run.key)
 KEY = """
 import json, sys
 from mura_lib.dataset import load_mura
-from mura_lib.training import ExperimentConfig, run_key
+from mura_lib.config import ExperimentConfig
+from mura_lib.training import run_key
 print(run_key(ExperimentConfig(), load_mura(sys.argv[1]).manifest_hash()))
 """
 

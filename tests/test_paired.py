@@ -13,7 +13,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from mura_lib import evaluation, plots
-from mura_lib.book import FIGURE_WIDTH
+from mura_lib.plots import FIGURE_WIDTH
 
 
 def _correlated(n=400, seed=0, strength_a=1.2, strength_b=1.0, shared=1.0, own=0.5):

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from mura_lib import pdf
-from mura_lib.build import BuildError
-from mura_lib.frontmatter import body_entries, count_words, notebook_prose
+from mura_lib.book import pdf
+from mura_lib.book.frontmatter import body_entries, count_words, notebook_prose
+from mura_lib.book.project import BuildError
 
 from .conftest import REPO
 

@@ -4,9 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from mura_lib import narrative
+from mura_lib import narrative, tables
+from mura_lib.book.profiles import profile_settings
 from mura_lib.evaluation import Comparison
-from mura_lib.plan import ExperimentPlan, PlanSettings, profile_settings
+from mura_lib.plan import ExperimentPlan, PlanSettings
 
 from .conftest import REPO
 
@@ -135,7 +136,7 @@ def test_stopping_sentence_says_when_runs_hit_their_cap():
         "a ran to the epoch cap without reaching a plateau (1 of 2); the other"
     )
     assert narrative.stopping_sentence({"b": runs["b"]}).startswith("All 1 trainings stopped on a plateau")
-    assert narrative.plural(1, "epoch") == "1 epoch" and narrative.plural(3, "epoch") == "3 epochs"
+    assert tables.plural(1, "epoch") == "1 epoch" and tables.plural(3, "epoch") == "3 epochs"
 
 
 def test_research_answer_counts_only_differences_beyond_seed_noise():

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mura_lib import evaluation, presentation
+from mura_lib import evaluation
+from mura_lib.book import presentation
 from mura_lib.tables import column_words, format_table, plural
 
 
@@ -160,7 +161,7 @@ def test_format_duration():
 
 SPHINX_PROJECT = {
     "conf.py": """
-        extensions = ["sphinx_external_toc", "sphinx_multitoc_numbering", "mura_lib.sphinx_book"]
+        extensions = ["sphinx_external_toc", "sphinx_multitoc_numbering", "mura_lib.book.sphinx_book"]
         external_toc_path = "_toc.yml"
         numfig = True
         numfig_secnum_depth = 1

@@ -2,9 +2,11 @@
 
 import re
 
+import pytest
 import tomllib
 import yaml
 
+from . import import_graph
 from .conftest import REPO
 
 
@@ -39,7 +41,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_profile_is_valid_and_chapters_exist():
-    from mura_lib.build import load_profile, toc_entries
+    from mura_lib.book.profiles import load_profile
+    from mura_lib.book.project import toc_entries
 
     assert toc_entries(REPO)
     for path in (REPO / "params").glob("*.yaml"):
@@ -48,7 +51,7 @@ def test_every_profile_is_valid_and_chapters_exist():
 
 
 def test_every_profile_resolves_into_an_experiment_plan():
-    from mura_lib.build import load_profile
+    from mura_lib.book.profiles import load_profile
     from mura_lib.plan import PlanSettings, settings_from_parameters
 
     for path in (REPO / "params").glob("*.yaml"):
@@ -62,7 +65,9 @@ def test_chapter_defaults_are_the_demo_profile():
     """A chapter run on its own (papermill, Jupyter) gets the same settings as the demo build."""
     import papermill
 
-    from mura_lib.build import Builder, is_notebook, load_profile, toc_entries
+    from mura_lib.book.build import Builder
+    from mura_lib.book.profiles import load_profile
+    from mura_lib.book.project import is_notebook, toc_entries
     from mura_lib.plan import PlanSettings
 
     demo = load_profile(REPO, "demo")
@@ -86,9 +91,65 @@ def test_build_process_describes_the_machine_without_loading_a_framework():
     import sys
 
     code = (
-        "import sys\nfrom mura_lib.build import build_environment\nbuild_environment()\n"
+        "import sys\nfrom mura_lib.book.build import build_environment\nbuild_environment()\n"
         "from mura_lib.plan import PlanSettings\nPlanSettings()\n"
         "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_no_import_cycles_and_the_core_never_imports_the_book_pipeline():
+    edges = import_graph.graph()
+    assert import_graph.cycles(edges) == []
+    core = [name for name in edges if not name.startswith(("mura_lib.book", "mura_lib.synthetic"))]
+    upward = {name: sorted(t for t in edges[name] if t.startswith("mura_lib.book")) for name in core}
+    assert {name: targets for name, targets in upward.items() if targets} == {}
+    # The configuration and the project helpers import nothing of the project.
+    assert edges["mura_lib.config"] == set() and edges["mura_lib.book.project"] == set()
+
+
+# Modules that training reaches but that cannot change a run's result, each with its reason.
+KEY_EXEMPT = {
+    "mura_lib": "the package's __init__ only applies mura_lib.numerics",
+    "mura_lib.numerics": "its settings in effect are a field of the run key",
+    "mura_lib.device": "the backend and the resolved precision are fields of the run key",
+    "mura_lib.runs": "the run store: where a result is written, not what it is",
+    "mura_lib.files": "atomic file writing",
+    "mura_lib.parallel": "the process pool and temporary names of the cache build",
+}
+
+
+def test_result_modules_cover_everything_training_imports():
+    """A module that training reaches is either hashed into the run key or exempt for a stated
+    reason; a new module split out of training cannot silently fall out of the key."""
+    from mura_lib.config import RESULT_MODULES
+
+    edges = import_graph.graph()
+    reached = import_graph.reachable(edges, "mura_lib.training") | {"mura_lib.training"}
+    assert reached - set(RESULT_MODULES) - set(KEY_EXEMPT) == set()
+    assert set(RESULT_MODULES) <= set(edges), "RESULT_MODULES names a module that does not exist"
+
+
+def test_run_key_follows_the_source_of_every_result_module(monkeypatch, tmp_path):
+    from mura_lib import config
+
+    before = config.library_source_hash()
+    original = config.module_path
+    for name in config.RESULT_MODULES:
+        copy = tmp_path / f"{name}.py"
+        copy.write_bytes(original(name).read_bytes() + b"\n# changed\n")
+        monkeypatch.setattr(config, "module_path", lambda n, name=name, copy=copy: copy if n == name else original(n))
+        assert config.library_source_hash() != before, name
+    monkeypatch.setattr(config, "module_path", original)
+    with pytest.raises(FileNotFoundError, match="update the list"):
+        config.library_source_hash(("mura_lib.no_such_module",))
+
+
+def test_chapter_keys_cover_every_source_file_in_every_folder():
+    from mura_lib.book import build
+
+    hashed = {path.relative_to(build.PACKAGE).as_posix() for path in build.chapter_library_files()}
+    every = {path.relative_to(build.PACKAGE).as_posix() for path in build.PACKAGE.rglob("*.py")}
+    assert every - hashed == set(build.NOT_IN_CHAPTERS)
+    assert {"book/build.py", "book/__init__.py", "plan.py", "training.py"} <= hashed

@@ -14,12 +14,12 @@ import types
 
 import pytest
 
-from mura_lib import cli
+from mura_lib.book import cli
+from mura_lib.book.executors import train_runs
+from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
-from mura_lib.executors import train_runs
 from mura_lib.preprocess import build_cache
 from mura_lib.synthetic import generate_synthetic_mura
-from mura_lib.training import ExperimentConfig
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="the ray executor needs Ray: pip install -e '.[cluster]'"

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mura_lib.build import Profile, resolve_data
-from mura_lib.cli import main as cli_main
+from mura_lib.book.cli import main as cli_main
+from mura_lib.book.profiles import Profile, resolve_data
 from mura_lib.dataset import load_mura
 from mura_lib.radiograph import FINDINGS
 from mura_lib.synthetic import (

@@ -1,13 +1,15 @@
 import json
+import shutil
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
+from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.runs import RunStore
-from mura_lib.training import ExperimentConfig, run_experiment
+from mura_lib.training import run_experiment
 
 TINY = dict(image_size=32, depth=2, width=8, epochs=3, batch_size=16, seed=1)
 
@@ -131,7 +133,8 @@ def test_other_config_is_another_run(reference, dataset, cache_dir):
 
 
 def test_stored_model_reloads_with_same_predictions(reference, dataset, cache_dir):
-    from mura_lib.training import predict_images, prepare_data
+    from mura_lib.inputs import prepare_data
+    from mura_lib.training import predict_images
 
     model = reference.load_model()
     prepared = prepare_data(dataset, TINY["image_size"], seed=TINY["seed"], cache_dir=cache_dir, progress=False)
@@ -150,7 +153,8 @@ def test_invalid_config_is_explained():
 
 
 def test_pretrained_run_reloads_with_same_predictions(dataset, cache_dir, tmp_path):
-    from mura_lib.training import predict_images, prepare_data
+    from mura_lib.inputs import prepare_data
+    from mura_lib.training import predict_images
 
     config = ExperimentConfig(
         model="vgg16", image_size=32, epochs=1, batch_size=16, weights=None, fine_tune=False, augment=False
@@ -167,7 +171,7 @@ def test_pretrained_run_reloads_with_same_predictions(dataset, cache_dir, tmp_pa
 def _simulate_rules(aurocs, *, smoothing, min_epochs, lr_patience, stop_patience):
     """Feed a sequence of validation AUROCs through the training's plateau callbacks; return the
     number of epochs run and the epochs at which the learning rate was cut."""
-    from mura_lib.training import MONITOR, _PlateauAfter, _StudyValidation
+    from mura_lib.callbacks import MONITOR, _PlateauAfter, _StudyValidation
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
@@ -235,3 +239,51 @@ def test_plateau_rules_starting_mid_training_keep_the_history_readable(dataset, 
     assert len(run.history) == TINY["epochs"]
     assert run.history["learning_rate"].notna().all()
     assert run.history["val_study_auroc_smooth"].between(0, 1).all()
+
+
+@pytest.fixture(scope="module")
+def multiview_runs(reference, dataset, cache_dir, tmp_path_factory):
+    """The multi-view model as a run: from the reference image run, in the same store; then the
+    same configuration interrupted after its first epoch and resumed in a second store."""
+    store = RunStore(reference.directory.parent)
+    config = reference.config.replace(model="multiview", init_from=reference.key, max_views=3, epochs=2, min_epochs=0)
+    run = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    other = RunStore(tmp_path_factory.mktemp("multiview-resumed"))
+    shutil.copytree(reference.directory, other.path(reference.key))
+    with pytest.raises(Interrupt):
+        run_experiment(
+            config, dataset, store=other, cache_dir=cache_dir, verbose="silent", extra_callbacks=[InterruptAfter(0)]
+        )
+    return run, run_experiment(config, dataset, store=other, cache_dir=cache_dir, verbose="silent"), config, store
+
+
+def test_multiview_model_is_a_stored_run_with_one_probability_per_study(multiview_runs, reference, dataset, cache_dir):
+    run, _, config, store = multiview_runs
+    assert run.info["status"] == "complete" and run.config.model == "multiview"
+    assert run.training["init_from"]["key"] == reference.key
+    spread = run.predictions.groupby("study_path")["probability"].agg(lambda p: p.max() - p.min())
+    assert (spread == 0).all()
+    studies = run.study_predictions("test")
+    assert len(studies) == len(reference.study_predictions("test"))
+    # Asked again, the store answers: nothing is retrained.
+    again = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    assert again.directory == run.directory and again.info["created"] == run.info["created"]
+
+
+def test_multiview_run_reloads_and_resumes_exactly(multiview_runs, dataset, cache_dir):
+    from mura_lib.inputs import prepare_data
+    from mura_lib.training import predict_images
+
+    run, resumed, config, _ = multiview_runs
+    prepared = prepare_data(dataset, config.image_size, seed=config.seed, cache_dir=cache_dir, progress=False)
+    again = predict_images(run.load_model(), prepared, ("test",), config=config)
+    expected = run.predictions.query("subset == 'test'")["probability"].to_numpy()
+    np.testing.assert_allclose(again["probability"], expected, rtol=1e-5, atol=1e-6)
+    assert resumed.info["resumed"] == 1
+    pd.testing.assert_frame_equal(resumed.history, run.history)
+    np.testing.assert_array_equal(resumed.predictions["probability"], run.predictions["probability"])
+
+
+def test_multiview_needs_the_image_run_it_wraps(reference):
+    with pytest.raises(ValueError, match="abnormality"):
+        reference.config.replace(model="multiview", task="study_type")

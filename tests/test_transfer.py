@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mura_lib.callbacks import MONITOR
+from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import STUDY_TYPES, load_mura
 from mura_lib.evaluation import constant_predictions, is_constant
 from mura_lib.models import backbone_layers, build_model, transfer_backbone_weights
 from mura_lib.runs import RunStore
-from mura_lib.training import MONITOR, ExperimentConfig, run_experiment, run_key
+from mura_lib.training import run_experiment, run_key
 
 TINY = dict(image_size=32, depth=2, width=8, epochs=2, batch_size=16, seed=1)
 VGG = dict(model="vgg16", image_size=32, epochs=1, batch_size=16, weights=None, augment=False, seed=1)

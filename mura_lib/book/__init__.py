@@ -8,9 +8,14 @@ import warnings
 from numbers import Number
 from typing import Any
 
-from .tables import format_table, plural  # noqa: F401  (chapters call them as book.format_table, book.plural)
+from ..tables import format_table, plural  # noqa: F401  (chapters call them as book.format_table, book.plural)
 
-FIGURE_WIDTH = 7.0  # inches: the width of the book's text column at 100 dpi
+
+def chapter_plan(profile, settings, data_root, runs_dir="runs", cache_dir="data/cache", *, verbose="lines"):
+    """The experiment plan a chapter runs under (:func:`mura_lib.book.profiles.chapter_plan`)."""
+    from .profiles import chapter_plan as plan
+
+    return plan(profile, settings, data_root, runs_dir, cache_dir, verbose=verbose)
 
 
 def quiet_logs() -> None:
@@ -27,21 +32,12 @@ def quiet_logs() -> None:
 def setup_notebook() -> None:
     """Call once at the top of every chapter: quiet logs, figure style, table display."""
     quiet_logs()
-    import matplotlib
     import matplotlib.pyplot as plt
     import pandas as pd
-    import seaborn as sns
 
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    matplotlib.rcParams.update(
-        {
-            "figure.figsize": (FIGURE_WIDTH, 4.0),
-            "figure.dpi": 100,
-            "savefig.dpi": 100,
-            "savefig.bbox": "tight",
-            "axes.titlesize": "medium",
-        }
-    )
+    from ..plots import set_style
+
+    set_style()
     plt.ioff()
     # Every figure is kept as PNG (the HTML) and as vector PDF (the LaTeX build prefers it).
     from matplotlib_inline.backend_inline import set_matplotlib_formats

@@ -10,15 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from .build import (
-    Builder,
-    BuildError,
-    is_notebook,
-    load_profile,
-    project_root,
-    run_single_chapter,
-    toc_entries,
-)
+from .build import Builder, run_single_chapter
+from .profiles import load_profile
+from .project import BuildError, is_notebook, project_root, toc_entries
 
 
 def _parse_value(text: str):
@@ -49,7 +43,7 @@ def _overrides(args, root: Path | None = None) -> dict:
 
 def _build_overrides(args) -> dict:
     """Settings for a whole build: only experiment settings, which every chapter shares."""
-    from .plan import PlanSettings
+    from ..plan import PlanSettings
 
     values = _overrides(args)  # checked against the settings' schema
     unknown = sorted(set(values) - set(PlanSettings.fields()))
@@ -130,7 +124,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .plan import plan_for_profile
+    from .profiles import plan_for_profile
 
     root = project_root()
     plan = plan_for_profile(root, load_profile(root, args.profile), args.data, _overrides(args))
@@ -150,7 +144,7 @@ def cmd_plan(args) -> int:
 
 def cmd_train(args) -> int:
     from .executors import train_runs
-    from .plan import plan_stages
+    from .profiles import plan_stages
 
     root = project_root()
     stages = plan_stages(root, args.profile, data=args.data)
@@ -183,7 +177,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_synthesize(args) -> int:
-    from .synthetic import generate_synthetic_mura
+    from ..synthetic import generate_synthetic_mura
 
     root = generate_synthetic_mura(
         args.destination,
@@ -199,7 +193,7 @@ def cmd_synthesize(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import RunStore
+    from ..runs import RunStore
 
     store = RunStore(args.store)
     if args.delete:

@@ -91,9 +91,10 @@ def train_one(
     """
     if events is not None:
         events.put(("started", name, os.getpid(), socket.gethostname()))
-    from .dataset import load_mura
-    from .runs import RunStore
-    from .training import ExperimentConfig, run_experiment
+    from ..config import ExperimentConfig
+    from ..dataset import load_mura
+    from ..runs import RunStore
+    from ..training import run_experiment
 
     started = time.perf_counter()
     experiment = ExperimentConfig.from_dict(config)
@@ -172,9 +173,9 @@ def train_runs(
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
-    from .dataset import load_mura
-    from .runs import RunStore
-    from .training import run_key
+    from ..dataset import load_mura
+    from ..runs import RunStore
+    from ..training import run_key
 
     out = sys.stdout if out is None else out
     data_root, runs_dir, cache_dir = str(data_root), str(runs_dir), str(cache_dir)
@@ -232,7 +233,7 @@ def train_runs(
 
 
 def _train_local(todo, results, progress, retry, dataset, store, cache_dir, verbose) -> None:
-    from .training import run_experiment
+    from ..training import run_experiment
 
     for key, (name, config) in todo.items():
         progress.line("started", name)
@@ -294,7 +295,7 @@ def _train_ray(
     ray = _import_ray()
     from ray.util.queue import Empty, Queue
 
-    from .preprocess import build_cache
+    from ..preprocess import build_cache
 
     # Every image cache the runs need, built once here with all local cores, before the workers
     # start: otherwise several workers would build the same cache at once.

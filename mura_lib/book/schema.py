@@ -21,20 +21,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .dataset import MISSING_POLICIES
+from ..config import IMAGE_MODELS
+from ..dataset import MISSING_POLICIES
 
 
 class ParameterError(ValueError):
     """A profile, parameter file or ``-p`` value does not fit the schema."""
-
-
-def _backbone_names() -> list[str]:
-    """The keys of ``models.BACKBONES``, read from its source (importing it would load Keras)."""
-    tree = ast.parse((Path(__file__).parent / "models.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "BACKBONES" for t in node.targets):
-            return [key.value for key in node.value.keys]
-    raise RuntimeError("models.BACKBONES not found")
 
 
 def _int(minimum=None, maximum=None, *, zero: str | None = None) -> dict:
@@ -88,7 +80,7 @@ RULES: dict[str, dict] = {
     "backbone_epochs": _int(1, zero="the baseline's epoch cap"),
     "source_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1]"},
     "multiview_image_size": _int(8, 1024, zero="the baseline's size"),
-    "multiview_epochs": _int(1, zero="3 epochs"),
+    "multiview_epochs": _int(1, zero="the baseline's cap"),
     "architecture_image_size": _int(32, 1024),
     "multiview_max_views": _int(1),
     "multiview_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
@@ -104,7 +96,7 @@ RULES: dict[str, dict] = {
 
 
 def _rules() -> dict[str, dict]:
-    names = ["cnn", *_backbone_names()]
+    names = list(IMAGE_MODELS)
     return RULES | {
         "backbones": {
             "type": "array",
@@ -123,7 +115,7 @@ def _rules() -> dict[str, dict]:
 
 def settings_properties() -> dict[str, dict]:
     """The schema of every experiment setting (the fields of mura_lib.plan.PlanSettings)."""
-    from .plan import PlanSettings
+    from ..plan import PlanSettings
 
     defaults = PlanSettings().to_dict()
     return {name: parameter_schema(name, defaults[name]) for name in PlanSettings.fields()}
@@ -206,7 +198,7 @@ def _literal(text: str):
 
 def chapter_parameters(root: Path) -> dict[str, dict]:
     """``{chapter: {parameter: default}}`` for every notebook chapter of the book."""
-    from .build import is_notebook, toc_entries
+    from .project import is_notebook, toc_entries
 
     entries = [e for e in toc_entries(root) if is_notebook(root / f"{e}.md")]
     sources = tuple((e, (root / f"{e}.md").stat().st_mtime) for e in entries)

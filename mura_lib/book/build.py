@@ -25,138 +25,50 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
-from .parallel import partial_name, remove_stale_partials
-from .runs import atomic_write_text
+from ..files import atomic_write_text
+from ..parallel import partial_name, remove_stale_partials
+from .profiles import Profile, load_profile, resolve_data  # noqa: F401 (load_profile, resolve_data: re-exported)
+from .project import AUTOMATIC_PARAMETERS, BuildError, chapter_name, is_notebook, project_root, toc_entries  # noqa: F401
 
 PIPELINE_VERSION = 1
-AUTOMATIC_PARAMETERS = ("profile", "data_root", "data_source", "runs_dir", "cache_dir")
-
-
-class BuildError(RuntimeError):
-    """A build step failed; the message says which and why."""
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The folder holding ``_toc.yml`` (the current folder or one above it)."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").exists() and (folder / "params").is_dir():
-            return folder
-    raise BuildError(f"No thesis project (with _toc.yml and params/) found at or above {here}.")
 
 
 # --- profiles --------------------------------------------------------------------------------
 
 
-@dataclass
-class Profile:
-    name: str
-    description: str
-    data: dict
-    parameters: dict = field(default_factory=dict)
-    chapters: dict = field(default_factory=dict)
-
-    def chapter_parameters(self, chapter: str) -> dict:
-        return {**self.parameters, **self.chapters.get(chapter, {})}
-
-
-def load_profile(root: Path, name: str) -> Profile:
-    path = root / "params" / f"{name}.yaml"
-    if not path.exists():
-        available = sorted(p.stem for p in (root / "params").glob("*.yaml"))
-        raise BuildError(f"Unknown profile {name!r}: {path} does not exist. Available: {', '.join(available)}.")
-    from .schema import check_profile, read_yaml
-
-    values = read_yaml(path)
-    # Unknown keys (a typo would silently leave a chapter's default), types and ranges.
-    check_profile(root, path.relative_to(root) if path.is_relative_to(root) else path, values)
-    data = values.get("data") or {}
-    return Profile(
-        name=name,
-        description=values.get("description", ""),
-        data=data,
-        parameters=values.get("parameters") or {},
-        chapters=values.get("chapters") or {},
-    )
-
-
-def resolve_data(
-    root: Path, profile: Profile, data: str | None = None, *, progress: bool = True, generate: bool = True
-) -> tuple[str, Path]:
-    """``(source, MURA-v1.1 folder)`` for a build, generating synthetic data when needed
-    (with ``generate=False`` the folder is returned even if it does not exist yet)."""
-    from .dataset import DATA_ENV_VAR, resolve_data_root
-
-    if data or profile.data["source"] == "mura":
-        path = data or profile.data.get("path") or os.environ.get(DATA_ENV_VAR)
-        if not path:
-            raise BuildError(
-                f"Profile {profile.name!r} runs on real MURA-v1.1: pass --data /path/to/MURA-v1.1 "
-                f"(make book PROFILE={profile.name} DATA=...) or set ${DATA_ENV_VAR}."
-            )
-        return "mura", resolve_data_root(path)
-    from .synthetic import generate_synthetic_mura
-
-    keys = ("scale", "valid_scale", "image_size", "seed")
-    spec = {k: profile.data[k] for k in keys if profile.data.get(k) is not None}
-    folder = root / "data" / "synthetic" / "-".join(f"{k}{v}" for k, v in sorted(spec.items()))
-    if not generate:
-        from .dataset import DATASET_DIRNAME
-
-        return "synthetic", folder / DATASET_DIRNAME
-    # The folder belongs to the build: a dataset from older generator code is replaced.
-    return "synthetic", generate_synthetic_mura(folder, progress=progress, overwrite=True, **spec)
-
-
 # --- chapters and hashing --------------------------------------------------------------------
 
 
-def toc_entries(root: Path) -> list[str]:
-    """Every document of ``_toc.yml`` in reading order (paths without extension)."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-            walk(item.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    missing = [entry for entry in entries if not (root / f"{entry}.md").exists()]
-    if missing:
-        raise BuildError(f"_toc.yml lists documents that do not exist: {', '.join(f'{m}.md' for m in missing)}.")
-    return entries
-
-
-def is_notebook(source: Path) -> bool:
-    head = source.read_text()[:600]
-    return head.startswith("---") and "kernelspec:" in head
-
-
-def chapter_name(entry: str) -> str:
-    return Path(entry).name
-
-
 # Modules that never change what a chapter computes: typesetting the PDF, the command line, the
-# cluster executor.  Editing them re-executes no chapter.
-NOT_IN_CHAPTERS = ("pdf.py", "frontmatter.py", "cli.py", "executors.py")
+# cluster executor (paths inside the package).  Editing them re-executes no chapter; every other
+# source file of the package, in any folder, is part of every chapter's key.
+NOT_IN_CHAPTERS = ("book/pdf.py", "book/frontmatter.py", "book/cli.py", "book/executors.py")
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def chapter_library_files() -> list[Path]:
+    """The package's source files that every chapter's key covers (all but NOT_IN_CHAPTERS)."""
+    missing = [name for name in NOT_IN_CHAPTERS if not (PACKAGE / name).is_file()]
+    if missing:
+        raise BuildError(
+            f"NOT_IN_CHAPTERS names files that do not exist: {missing}; a moved file must be renamed there."
+        )
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).as_posix() not in NOT_IN_CHAPTERS
+        and "static" not in path.relative_to(PACKAGE).parts
+    ]
 
 
 def library_hash() -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name in NOT_IN_CHAPTERS:
-            continue
-        digest.update(path.name.encode())
+    for path in chapter_library_files():
+        digest.update(path.relative_to(PACKAGE).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -205,7 +117,7 @@ class Builder:
         self.data_override = data
         self.generate = generate
         # How the data are read: from the command line, else the profile's data section.
-        from .preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
+        from ..preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
 
         self.missing = missing or profile.data.get("missing", "error")
         self.max_excluded_fraction = float(
@@ -228,7 +140,7 @@ class Builder:
     @property
     def data(self) -> tuple[str, Path, str]:
         if self._data is None:
-            from .dataset import manifest_hash
+            from ..dataset import manifest_hash
 
             source, path = resolve_data(
                 self.root, self.profile, self.data_override, progress=self.progress, generate=self.generate
@@ -241,15 +153,15 @@ class Builder:
 
     def data_settings(self) -> dict:
         """How the chapters read the data (environment variables of the kernels)."""
-        from .dataset import MISSING_ENV_VAR
-        from .preprocess import MAX_EXCLUDED_ENV_VAR
+        from ..dataset import MISSING_ENV_VAR
+        from ..preprocess import MAX_EXCLUDED_ENV_VAR
 
         return {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
 
     def check_data(self) -> None:
         """Read and check the dataset here, before any kernel starts (a clear error, not a
         chapter traceback): layout, CSV files, missing files, empty or one-class splits."""
-        from .dataset import load_mura
+        from ..dataset import load_mura
 
         load_mura(self.data[1], missing=self.missing)
 
@@ -257,7 +169,7 @@ class Builder:
         """One line on the images the preprocessing caches of this dataset left out."""
         import pandas as pd
 
-        from .preprocess import summarise_exclusions
+        from ..preprocess import summarise_exclusions
 
         failures = []
         for meta_path in (self.root / "data" / "cache").glob("*/meta.json"):
@@ -293,7 +205,7 @@ class Builder:
             raise BuildError(f"Chapter {entry!r} is listed in _toc.yml but {source} does not exist.")
         if overrides is None:
             overrides = self.overrides
-        from .plan import PlanSettings, settings_from_parameters
+        from ..plan import PlanSettings, settings_from_parameters
 
         declared = papermill.inspect_notebook(str(self._converted(source)))
         overrides = overrides or {}
@@ -635,7 +547,7 @@ def build_environment() -> dict:
     """Versions and device, without importing TensorFlow in the build process."""
     from importlib import metadata
 
-    from .device import cpu_name
+    from ..device import cpu_name
 
     versions = {"python": sys.version.split()[0]}
     for name in ("tensorflow", "tensorflow-cpu", "keras", "jax", "torch", "numpy", "jupyter-book"):

@@ -32,8 +32,9 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .build import Builder, BuildError, toc_entries
+from .build import Builder
 from .frontmatter import GENERATED_TAGS
+from .project import BuildError, toc_entries
 
 # Debian packages for the PDF (TeX Live with XeLaTeX, its fonts, latexmk; poppler for the tests).
 TEX_PACKAGES = (
