@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mura_lib.radiograph import FINDINGS, STUDY_TYPES, draw_radiograph  # noqa: E402
-from mura_lib.synthetic import generate_synthetic_mura  # noqa: E402
+from mura_lib.dataset import STUDY_TYPES  # noqa: E402
+from mura_lib.synthetic import FINDINGS, draw_radiograph, generate_synthetic_mura  # noqa: E402
 
 
 def draw_rate(size: int, seconds: float, seed: int = 0) -> tuple[float, int]:

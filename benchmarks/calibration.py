@@ -2,9 +2,9 @@
 
 Generates a synthetic MURA copy, trains a small CNN at two input sizes and prints the
 study-level AUROC on the ``valid`` split (MURA's test set), with per-finding image-level
-AUROCs against normal studies.  The targets (see ``mura_lib/radiograph.py``): at the demo scale
-a 64 px model lands clearly between chance and perfect (about 0.75-0.92) and a 128 px model
-does measurably better.
+AUROCs against normal studies.  The targets (tuned with ``FINDING_STRENGTH`` in
+``mura_lib/synthetic/findings.py``): at the demo scale a 64 px model lands clearly between
+chance and perfect (about 0.75-0.92) and a 128 px model does measurably better.
 
 ``valid`` holds only about 60 studies at the demo scale, so its AUROC moves by several points
 from one training seed to the next.  A second, independently seeded copy (``--holdout-seed``;

@@ -34,8 +34,8 @@ from scipy import stats
 
 from .evaluation import percentile_bootstrap
 from .narrative import join_words, plain, signed
+from .synthetic.findings import FINDINGS
 
-FINDINGS = ("fracture", "hardware", "cast", "lesion", "degenerative")
 FINDING_NAMES = {
     "fracture": "fractures",
     "hardware": "hardware",

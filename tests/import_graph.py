@@ -20,9 +20,13 @@ def modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py")) if "static" not in path.parts}
 
 
-def graph() -> dict[str, set[str]]:
+def graph(*, parents: bool = False) -> dict[str, set[str]]:
     """``{module: {project modules it imports}}``; ``from . import x`` counts as importing
-    ``mura_lib.x`` (and the package ``mura_lib`` itself, whose ``__init__`` runs first)."""
+    ``mura_lib.x`` (and the package ``mura_lib`` itself, whose ``__init__`` runs first).
+
+    With ``parents``, importing ``a.b.c`` also counts as importing the packages ``a`` and
+    ``a.b``, whose ``__init__`` files Python runs first: what runs, rather than what a module names.
+    """
     known = modules()
     edges = {name: set() for name in known}
     for name, path in known.items():
@@ -39,7 +43,10 @@ def graph() -> dict[str, set[str]]:
                 candidates = [alias.name for alias in node.names]
             else:
                 continue
-            edges[name] |= {c for c in candidates if c in known and c != name}
+            found = {c for c in candidates if c in known}
+            if parents:
+                found |= {".".join(c.split(".")[:i]) for c in found for i in range(1, c.count(".") + 1)}
+            edges[name] |= found - {name}
     return edges
 
 

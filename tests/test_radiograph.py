@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mura_lib.radiograph import FINDINGS, STUDY_TYPES, draw_radiograph
+from mura_lib.dataset import STUDY_TYPES
+from mura_lib.synthetic import FINDINGS, draw_radiograph
+from mura_lib.synthetic.anatomy import _CAMERAS
+from mura_lib.synthetic.findings import _CAST_SEGMENTS, _FRACTURE_SITES
 
 
 def draw(study_type="XR_WRIST", finding=None, view=1, size=96, seed=0):
@@ -47,6 +50,11 @@ def test_invalid_arguments_raise():
         draw(finding="tumour")
     with pytest.raises(ValueError, match="study_type"):
         draw("XR_KNEE")
+
+
+def test_every_table_by_study_type_covers_muras_study_types():
+    for table in (_CAMERAS, _CAST_SEGMENTS, _FRACTURE_SITES):
+        assert sorted(table) == sorted(STUDY_TYPES)
 
 
 def _paired(finding, study_type, seed, size=128):
