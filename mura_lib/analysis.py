@@ -752,3 +752,27 @@ def shortcut_reading(shortcut: dict | None, comparison, summary: dict | None, sh
             f"{signed(comparison.auroc_diff)}, so maps over the corners of the film deserve suspicion."
         )
     return " ".join(parts)
+
+
+def detection_report(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_resamples: int, seed: int) -> dict:
+    """Everything the baseline chapter says about detection by finding: the two tables (by
+    finding, by conspicuity third of the subtle findings) for reading, the sentences, and the
+    number of normal test studies each finding is set against.  ``truth`` is None on real MURA."""
+    by_finding = detection_by_finding(studies, truth, n_resamples=n_resamples, seed=seed)
+    by_conspicuity = detection_by_conspicuity(studies, truth, n_resamples=n_resamples, seed=seed)
+    if truth is None:
+        conspicuity_text = conspicuity_sentence(by_conspicuity)
+    else:
+        conspicuity_text = (
+            "Fractures, lesions and degenerative change are drawn with a strength that varies from study to study, "
+            "recorded as a conspicuity between 0 and 1. The table below cuts the abnormal test studies with one of "
+            "these subtle findings into thirds by that conspicuity and sets each third against the normal studies. "
+            + conspicuity_sentence(by_conspicuity, conspicuity_gap(studies, truth, n_resamples=n_resamples, seed=seed))
+        )
+    return {
+        "findings": detection_table(by_finding),
+        "conspicuity": detection_table(by_conspicuity, drop=FINDING),
+        "finding-text": finding_sentences(by_finding),
+        "conspicuity-text": conspicuity_text,
+        "normal-studies": int((studies["label"] == 0).sum()),
+    }

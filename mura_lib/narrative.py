@@ -383,3 +383,85 @@ def source_sentence(sources: dict) -> str:
         f"On the source task the backbones reached study-type accuracies of {join_words(parts)} on the source "
         f"corpus' test split (chance: {plain(1 / 7)})."
     )
+
+
+# How each chapter names the data it was built on.
+DATA_WORDS = {"mura": "real MURA-v1.1 radiographs", "synthetic": "synthetic radiographs"}
+
+
+def data_words(data_source: str) -> str:
+    """``"real MURA-v1.1 radiographs"`` or ``"synthetic radiographs"``."""
+    if data_source not in DATA_WORDS:
+        raise ValueError(f"data_source must be 'synthetic' or 'mura', got {data_source!r}")
+    return DATA_WORDS[data_source]
+
+
+def headline_values(headline) -> dict:
+    """The overall row of a metrics table as glue values: AUROC and kappa with their intervals
+    and the number of studies."""
+    values = {name.replace("_", "-"): headline[name] for name in ("auroc", "auroc_low", "auroc_high")}
+    values |= {name.replace("_", "-"): headline[name] for name in ("kappa", "kappa_low", "kappa_high")}
+    return values | {"studies": int(headline["studies"])}
+
+
+def group_texts(plan, group: str, runs: dict) -> dict:
+    """The sentences of a results group: its verdict, the details of each comparison, how
+    training ended and which predictors collapsed."""
+    return {
+        "summary": finding(plan, group),
+        "details": details(plan, group),
+        "stopping": stopping_sentence(runs),
+        "collapse": collapse_sentence(runs),
+    }
+
+
+def pretraining_sentence(backbones: list[str], pretrained_weights: str | None) -> str:
+    """What the pretraining chapter tests, as the introduction announces it: ImageNet weights, a
+    weights file, or (offline) the synthetic study-type source task."""
+    names = join_words(backbones)
+    if pretrained_weights == "imagenet":
+        return (
+            f"{names}, initialised with weights pretrained on ImageNet, are adapted to the task by transfer learning "
+            "and compared with the same architectures trained from random initial weights, under the same evaluation."
+        )
+    if pretrained_weights:
+        return (
+            f"{names}, initialised with the weights in {pretrained_weights}, are adapted to the task and compared "
+            "with the same architectures trained from random initial weights."
+        )
+    return (
+        f"ImageNet weights cannot be obtained in an offline build, so {names} "
+        f"{'is' if len(backbones) == 1 else 'are'} pretrained on a related source task built from data the project "
+        "generates, recognising the body part in a separate, larger corpus of synthetic radiographs, and then frozen "
+        "or fine-tuned on the abnormality task and compared with the same architecture trained from random initial "
+        "weights."
+    )
+
+
+def training_texts(run) -> dict:
+    """How a run's training went, for the text: the epochs it trained (``"12 epochs"``), the
+    epoch whose weights it kept, and a sentence on how it stopped (plateau or cap)."""
+    from .tables import plural
+
+    cap = plural(run.training["cap"], "epoch")
+    stopping = (
+        f"Training ran to its cap of {cap} without reaching a plateau, so a longer training might still improve it"
+        if run.hit_cap
+        else f"The plateau rules stopped training before the cap of {cap}"
+    )
+    return {"epochs": plural(len(run.history), "epoch"), "best-epoch": run.training["best_epoch"], "stopping": stopping}
+
+
+def conclusion_texts(plan, headline) -> dict:
+    """The conclusions' sentences, from the same runs and comparisons as the results chapters."""
+    return {
+        "seed-text": seed_sentence(plan.seed_summary(), plan.comparisons("seeds")),
+        "size-text": finding(plan, "image size"),
+        "reg-text": finding(plan, "regularisation"),
+        "transfer-text": finding(plan, "transfer")
+        if plan.comparisons("transfer")
+        else "This build compared no pretrained backbones.",
+        "signal-text": signal_sentence(headline),
+        "answer": research_answer(plan, headline),
+        "seed-note": baseline_seed_note(plan),
+    }

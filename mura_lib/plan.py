@@ -384,6 +384,14 @@ class ExperimentPlan:
         runs.update({self.runs[n].label: self.run(n) for n in names})
         return runs
 
+    def headline(self):
+        """The baseline's overall test metrics with their bootstrap intervals (the row
+        ``overall`` of :func:`mura_lib.evaluation.metrics_table`)."""
+        from .evaluation import metrics_table
+
+        studies = self.run("baseline").study_predictions("test")
+        return metrics_table(studies, n_resamples=self.settings.n_resamples, seed=self.settings.seed).loc["overall"]
+
     def seed_runs(self) -> dict[int, object]:
         return {int(s): self.run(_seed_name(int(s))) for s in self.settings.seeds}
 

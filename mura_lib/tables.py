@@ -169,3 +169,25 @@ def format_table(
     if caption:
         styler = styler.set_caption(caption)
     return styler
+
+
+def runs_table(runs: dict, *, index: str = "Run", by=None, time: bool = False) -> pd.DataFrame:
+    """One row per run of ``runs`` (``{label: Run}``): test AUROC, Cohen's kappa, the epochs
+    trained, the epoch kept, and whether training stopped on a plateau or at the cap; with
+    ``time``, the training time of its last session.  ``by`` (a function of a run) gives the
+    index values instead of the labels, and the rows are then sorted by them."""
+    rows = []
+    for label, run in runs.items():
+        row = {
+            index: by(run) if by else label,
+            "AUROC": run.metrics["auroc"],
+            "Cohen's kappa": run.metrics["kappa"],
+            "Epochs": len(run.history),
+            "Best epoch": run.training["best_epoch"],
+            "Stopped": "cap" if run.hit_cap else "plateau",
+        }
+        if time:
+            row["Training time (s)"] = run.environment["train_seconds_last_session"]
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index(index)
+    return table.sort_index() if by else table

@@ -216,3 +216,16 @@ def test_detection_table_always_has_a_row_to_caption(truth):
     assert "not recorded" in analysis.detection_table(None).to_html()
     empty = analysis.detection_table(table.iloc[0:0], drop=analysis.FINDING).to_html()
     assert "no abnormal test study" in empty
+
+
+def test_detection_report_gathers_the_tables_and_sentences(truth):
+    studies = fabricated(truth)
+    report = analysis.detection_report(studies, truth, n_resamples=50, seed=0)
+    assert report["normal-studies"] == int((studies["label"] == 0).sum())
+    by_finding = analysis.detection_by_finding(studies, truth, n_resamples=50, seed=0)
+    assert report["finding-text"] == analysis.finding_sentences(by_finding)
+    assert report["conspicuity-text"].startswith("Fractures, lesions and degenerative change")
+    assert "Conspicuity range" in report["conspicuity"].to_html() and ">Finding<" not in report["conspicuity"].to_html()
+    on_mura = analysis.detection_report(studies, None, n_resamples=50, seed=0)
+    assert "not recorded" in on_mura["findings"].to_html()
+    assert on_mura["finding-text"] == analysis.finding_sentences(None)

@@ -193,3 +193,84 @@ def test_every_narrative_function_a_chapter_calls_exists():
     assert called and all(callable(getattr(narrative, name, None)) for name in called), called
     sources = {"CNN source task": SimpleNamespace(metrics={"accuracy": 0.95})}
     assert "CNN source task 0.950" in narrative.source_sentence(sources)
+
+
+def _run(auroc, kappa, epochs, best, cap, seconds=10.0, image_size=32):
+    history = __import__("pandas").DataFrame({"epoch": range(epochs)})
+    return SimpleNamespace(
+        metrics={"auroc": auroc, "kappa": kappa},
+        history=history,
+        training={"best_epoch": best, "cap": cap},
+        hit_cap=epochs == cap,
+        environment={"train_seconds_last_session": seconds},
+        config=SimpleNamespace(image_size=image_size),
+        study_predictions=lambda subset: __import__("pandas").DataFrame(
+            {"probability": [0.2, 0.8, 0.3, 0.7], "label": [0, 1, 0, 1]}
+        ),
+    )
+
+
+def test_runs_table_has_one_row_per_run_in_the_order_asked():
+    runs = {"64 px": _run(0.8, 0.5, 5, 3, 8, 40.0, 64), "baseline": _run(0.7, 0.4, 8, 8, 8, 20.0, 32)}
+    table = tables.runs_table(runs, index="Image size (px)", by=lambda run: run.config.image_size, time=True)
+    assert list(table.index) == [32, 64]
+    assert table.loc[64, "AUROC"] == 0.8 and table.loc[32, "Epochs"] == 8 and table.loc[64, "Best epoch"] == 3
+    assert list(table["Stopped"]) == ["cap", "plateau"] and table.loc[64, "Training time (s)"] == 40.0
+    plain = tables.runs_table(runs, index="Variant")
+    assert list(plain.index) == ["64 px", "baseline"] and "Training time (s)" not in plain
+
+
+def test_training_texts_say_how_a_run_ended():
+    capped, stopped = _run(0.7, 0.4, 8, 8, 8), _run(0.7, 0.4, 1, 1, 8)
+    assert narrative.training_texts(capped) == {
+        "epochs": "8 epochs",
+        "best-epoch": 8,
+        "stopping": "Training ran to its cap of 8 epochs without reaching a plateau, so a longer training might "
+        "still improve it",
+    }
+    assert narrative.training_texts(stopped)["epochs"] == "1 epoch"
+    assert (
+        narrative.training_texts(stopped)["stopping"] == "The plateau rules stopped training before the cap of 8 epochs"
+    )
+
+
+def test_headline_values_and_data_words():
+    headline = {"auroc": 0.8, "auroc_low": 0.7, "auroc_high": 0.9, "kappa": 0.5, "kappa_low": 0.4,
+                "kappa_high": 0.6, "studies": 121.0}  # fmt: skip
+    values = narrative.headline_values(headline)
+    assert values == {"auroc": 0.8, "auroc-low": 0.7, "auroc-high": 0.9, "kappa": 0.5, "kappa-low": 0.4,
+                      "kappa-high": 0.6, "studies": 121}  # fmt: skip
+    assert isinstance(values["studies"], int)
+    assert narrative.data_words("mura") == "real MURA-v1.1 radiographs"
+    with pytest.raises(ValueError, match="synthetic"):
+        narrative.data_words("imagenet")
+
+
+def test_pretraining_sentence_follows_the_weights():
+    assert "pretrained on ImageNet" in narrative.pretraining_sentence(["VGG16", "ResNet-50"], "imagenet")
+    assert "weights in w.h5" in narrative.pretraining_sentence(["VGG16"], "w.h5")
+    offline = narrative.pretraining_sentence(["ab-initio CNN"], None)
+    assert "ImageNet weights cannot be obtained" in offline and "ab-initio CNN is pretrained" in offline
+    assert "VGG16 and ResNet-50 are pretrained" in narrative.pretraining_sentence(["VGG16", "ResNet-50"], None)
+
+
+def test_conclusion_and_group_texts_use_the_plans_comparisons():
+    comparisons = {
+        "seeds": {"s1": _comparison(0.03, 0.01, 0.05)},
+        "image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px", name_b="32 px")},
+        "regularisation": {},
+        "transfer": {},
+    }
+    runs = {0: _run(0.72, 0.4, 3, 3, 3), 1: _run(0.75, 0.4, 3, 2, 3)}
+    plan = SimpleNamespace(
+        comparisons=lambda group: comparisons.get(group, {}),
+        seed_runs=lambda: runs,
+        seed_summary=lambda: {"n": 2, "mean": 0.735, "sd": 0.02, "sd_low": 0.01, "sd_high": 0.2},
+        settings=SimpleNamespace(seed=0, image_size=32),
+    )
+    texts = narrative.conclusion_texts(plan, {"auroc": 0.72, "auroc_low": 0.7, "auroc_high": 0.75})
+    assert texts["transfer-text"] == "This build compared no pretrained backbones."
+    assert texts["size-text"] == narrative.finding(plan, "image size") and "64 px" in texts["size-text"]
+    group = narrative.group_texts(plan, "image size", {"baseline": runs[0]})
+    assert set(group) == {"summary", "details", "stopping", "collapse"}
+    assert group["summary"] == texts["size-text"]

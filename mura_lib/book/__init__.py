@@ -64,3 +64,35 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     from myst_nb import glue as _glue
 
     _glue(name, to_builtin(value), display=display)
+
+
+def start(profile, settings, data_root, runs_dir="runs", cache_dir="data/cache"):
+    """A results chapter's first call: the notebook set-up and the chapter's experiment plan."""
+    setup_notebook()
+    return chapter_plan(profile, settings, data_root, runs_dir, cache_dir)
+
+
+def glue_figure(name: str, fig) -> None:
+    """Glue a matplotlib figure and close it (so that it shows only where ``{glue:figure}`` puts it)."""
+    import matplotlib.pyplot as plt
+
+    glue(name, fig)
+    plt.close(fig)
+
+
+def glue_all(prefix: str, values: dict) -> None:
+    """Glue every ``{name: value}`` as ``prefix-name``."""
+    for name, value in values.items():
+        glue(f"{prefix}-{name}", value)
+
+
+def glue_group(prefix: str, plan, group: str, runs: dict) -> None:
+    """Glue what every results group shows: the paired comparisons as ``tab-PREFIX-paired`` and
+    ``fig-PREFIX-paired``, and the group's sentences as ``PREFIX-summary``, ``-details``,
+    ``-stopping`` and ``-collapse``."""
+    from .. import evaluation, narrative, plots
+
+    comparisons = list(plan.comparisons(group).values())
+    glue(f"tab-{prefix}-paired", format_table(evaluation.comparison_table(comparisons), index=False))
+    glue_figure(f"fig-{prefix}-paired", plots.paired_differences(comparisons))
+    glue_all(prefix, narrative.group_texts(plan, group, runs))
