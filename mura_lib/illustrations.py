@@ -251,9 +251,8 @@ def train_two_moons(
             losses.append(cross_entropy(moons_network(params, X), y))
         loss_curves[name] = np.array(losses)
         trained[name] = params
-    result = MoonsTraining(X, y, initial, loss_curves, trained, analytic_gradient, [])
-    result.numerical_gradient = numerical_gradient(result.loss, initial)
-    return result
+    checked = numerical_gradient(lambda parameters: cross_entropy(moons_network(parameters, X), y), initial)
+    return MoonsTraining(X, y, initial, loss_curves, trained, analytic_gradient, checked)
 
 
 def training_numbers(training: MoonsTraining) -> dict[str, float]:
