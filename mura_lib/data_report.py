@@ -65,7 +65,8 @@ def examples_figure(dataset: MuraDataset, seed: int = 0) -> plt.Figure:
                 continue
             row = candidates.sample(1, random_state=seed).iloc[0]
             pictures.append(load_grayscale(row["path"]))
-            titles.append(f"{TYPE_NAMES[study_type]}, {LABEL_NAMES[label]}")
+            # Two short lines: "shoulder, abnormal" on one line overlaps its neighbours.
+            titles.append(f"{TYPE_NAMES[study_type]}\n{LABEL_NAMES[label]}")
     return plots.image_grid(pictures, titles, columns=len(STUDY_TYPES), cell=1.0)
 
 
@@ -119,9 +120,11 @@ def counts_figure(dataset: MuraDataset) -> plt.Figure:
         ax.set_title(f"{split} split")
         ax.set_xlabel("studies")
         ax.set_ylabel("")
-        if split == "train":
-            ax.get_legend().remove()
-    fig.tight_layout()
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+    # One legend for both panels, below them, where it covers no bar.
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 

@@ -40,3 +40,17 @@ def smoke_book(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("book") / "thesis")
     result = mura_thesis(project, "build", "--profile", "smoke")
     return project, result
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_root):
+    """The small synthetic copy, loaded (once per test module)."""
+    from mura_lib.dataset import load_mura
+
+    return load_mura(synthetic_root)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A preprocessing cache of the test module's own."""
+    return tmp_path_factory.mktemp("cache")

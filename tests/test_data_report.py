@@ -71,8 +71,13 @@ def test_counts_figure_has_one_panel_per_split_with_bars_per_type(dataset):
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["train split", "valid split"]
     assert [t.get_text() for t in axes[0].get_yticklabels()] == sorted(data_report.TYPE_NAMES.values())
-    assert axes[0].get_legend() is None
-    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["normal", "abnormal"]
+    # One legend for the figure, below the panels, none over the bars.
+    assert axes[0].get_legend() is None and axes[1].get_legend() is None
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["normal", "abnormal"]
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert all(box.y1 <= ax.get_window_extent().y0 for ax in axes)
     studies = dataset.studies
     train_counts = sorted(studies.loc[studies["split"] == "train"].groupby(["study_type", "label"]).size())
     bars = sorted(int(p.get_width()) for p in axes[0].patches if p.get_width() > 0)
@@ -83,8 +88,8 @@ def test_examples_figure_shows_one_study_per_type_and_label(dataset):
     fig = data_report.examples_figure(dataset, seed=0)
     titles = [ax.get_title() for ax in fig.get_axes() if ax.images]
     assert len(titles) == 2 * len(STUDY_TYPES)
-    assert titles[0] == f"{data_report.TYPE_NAMES[STUDY_TYPES[0]]}, normal"
-    assert titles[-1] == f"{data_report.TYPE_NAMES[STUDY_TYPES[-1]]}, abnormal"
+    assert titles[0] == f"{data_report.TYPE_NAMES[STUDY_TYPES[0]]}\nnormal"
+    assert titles[-1] == f"{data_report.TYPE_NAMES[STUDY_TYPES[-1]]}\nabnormal"
 
 
 def test_example_study_and_its_views(dataset):

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from mura_lib.config import ExperimentConfig
-from mura_lib.dataset import load_mura
 from mura_lib.runs import RunStore
 from mura_lib.training import run_experiment
 
@@ -28,16 +27,6 @@ class InterruptAfter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
             raise Interrupt()
-
-
-@pytest.fixture(scope="module")
-def dataset(synthetic_root):
-    return load_mura(synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from mura_lib.callbacks import MONITOR
 from mura_lib.config import ExperimentConfig
-from mura_lib.dataset import STUDY_TYPES, load_mura
+from mura_lib.dataset import STUDY_TYPES
 from mura_lib.evaluation import constant_predictions, is_constant
 from mura_lib.models import backbone_layers, build_model, transfer_backbone_weights
 from mura_lib.runs import RunStore
@@ -25,16 +25,6 @@ def _assert_same(a, b):
     for name in a:
         for x, y in zip(a[name], b[name], strict=True):
             np.testing.assert_array_equal(x, y, err_msg=name)
-
-
-@pytest.fixture(scope="module")
-def dataset(synthetic_root):
-    return load_mura(synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture(scope="module")
