@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -776,3 +777,86 @@ def detection_report(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_res
         "conspicuity-text": conspicuity_text,
         "normal-studies": int((studies["label"] == 0).sum()),
     }
+
+
+# --- the evidence on shortcuts, for the page that reports it -------------------------------------
+
+OMITTED = "*Omitted: real MURA records no hardware, casts or markers, and its markers cannot be removed.*"
+
+
+@dataclass
+class ShortcutEvidence:
+    """What :func:`shortcut_evidence` measured for one run: ``shortcut`` (:func:`shortcut_reliance`),
+    ``comparison``, ``summary`` and ``changes`` (:func:`marker_masking`) and ``shown`` (the truth of
+    the views in a figure); all None where the data have no ground truth (real MURA)."""
+
+    shortcut: dict | None
+    comparison: object | None = None
+    summary: dict | None = None
+    changes: pd.DataFrame | None = None
+    shown: pd.DataFrame | None = None
+
+    def sentences(self) -> dict[str, str]:
+        """The three readings, by name: reliance on hardware and casts, the markers removed, and how
+        the Grad-CAM maps read in their light."""
+        return {
+            "shortcut-text": shortcut_sentence(self.shortcut),
+            "masking-text": masking_sentence(self.comparison, self.summary),
+            "shortcut-reading": shortcut_reading(self.shortcut, self.comparison, self.summary, self.shown),
+        }
+
+    def _omitted(self):
+        from IPython.display import Markdown
+
+        return Markdown(OMITTED)
+
+    def shortcut_table(self):
+        """:func:`shortcut_table` formatted for the page, or a note saying why it is omitted."""
+        from .tables import format_table
+
+        return self._omitted() if self.shortcut is None else format_table(shortcut_table(self.shortcut), index=False)
+
+    def marker_table(self):
+        """The paired comparison with the markers removed, formatted, or a note saying why it is omitted."""
+        from .evaluation import comparison_table
+        from .tables import format_table
+
+        return (
+            self._omitted()
+            if self.comparison is None
+            else format_table(comparison_table([self.comparison]), index=False)
+        )
+
+    def marker_figure(self):
+        """:func:`mura_lib.plots.probability_changes` of the markers removed, or a note saying why it is omitted."""
+        from .plots import probability_changes
+
+        return self._omitted() if self.changes is None else probability_changes(self.changes)
+
+
+def shortcut_evidence(
+    run,
+    data_root,
+    *,
+    views=None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> ShortcutEvidence:
+    """Both measurements of shortcuts for ``run`` on its test studies: :func:`shortcut_reliance` and
+    :func:`marker_masking`, with the truth (hardware, cast, marker) of the images ``views`` (relpaths,
+    e.g. those of a Grad-CAM figure).  On a dataset without ground truth (real MURA) nothing is
+    measured and the evidence holds None."""
+    from .synthetic import image_truth, study_truth
+
+    truth = study_truth(data_root)
+    shortcut = shortcut_reliance(run.study_predictions("test"), truth, n_resamples=n_resamples, seed=seed)
+    if truth is None:
+        return ShortcutEvidence(shortcut)
+    comparison, summary, changes = marker_masking(
+        run, data_root, n_resamples=n_resamples, seed=seed, cache_dir=cache_dir
+    )
+    shown = None
+    if views is not None:
+        shown = image_truth(data_root).set_index("relpath").loc[list(views), ["hardware", "cast", "marker"]]
+    return ShortcutEvidence(shortcut, comparison, summary, changes, shown)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
+import pandas as pd
 
 
 def last_spatial_layer(model: keras.Model) -> str:
@@ -58,3 +61,94 @@ def grad_cam(model: keras.Model, images: np.ndarray, *, layer_name: str | None =
     ]
     peak = resized.reshape(len(resized), -1).max(axis=1).reshape(-1, 1, 1)
     return np.divide(resized, peak, out=np.zeros_like(resized), where=peak > 0)
+
+
+def confident_views(predictions: pd.DataFrame, per_group: int, subset: str = "test") -> pd.DataFrame:
+    """The ``per_group`` studies of ``subset`` classified correctly (at 0.5, mean over views) with
+    the most confidence, then the ``per_group`` classified wrongly with the most confidence (column
+    ``group``: "correct" or "failed"), each with the view it found most abnormal (``relpath`` and
+    its ``view_probability``); ``probability`` is the study's."""
+    from .scoring import aggregate_studies
+
+    images = predictions.loc[predictions["subset"] == subset]
+    studies = aggregate_studies(images)
+    correct = (studies["probability"] > 0.5).astype(int) == studies["label"]
+    confidence = (studies["probability"] - 0.5).abs()
+    studies = studies.assign(
+        predicted=(studies["probability"] > 0.5).astype(int), correct=correct, confidence=confidence
+    )
+    chosen = pd.concat(
+        [
+            studies.loc[studies["correct"]]
+            .sort_values("confidence", ascending=False)
+            .head(per_group)
+            .assign(group="correct"),
+            studies.loc[~studies["correct"]]
+            .sort_values("confidence", ascending=False)
+            .head(per_group)
+            .assign(group="failed"),
+        ]
+    )
+    views = images.loc[images.groupby("study_path")["probability"].idxmax()].set_index("study_path")
+    views = views[["relpath", "probability"]].rename(columns={"probability": "view_probability"})
+    return chosen.join(views, on="study_path")
+
+
+def cached_pixels(dataset, config, relpaths, cache_dir) -> np.ndarray:
+    """The images ``relpaths`` as the network of ``config`` sees them: read from the preprocessed
+    cache (:func:`mura_lib.inputs.prepare_data`), ``float32`` of shape (n, size, size, 1)."""
+    from .inputs import prepare_data
+
+    prepared = prepare_data(
+        dataset,
+        config.image_size,
+        policy=config.policy,
+        validation_fraction=config.validation_fraction,
+        seed=config.seed,
+        cache_dir=cache_dir,
+        progress=False,
+    )
+    rows = pd.Series(np.arange(len(prepared.images)), index=prepared.images["relpath"])
+    relpaths = list(relpaths)
+    unknown = [r for r in relpaths if r not in rows.index]
+    if unknown:
+        raise KeyError(f"{len(unknown)} images are not among the prepared images of the dataset, e.g. {unknown[0]}.")
+    cache_rows = prepared.images["cache_row"].to_numpy()[rows.loc[relpaths].to_numpy()]
+    size = config.image_size
+    pixels = np.stack([prepared.cache_images[r] for r in cache_rows]) if relpaths else np.zeros((0, size, size))
+    return pixels.astype("float32")[..., None]
+
+
+@dataclass
+class GradCamExamples:
+    """Grad-CAM maps of chosen views: ``views`` (:func:`confident_views`), their ``pixels`` as the
+    network sees them, the ``maps`` and the ``layer`` they were computed on, whose output is a
+    ``grid`` by ``grid`` map."""
+
+    views: pd.DataFrame
+    pixels: np.ndarray
+    maps: np.ndarray
+    layer: str
+    grid: int
+
+    def facts(self) -> dict:
+        """The numbers the text quotes, by name."""
+        counts = self.views["group"].value_counts()
+        return {
+            "correct": int(counts.get("correct", 0)),
+            "failed": int(counts.get("failed", 0)),
+            "layer": self.layer,
+            "grid": self.grid,
+        }
+
+
+def confident_examples(run, dataset, per_group: int, *, cache_dir, layer_name: str | None = None) -> GradCamExamples:
+    """Grad-CAM maps of ``run``'s trained model for its most confidently correct and most confidently
+    wrong test studies (:func:`confident_views`), each on the view it found most abnormal, computed on
+    ``layer_name`` (the last spatial layer by default)."""
+    model = run.load_model()
+    views = confident_views(run.predictions, per_group)
+    pixels = cached_pixels(dataset, run.config, views["relpath"], cache_dir)
+    layer = layer_name or last_spatial_layer(model)
+    maps = grad_cam(model, pixels, layer_name=layer)
+    return GradCamExamples(views, pixels, maps, layer, int(model.get_layer(layer).output.shape[1]))

@@ -415,7 +415,7 @@ def group_texts(plan, group: str, runs: dict) -> dict:
     }
 
 
-def pretraining_sentence(backbones: list[str], pretrained_weights: str | None) -> str:
+def pretraining_announcement(backbones: list[str], pretrained_weights: str | None) -> str:
     """What the pretraining chapter tests, as the introduction announces it: ImageNet weights, a
     weights file, or (offline) the synthetic study-type source task."""
     names = join_words(backbones)
@@ -464,4 +464,127 @@ def conclusion_texts(plan, headline) -> dict:
         "signal-text": signal_sentence(headline),
         "answer": research_answer(plan, headline),
         "seed-note": baseline_seed_note(plan),
+    }
+
+
+def rule_choice_sentence(comparisons: dict) -> str:
+    """Which aggregation rule the thesis keeps, from the rules' comparisons against the mean on the
+    validation subset (``{rule: Comparison}``)."""
+    better = [rule for rule, comparison in comparisons.items() if comparison.verdict == "higher"]
+    if not better:
+        return "No rule scored detectably higher than the mean, so the thesis keeps the paper's rule."
+    return (
+        f"The {join_words(better)} scored higher than the mean on the validation subset; the thesis nevertheless "
+        "keeps the mean, the paper's rule, so that its results stay comparable with the paper's."
+    )
+
+
+def development_choice_sentence(comparisons: dict) -> str:
+    """Whether an alternative tried during development beat the baseline on the validation subset,
+    and what the results chapters keep."""
+    better = [comparison.name_a for comparison in comparisons.values() if comparison.verdict == "higher"]
+    if not better:
+        return (
+            "None of the alternatives did detectably better on the validation subset, so the baseline keeps its four "
+            "blocks of 32 filters and the paper's class weights."
+        )
+    return (
+        f"On the validation subset {join_words(better)} did better than this configuration; the results "
+        "chapters keep the configuration described above, and this is a limitation that the conclusions return to."
+    )
+
+
+def backbone_words(settings) -> str:
+    """The backbones of a build's transfer experiments, by name (``"VGG16 and ResNet-50"``)."""
+    from .plan import BACKBONE_NAMES
+
+    return join_words([BACKBONE_NAMES[backbone] for backbone in settings.backbones])
+
+
+def pretraining_sentence(plan) -> str:
+    """Where the backbones' pretrained weights come from in this build, and what is compared."""
+    s = plan.settings
+    names = backbone_words(s)
+    if plan.pretraining == "ImageNet":
+        return (
+            f"In this build {names} start from their ImageNet weights. Each is trained three ways at the same input "
+            "size and epoch budget: from random initial weights, with its pretrained backbone frozen, and fine-tuned "
+            "from its pretrained weights; the comparison of pretrained with random initialisation is the question "
+            "of this section."
+        )
+    if plan.pretraining == "weights":
+        return (
+            f"In this build {names} start from the weights in {s.pretrained_weights}, and are compared with the same "
+            "architectures trained from random initial weights."
+        )
+    return (
+        "ImageNet weights cannot be downloaded during an offline build, so this build tests transfer with a source "
+        "task of its own. A separate, larger corpus of synthetic radiographs, drawn from another seed so that "
+        "none of its images is in the thesis' data, is labelled not normal or abnormal but by body part: which of "
+        f"the seven study types an image shows. {names} {'is' if len(s.backbones) == 1 else 'are'} first trained "
+        "from random weights on that task, a source run stored like every other run; its convolutional base then "
+        "initialises the abnormality network, either frozen or fine-tuned, and the result is compared with the same "
+        "architecture trained on the abnormality task from random initial weights, at the same input size and "
+        "epoch budget. The source task is related to the target (the same kind of images, the same anatomy) but "
+        "not the same, which is the situation that pretraining on ImageNet is meant to exploit; the answer here "
+        "says whether this source task helps, not whether ImageNet does."
+    )
+
+
+def transfer_modes_sentence(plan) -> str:
+    """The comparisons of fine-tuned against frozen backbones, or why there are none."""
+    return details(plan, "transfer modes") or "Only one mode was trained, so the modes are not compared."
+
+
+def architecture_sentence(plan) -> str:
+    """The comparisons of each backbone from random weights against the baseline, or why there are
+    none (empty when the build trains no keras.applications backbone)."""
+    s = plan.settings
+    if plan.comparisons("architecture"):
+        return details(plan, "architecture")
+    if any(backbone != "cnn" for backbone in s.backbones) and (s.backbone_image_size or s.image_size) != s.image_size:
+        return "The backbones were trained at another input size than the baseline, so they are not compared with it."
+    return ""
+
+
+def backbone_cautions(settings) -> str:
+    """How far the transfer results of a build carry: the keras.applications backbones' handicaps at
+    small inputs, or, for the ab-initio CNN alone, what its source task can teach."""
+    if any(backbone != "cnn" for backbone in settings.backbones):
+        return (
+            "Two cautions apply to any reading of the keras.applications backbones' numbers. First, they were "
+            "designed for 224-pixel colour photographs; at small inputs their deep stacks of pooling stages reduce "
+            "the image to a single position early on, which handicaps them against a network sized for the input. "
+            "Second, they have millions of parameters, far more than a small build's training images can "
+            "constrain. The full profile, at the paper's input size and with ImageNet weights, is the setting in "
+            "which the comparison with the MURA paper's pretrained model is meaningful."
+        )
+    return (
+        "In this build the pretrained network is the ab-initio CNN itself, so the comparison isolates the effect of "
+        "its initial weights: the architecture, input size, data and training budget are those of the baseline. The "
+        "source task is easy (the body part is visible at a glance), so what it can teach is generic: edges, bone "
+        "outlines and the layout of a film, not the signs of disease. The full profile asks the same question of "
+        "ImageNet weights and the four keras.applications backbones."
+    )
+
+
+def multiview_facts(run, comparison, images, seed_comparisons: dict) -> dict:
+    """The numbers and sentences the text quotes about the multi-view model, by name: its views per
+    study and how many studies (of ``images``, the dataset's image table) have more, its input size,
+    epoch cap and epochs run, how training ended, its test AUROC against the image model's
+    (``comparison``: multi-view against the mean of views) and the verdict against the seed noise."""
+    from .tables import plural
+
+    config = run.config
+    views = images.groupby("study_path").size()
+    return {
+        "max-views": config.max_views,
+        "truncated": int((views > config.max_views).sum()),
+        "mv-size": config.image_size,
+        "mv-epochs": plural(config.epochs, "epoch"),
+        "mv-epochs-run": run.training["epochs"],
+        "mv-stopping": "the plateau rules stopped it" if run.training["stopped_early"] else "it ran to that cap",
+        "mean-auroc": comparison.auroc_b,
+        "mv-auroc": comparison.auroc_a,
+        "mv-verdict": verdict_sentence(comparison, seed_noise(seed_comparisons)),
     }

@@ -295,3 +295,54 @@ def probability_changes(changes: pd.DataFrame) -> plt.Figure:
     fig.supxlabel("Change in abnormality probability (markers removed \u2212 as recorded)", fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+def resize_policies(image: np.ndarray, size: int, policies=("pad", "stretch", "crop")) -> plt.Figure:
+    """One greyscale image at its stored size beside each resize policy
+    (:func:`mura_lib.preprocess.resize_image`) at ``size`` pixels, titled with the sizes."""
+    from .preprocess import resize_image
+
+    panels = [image] + [resize_image(image, size, policy) for policy in policies]
+    titles = [f"original {image.shape[1]}x{image.shape[0]}"] + [f"{policy}, {size}x{size}" for policy in policies]
+    return image_grid(panels, titles, columns=len(panels), cell=1.7)
+
+
+def augmented_copies(image: np.ndarray, size: int, seed: int, samples: int) -> plt.Figure:
+    """A greyscale image padded to ``size`` pixels and ``samples`` random augmentations of it
+    (:func:`mura_lib.models.augmentation` with ``seed``, in training mode), in one row."""
+    import keras
+
+    from .models import augmentation
+    from .preprocess import resize_image
+
+    resized = resize_image(image, size, "pad")
+    batch = np.repeat(resized[None, :, :, None].astype("float32"), samples, axis=0)
+    augmented = keras.ops.convert_to_numpy(augmentation(seed)(batch, training=True))[..., 0]
+    return image_grid(
+        [resized] + [np.clip(a, 0, 255) for a in augmented],
+        ["input"] + [f"augmented {i + 1}" for i in range(samples)],
+        columns=samples + 1,
+        cell=1.0,
+    )
+
+
+def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> plt.Figure:
+    """Grad-CAM maps over their images, one column per view: on top the image (``pixels``, 0-255)
+    titled with the view's ``group``, study type, study label and study ``probability``; below the
+    same image under its map (``maps``, 0-1)."""
+    columns = max(len(views), 1)
+    fig, axes = plt.subplots(2, columns, figsize=(columns * 1.5, 3.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    label_names = {0: "normal", 1: "abnormal"}
+    for i, (_, row) in enumerate(views.iterrows()):
+        kind = row["study_type"].removeprefix("XR_").lower()
+        axes[0, i].imshow(pixels[i, ..., 0], cmap="gray", vmin=0, vmax=255)
+        axes[0, i].set_title(
+            f"{row['group']}: {kind}\nlabel {label_names[row['label']]}\np = {row['probability']:.2f}",
+            fontsize="x-small",
+        )
+        axes[1, i].imshow(pixels[i, ..., 0], cmap="gray", vmin=0, vmax=255)
+        axes[1, i].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    fig.tight_layout()
+    return fig

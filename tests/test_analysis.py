@@ -229,3 +229,56 @@ def test_detection_report_gathers_the_tables_and_sentences(truth):
     on_mura = analysis.detection_report(studies, None, n_resamples=50, seed=0)
     assert "not recorded" in on_mura["findings"].to_html()
     assert on_mura["finding-text"] == analysis.finding_sentences(None)
+
+
+def test_shortcut_evidence_gathers_both_measurements_for_the_page(synthetic_root, tiny_run, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from pandas.io.formats.style import Styler
+
+    run, _ = tiny_run
+    images = run.predictions.loc[run.predictions["subset"] == "test"]
+    views = images["relpath"].iloc[:4]
+    evidence = analysis.shortcut_evidence(run, synthetic_root, views=views, n_resamples=200, seed=0, cache_dir=tmp_path)
+    direct = analysis.shortcut_reliance(
+        run.study_predictions("test"), study_truth(synthetic_root), n_resamples=200, seed=0
+    )
+    assert evidence.shortcut["gap"] == pytest.approx(direct["gap"]) and evidence.shortcut["with"] == direct["with"]
+    assert evidence.comparison.name_a == "markers removed"
+    assert evidence.comparison.auroc_b == pytest.approx(run.metrics["auroc"])
+    assert len(evidence.changes) == len(images) and evidence.summary["images"] == len(images)
+    truth = image_truth(synthetic_root).set_index("relpath")
+    assert list(evidence.shown.index) == list(views) and list(evidence.shown.columns) == ["hardware", "cast", "marker"]
+    assert evidence.shown["marker"].tolist() == truth.loc[views, "marker"].tolist()
+
+    sentences = evidence.sentences()
+    assert sentences == {
+        "shortcut-text": analysis.shortcut_sentence(evidence.shortcut),
+        "masking-text": analysis.masking_sentence(evidence.comparison, evidence.summary),
+        "shortcut-reading": analysis.shortcut_reading(
+            evidence.shortcut, evidence.comparison, evidence.summary, evidence.shown
+        ),
+    }
+    assert "Of the 4 views in the Grad-CAM figure" in sentences["shortcut-reading"]
+    table = evidence.shortcut_table()
+    assert isinstance(table, Styler) and table.data["Studies"].tolist()[:2] == [direct["with"], direct["without"]]
+    markers = evidence.marker_table()
+    assert isinstance(markers, Styler) and "markers removed" in markers.to_html()
+    figure = evidence.marker_figure()
+    assert isinstance(figure, Figure) and len(figure.axes) == 2
+
+
+def test_shortcut_evidence_without_ground_truth_omits_the_tables(mura_copy, tiny_run):
+    from IPython.display import Markdown
+
+    from mura_lib.synthetic.generator import TRUTH_FILENAME
+
+    run, _ = tiny_run
+    (mura_copy / TRUTH_FILENAME).unlink()
+    evidence = analysis.shortcut_evidence(run, mura_copy, views=["x"], n_resamples=200, seed=0)
+    assert evidence.shortcut is None and evidence.comparison is None and evidence.shown is None
+    assert "Real MURA does not record" in evidence.sentences()["shortcut-text"]
+    for shown in (evidence.shortcut_table(), evidence.marker_table(), evidence.marker_figure()):
+        assert isinstance(shown, Markdown) and shown.data == analysis.OMITTED

@@ -247,11 +247,11 @@ def test_headline_values_and_data_words():
 
 
 def test_pretraining_sentence_follows_the_weights():
-    assert "pretrained on ImageNet" in narrative.pretraining_sentence(["VGG16", "ResNet-50"], "imagenet")
-    assert "weights in w.h5" in narrative.pretraining_sentence(["VGG16"], "w.h5")
-    offline = narrative.pretraining_sentence(["ab-initio CNN"], None)
+    assert "pretrained on ImageNet" in narrative.pretraining_announcement(["VGG16", "ResNet-50"], "imagenet")
+    assert "weights in w.h5" in narrative.pretraining_announcement(["VGG16"], "w.h5")
+    offline = narrative.pretraining_announcement(["ab-initio CNN"], None)
     assert "ImageNet weights cannot be obtained" in offline and "ab-initio CNN is pretrained" in offline
-    assert "VGG16 and ResNet-50 are pretrained" in narrative.pretraining_sentence(["VGG16", "ResNet-50"], None)
+    assert "VGG16 and ResNet-50 are pretrained" in narrative.pretraining_announcement(["VGG16", "ResNet-50"], None)
 
 
 def test_conclusion_and_group_texts_use_the_plans_comparisons():

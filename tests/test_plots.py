@@ -174,3 +174,59 @@ def test_synthetic_kappas_are_not_drawn_among_the_radiologists():
     fig = plots.kappa_comparison(_kappa_table("mura"), data_source="mura")
     assert len(fig.axes) == 1
     plt.close(fig)
+
+
+def test_resize_policies_show_the_original_and_each_policy():
+    image = np.tile(np.arange(40, dtype=np.uint8)[None, :] * 5, (20, 1))  # 20 high, 40 wide
+    fig = plots.resize_policies(image, 16)
+    try:
+        shown = [ax for ax in fig.axes if ax.images]
+        assert [ax.get_title() for ax in shown] == ["original 40x20", "pad, 16x16", "stretch, 16x16", "crop, 16x16"]
+        assert shown[0].images[0].get_array().shape == (20, 40)
+        assert all(ax.images[0].get_array().shape == (16, 16) for ax in shown[1:])
+        padded = shown[1].images[0].get_array()
+        assert (padded[0] == 0).all() and (padded[-1] == 0).all()  # pad fills the short side with black
+    finally:
+        plt.close(fig)
+
+
+def test_augmented_copies_show_the_input_and_each_copy():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+    fig = plots.augmented_copies(image, 16, seed=1, samples=3)
+    try:
+        shown = [ax for ax in fig.axes if ax.images]
+        assert [ax.get_title() for ax in shown] == ["input", "augmented 1", "augmented 2", "augmented 3"]
+        arrays = [np.asarray(ax.images[0].get_array(), dtype=float) for ax in shown]
+        assert all(a.shape == (16, 16) and a.min() >= 0 and a.max() <= 255 for a in arrays)
+        assert not np.allclose(arrays[1], arrays[0])  # the copies are transformed
+        assert not np.allclose(arrays[1], arrays[2])  # and each differently
+    finally:
+        plt.close(fig)
+
+
+def test_grad_cam_grid_puts_each_map_under_its_view():
+    views = pd.DataFrame(
+        {
+            "group": ["correct", "failed"],
+            "study_type": ["XR_HAND", "XR_ELBOW"],
+            "label": [0, 1],
+            "probability": [0.123, 0.456],
+        }
+    )
+    pixels = np.stack([np.full((8, 8, 1), 50.0), np.full((8, 8, 1), 200.0)])
+    maps = np.stack([np.eye(8), np.ones((8, 8))])
+    fig = plots.grad_cam_grid(views, pixels, maps)
+    try:
+        assert len(fig.axes) == 4 and not any(ax.axison for ax in fig.axes)
+        top, bottom = fig.axes[:2], fig.axes[2:]
+        assert top[0].get_title() == "correct: hand\nlabel normal\np = 0.12"
+        assert top[1].get_title() == "failed: elbow\nlabel abnormal\np = 0.46"
+        assert [len(ax.images) for ax in top] == [1, 1] and [len(ax.images) for ax in bottom] == [2, 2]
+        np.testing.assert_array_equal(bottom[0].images[1].get_array(), np.eye(8))
+        np.testing.assert_array_equal(bottom[1].images[0].get_array(), pixels[1, ..., 0])
+    finally:
+        plt.close(fig)
+    empty = plots.grad_cam_grid(views.iloc[0:0], pixels[:0], maps[:0])
+    assert len(empty.axes) == 2  # one blank column: the figure still draws
+    plt.close(empty)

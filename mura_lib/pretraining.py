@@ -1,0 +1,78 @@
+"""The tables of the pretrained-models chapter: each backbone from random and pretrained weights,
+its size and how its training ended, and the source runs that pretrained it.
+
+Keras (and with it TensorFlow) is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def input_size(settings) -> int:
+    """The input size (pixels) at which a build trains its backbones: ``backbone_image_size``, or
+    the baseline's when that is 0."""
+    return settings.backbone_image_size or settings.image_size
+
+
+def epoch_cap(settings) -> int:
+    """The epoch cap of a build's backbones: ``backbone_epochs``, or the baseline's when that is 0."""
+    return settings.backbone_epochs or settings.epochs
+
+
+def results_table(runs: dict) -> pd.DataFrame:
+    """One row per run (``{label: Run}``, indexed by ``Model``): test AUROC and Cohen's kappa, the
+    number of parameters and of those trained (from the architecture its configuration builds, no
+    trained weights needed), the epochs trained, whether training stopped on a plateau or at the
+    cap, and whether its test predictions are constant."""
+    from .development import trainable_parameters
+    from .models import build_model
+
+    rows = []
+    for label, run in runs.items():
+        model = build_model(run.config)
+        rows.append(
+            {
+                "Model": label,
+                "AUROC": run.metrics["auroc"],
+                "Cohen's kappa": run.metrics["kappa"],
+                "Parameters": model.count_params(),
+                "Trained parameters": trainable_parameters(model),
+                "Epochs": len(run.history),
+                "Stopped": "cap" if run.hit_cap else "plateau",
+                "Constant predictions": "yes" if run.constant_note() else "no",
+            }
+        )
+    return pd.DataFrame(rows).set_index("Model")
+
+
+def source_table(sources: dict, pretraining: str):
+    """The source runs (``{label: Run}``) as a formatted table (:func:`mura_lib.tables.format_table`):
+    study-type accuracy, macro one-vs-rest AUROC, epochs and training images per backbone; without
+    source runs, a one-row note that the backbones start from ``pretraining`` weights."""
+    from .tables import format_table
+
+    if not sources:
+        note = f"no source task in this build: the backbones start from {pretraining} weights"
+        return format_table(pd.DataFrame({"Note": [note]}), index=False)
+    rows = [
+        {
+            "Backbone": label,
+            "Study-type accuracy": run.metrics.get("accuracy"),
+            "Macro AUROC": run.metrics.get("macro_auroc", run.metrics.get("auroc")),
+            "Epochs": len(run.history),
+            "Training images": run.info["data"]["train_images"],
+        }
+        for label, run in sources.items()
+    ]
+    return format_table(pd.DataFrame(rows).set_index("Backbone"))
+
+
+def paired_comparisons(plan) -> list:
+    """The paired comparisons the chapter tabulates, in order: each pretrained variant against the
+    same backbone from random weights, fine-tuned against frozen, each backbone against the baseline."""
+    return [
+        comparison
+        for group in ("transfer", "transfer modes", "architecture")
+        for comparison in plan.comparisons(group).values()
+    ]
