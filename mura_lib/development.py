@@ -114,17 +114,9 @@ def loss_weights(train: pd.DataFrame) -> pd.DataFrame:
 def training_loss_weights(dataset, config, cache_dir) -> pd.DataFrame:
     """:func:`loss_weights` of the training subset that ``config`` splits off ``dataset``
     (:func:`mura_lib.inputs.prepare_data`, the images cached in ``cache_dir``)."""
-    from .inputs import prepare_data
+    from .inputs import prepare_for
 
-    prepared = prepare_data(
-        dataset,
-        config.image_size,
-        policy=config.policy,
-        validation_fraction=config.validation_fraction,
-        seed=config.seed,
-        cache_dir=cache_dir,
-        progress=False,
-    )
+    prepared = prepare_for(dataset, config, cache_dir=cache_dir)
     return loss_weights(prepared.subset("train"))
 
 

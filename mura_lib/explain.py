@@ -97,17 +97,9 @@ def confident_views(predictions: pd.DataFrame, per_group: int, subset: str = "te
 def cached_pixels(dataset, config, relpaths, cache_dir) -> np.ndarray:
     """The images ``relpaths`` as the network of ``config`` sees them: read from the preprocessed
     cache (:func:`mura_lib.inputs.prepare_data`), ``float32`` of shape (n, size, size, 1)."""
-    from .inputs import prepare_data
+    from .inputs import prepare_for
 
-    prepared = prepare_data(
-        dataset,
-        config.image_size,
-        policy=config.policy,
-        validation_fraction=config.validation_fraction,
-        seed=config.seed,
-        cache_dir=cache_dir,
-        progress=False,
-    )
+    prepared = prepare_for(dataset, config, cache_dir=cache_dir)
     rows = pd.Series(np.arange(len(prepared.images)), index=prepared.images["relpath"])
     relpaths = list(relpaths)
     unknown = [r for r in relpaths if r not in rows.index]

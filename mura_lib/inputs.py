@@ -155,3 +155,17 @@ def prepare_data(
     images = images.loc[good].reset_index(drop=True)
     images["subset"] = split_by_patient(images, validation_fraction=validation_fraction, seed=seed).to_numpy()
     return PreparedData(images=images, cache_images=cache.images, excluded=excluded)
+
+
+def prepare_for(dataset: MuraDataset, config: ExperimentConfig, *, cache_dir=DEFAULT_CACHE_DIR, progress=False):
+    """The data as the run of ``config`` sees them: cached at its image size and policy, split
+    by its seed and validation fraction (:func:`prepare_data`)."""
+    return prepare_data(
+        dataset,
+        config.image_size,
+        policy=config.policy,
+        validation_fraction=config.validation_fraction,
+        seed=config.seed,
+        cache_dir=cache_dir,
+        progress=progress,
+    )

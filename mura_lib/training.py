@@ -37,7 +37,7 @@ from .callbacks import (
 )
 from .config import ExperimentConfig
 from .dataset import STUDY_TYPES, MuraDataset
-from .inputs import CacheBatches, PreparedData, prepare_data, sample_weights, task_labels
+from .inputs import CacheBatches, PreparedData, prepare_for, sample_weights, task_labels
 from .models import build_model, build_multiview, transfer_backbone_weights
 from .multiview import StudyBatches, study_rows
 from .preprocess import DEFAULT_CACHE_DIR
@@ -161,15 +161,7 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
     precision = device.resolve_precision(config.precision)
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(config.seed)
-    prepared = prepare_data(
-        dataset,
-        config.image_size,
-        policy=config.policy,
-        validation_fraction=config.validation_fraction,
-        seed=config.seed,
-        cache_dir=cache_dir,
-        progress=mode != "silent",
-    )
+    prepared = prepare_for(dataset, config, cache_dir=cache_dir, progress=mode != "silent")
     train = prepared.subset("train")
     validation = prepared.subset("validation")
     if config.model == "multiview":

@@ -201,24 +201,11 @@ def train_runs(
     else:
         print(f"{len(todo)} of {total} runs to train into {runs_dir} ({executor} executor).", file=out, flush=True)
         retry = {key: shlex.join([*command, "--run", name]) for key, (name, _) in todo.items()}
+        work = _Work(todo, results, progress, retry, dataset, store, data_root, runs_dir, cache_dir, verbose)
         if executor == "local":
-            _train_local(todo, results, progress, retry, dataset, store, cache_dir, verbose)
+            _train_local(work)
         else:
-            _train_ray(
-                todo,
-                results,
-                progress,
-                retry,
-                data_root,
-                runs_dir,
-                cache_dir,
-                dataset,
-                verbose,
-                address=address,
-                gpus_per_run=gpus_per_run,
-                cpus_per_run=cpus_per_run,
-                max_retries=max_retries,
-            )
+            _train_ray(work, address=address, gpus=gpus_per_run, cpus=cpus_per_run, max_retries=max_retries)
     ordered = []
     for (name, _), key in zip(jobs, keys):
         result = results[key]
@@ -232,14 +219,34 @@ def train_runs(
     return ordered
 
 
-def _train_local(todo, results, progress, retry, dataset, store, cache_dir, verbose) -> None:
+@dataclass
+class _Work:
+    """The runs to train (``todo``: ``{key: (name, config)}``), where their results go, and what
+    every executor needs to train them."""
+
+    todo: dict
+    results: dict
+    progress: _Progress
+    retry: dict
+    dataset: object
+    store: object
+    data_root: str
+    runs_dir: str
+    cache_dir: str
+    verbose: str
+
+
+def _train_local(work: _Work) -> None:
+    todo, results, progress, retry = work.todo, work.results, work.progress, work.retry
     from ..training import run_experiment
 
     for key, (name, config) in todo.items():
         progress.line("started", name)
         started = time.perf_counter()
         try:
-            run = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose=verbose, name=name)
+            run = run_experiment(
+                config, work.dataset, store=work.store, cache_dir=work.cache_dir, verbose=work.verbose, name=name
+            )
         except Exception as error:  # reported, and the other runs go on; Ctrl-C still stops
             progress.done += 1
             summary = _error_summary(error)
@@ -276,22 +283,16 @@ def _import_ray():
     return ray
 
 
-def _train_ray(
-    todo,
-    results,
-    progress,
-    retry,
-    data_root,
-    runs_dir,
-    cache_dir,
-    dataset,
-    verbose,
-    *,
-    address,
-    gpus_per_run,
-    cpus_per_run,
-    max_retries,
-) -> None:
+def _train_ray(work: _Work, *, address, gpus: float, cpus: float, max_retries: int) -> None:
+    todo, results, progress, retry = work.todo, work.results, work.progress, work.retry
+    data_root, runs_dir, cache_dir, dataset, verbose = (
+        work.data_root,
+        work.runs_dir,
+        work.cache_dir,
+        work.dataset,
+        work.verbose,
+    )
+    gpus_per_run, cpus_per_run = gpus, cpus
     ray = _import_ray()
     from ray.util.queue import Empty, Queue
 
