@@ -7,14 +7,12 @@ import json
 import os
 import re
 import signal
-import sys
 import threading
 import time
-import types
 
 import pytest
 
-from mura_lib.book import cli
+from mura_lib.book import cli, profiles
 from mura_lib.book.executors import train_runs
 from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
@@ -154,10 +152,8 @@ def test_killed_worker_is_retried_and_resumes(data, local_ray, tmp_path):
 def test_cli_train_reports_failures_with_the_command_to_retry_alone(data, tmp_path, monkeypatch, capsys):
     """`mura-thesis train` on the jobs of a plan: into the project's runs/, exit code 1 on a failure."""
     jobs = [("smoke ok", SMOKE.replace(epochs=1, seed=3)), ("smoke too small", SMOKE.replace(image_size=4))]
-    plan = types.ModuleType("mura_lib.plan")
-    plan.plan_stages = lambda root, profile, data=None: [(str(data_root), jobs)]
     data_root = data["data_root"]
-    monkeypatch.setitem(sys.modules, "mura_lib.plan", plan)
+    monkeypatch.setattr(profiles, "plan_stages", lambda root, profile, data=None: [(str(data_root), jobs)])
     monkeypatch.setattr(cli, "project_root", lambda: tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "cache").symlink_to(data["cache_dir"])
