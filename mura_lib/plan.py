@@ -153,6 +153,7 @@ class PlannedComparison:
     a: str
     b: str
     subset: str = "test"
+    labels: tuple | None = None  # how the text names A and B, where their run labels do not say it
 
 
 def _seed_name(seed: int) -> str:
@@ -186,8 +187,8 @@ class ExperimentPlan:
     def _add(self, name, group, label, config, chapters, dataset="target", source=None) -> None:
         self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset, source)
 
-    def _compare(self, name, group, a, b, subset="test") -> None:
-        self.comparisons_planned[name] = PlannedComparison(name, group, a, b, subset)
+    def _compare(self, name, group, a, b, subset="test", labels=None) -> None:
+        self.comparisons_planned[name] = PlannedComparison(name, group, a, b, subset, labels)
 
     def _lay_out(self) -> None:
         s = self.settings
@@ -246,7 +247,13 @@ class ExperimentPlan:
             min_epochs=0,
         )
         self._add("multi-view", "multi-view", "multi-view model", config, ("08_extensions",), source=image_run)
-        self._compare("multi-view vs mean of views", "multi-view", "multi-view", image_run)
+        self._compare(
+            "multi-view vs mean of views",
+            "multi-view",
+            "multi-view",
+            image_run,
+            labels=("the multi-view model", "the image model with averaged views"),
+        )
 
     @property
     def pretraining(self) -> str:
@@ -413,7 +420,7 @@ class ExperimentPlan:
             "subset": planned.subset,
             "n": self.settings.n_resamples,
             "seed": self.settings.seed,
-            "names": [planned.a, planned.b],
+            "names": [planned.a, planned.b, *(planned.labels or ())],
             "version": 1,
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -431,12 +438,15 @@ class ExperimentPlan:
                 run_b.study_predictions(planned.subset),
                 n_resamples=self.settings.n_resamples,
                 seed=self.settings.seed,
-                name_a=self.runs[planned.a].label if planned.a in self.runs else planned.a,
-                name_b=self.runs[planned.b].label if planned.b in self.runs else planned.b,
+                name_a=planned.labels[0] if planned.labels else self._label(planned.a),
+                name_b=planned.labels[1] if planned.labels else self._label(planned.b),
             )
             atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
         self._compared[name] = result
         return result
+
+    def _label(self, name: str) -> str:
+        return self.runs[name].label if name in self.runs else name
 
     def comparisons(self, group: str) -> dict[str, object]:
         """``{name: Comparison}`` of one group, in plan order."""
