@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +43,9 @@ REGULARISATION_VARIANTS = {
     "no augmentation": {"augment": False},
     "no batch normalisation": {"batch_norm": False},
 }
+# Where a chapter's plan notes the runs it reads (one JSON line each), for the build's provenance
+# box; set by the build for each chapter it executes.
+RUNS_USED_ENV_VAR = "MURA_RUNS_USED"
 # The pretraining corpus is drawn from the thesis' seed plus this offset: none of its images is in
 # the thesis' data.
 SOURCE_SEED_OFFSET = 1000
@@ -154,6 +158,13 @@ class PlannedComparison:
     b: str
     subset: str = "test"
     labels: tuple | None = None  # how the text names A and B, where their run labels do not say it
+
+
+def _note_run_used(name: str, key: str) -> None:
+    path = os.environ.get(RUNS_USED_ENV_VAR)
+    if path:
+        with open(path, "a") as stream:
+            stream.write(json.dumps({"name": name, "key": key}) + "\n")
 
 
 def _seed_name(seed: int) -> str:
@@ -380,6 +391,7 @@ class ExperimentPlan:
                 verbose=self.verbose,
                 name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
             )
+            _note_run_used(planned.name, self._trained[planned.name].key)
         return self._trained[planned.name]
 
     def group(self, group: str, *, with_baseline: bool = True) -> dict[str, object]:

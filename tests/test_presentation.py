@@ -250,3 +250,21 @@ def test_sphinx_extension_numbers_tables_letters_appendices_and_serves_mathjax(t
         out / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff"
     ).exists()
     assert 'href="_static/thesis.css' in one
+
+
+def test_provenance_lists_the_runs_a_chapter_read(tmp_path, monkeypatch):
+    """The plan notes each run it reads in the file the build names; the build reads the file
+    back (first use first, each run once) and the provenance box lists the runs with their keys."""
+    from mura_lib import plan
+    from mura_lib.book import build
+
+    notes = tmp_path / "chapter.runs.jsonl"
+    monkeypatch.setenv(plan.RUNS_USED_ENV_VAR, str(notes))
+    for name, key in (("baseline", "a" * 16), ("16 px", "b" * 16), ("baseline", "a" * 16)):
+        plan._note_run_used(name, key)
+    runs = build._runs_used(notes)
+    assert runs == [["baseline", "a" * 16], ["16 px", "b" * 16]] and not notes.exists()
+    box = presentation.provenance_cell(dict(RECORD, runs=runs), "synthetic").source
+    assert f"baseline `{'a' * 16}`, 16 px `{'b' * 16}`" in box
+    assert "Runs read" not in presentation.provenance_cell(RECORD, "synthetic").source
+    assert build._runs_used(tmp_path / "none.jsonl") == []

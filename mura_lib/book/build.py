@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..parallel import partial_name, remove_stale_partials
+from ..plan import RUNS_USED_ENV_VAR
 from .profiles import Profile, load_profile, resolve_data  # noqa: F401 (load_profile, resolve_data: re-exported)
 from .project import AUTOMATIC_PARAMETERS, BuildError, chapter_name, is_notebook, project_root, toc_entries  # noqa: F401
 
@@ -71,6 +72,19 @@ def library_hash() -> str:
         digest.update(path.relative_to(PACKAGE).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _runs_used(path: Path) -> list[list[str]]:
+    """``[[name, key], ...]`` of the runs a chapter read, in first-use order, from the file its
+    plan wrote (see :data:`mura_lib.plan.RUNS_USED_ENV_VAR`); the file is then removed."""
+    if not path.exists():
+        return []
+    used = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        used.setdefault(entry["key"], entry["name"])
+    path.unlink()
+    return [[name, key] for key, name in used.items()]
 
 
 def _sha(value) -> str:
@@ -273,7 +287,12 @@ class Builder:
         output.parent.mkdir(parents=True, exist_ok=True)
         # Unique per process: two processes executing one chapter never share a notebook.
         temporary = output.with_name(f"{partial_name(output.stem)}.ipynb")
+        # The chapter's experiment plan notes every run it reads here (ExperimentPlan.run), for
+        # the provenance box.
+        runs_used = temporary.with_suffix(".runs.jsonl")
+        runs_used.unlink(missing_ok=True)
         environment = {
+            RUNS_USED_ENV_VAR: str(runs_used),
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "PYTHONWARNINGS": "ignore",
             "MURA_RUNS": str(self.root / "runs"),
@@ -332,6 +351,7 @@ class Builder:
         finished = datetime.now(timezone.utc)
         record = {
             "chapter": plan.name,
+            "runs": _runs_used(runs_used),
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "seconds": round((finished - started).total_seconds(), 1),

@@ -53,6 +53,7 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
         for k, v in record["parameters"].items()
         if k not in ("data_root", "runs_dir", "cache_dir")
     )
+    runs = ", ".join(f"{name} `{key}`" for name, key in record.get("runs", []))
     text = (
         ":::{admonition} Provenance\n"
         ":class: tip\n\n"
@@ -60,7 +61,8 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
         f"- **Profile:** `{record['profile']}`, on {SOURCE_LABELS.get(data_source, data_source)}\n"
         f"- **Parameters:** {parameters}\n"
         f"- **Seeds:** {seeds}\n"
-        f"- **Executed:** {record['started']} to {record['finished']} ({record['seconds']:.1f} s)\n"
+        + (f"- **Runs read** (keys in the run store, `mura-thesis runs KEY`): {runs}\n" if runs else "")
+        + f"- **Executed:** {record['started']} to {record['finished']} ({record['seconds']:.1f} s)\n"
         f"- **Software:** Python {versions['python']}, {framework} (backend `{environment['backend']}`)\n"
         f"- **Device:** {environment['device']}\n"
         ":::\n"
