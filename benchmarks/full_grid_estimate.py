@@ -1,7 +1,7 @@
 """Worked estimate of the `full` profile's training wall time on 1, 8 and 32 GPUs.
 
-The grid is built from ``params/full.yaml`` with the library's own experiment definitions
-(``mura_lib.experiments.Thesis``), one run per distinct configuration.  Each run's time comes
+The grid is the full profile's experiment plan (``mura_lib.plan.ExperimentPlan`` from
+``params/full.yaml``): every run the thesis needs, one per distinct configuration.  Each run's time comes
 from training rates measured on an NVIDIA H100 (``benchmarks/results/gpu_h100_*.txt``; Keras on
 JAX, mixed bfloat16, 224 px, batch 64).  Nothing is trained: the script only computes.
 
@@ -35,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mura_lib.experiments import Thesis  # noqa: E402
+from mura_lib.plan import ExperimentPlan, PlanSettings  # noqa: E402
 
 # Measured on an H100 (benchmarks/results/gpu_h100_throughput.txt, gpu_h100_augmentation.txt):
 # training images/s at 224 px, batch 64, mixed bfloat16, Keras on JAX.
@@ -45,34 +45,12 @@ ASSUMED_LIKE = {"densenet169": "resnet50", "efficientnetb0": "resnet50"}
 
 
 def full_grid(profile: dict) -> list[tuple[str, object]]:
-    """(name, ExperimentConfig) for every run the full profile's chapters ask for, without repeats."""
-    p = profile["parameters"]
-    size, epochs, seed = p["image_size"], p["epochs"], p["seed"]
-    main = Thesis("unused", image_size=size, epochs=epochs, seed=seed)
-    seeds = Thesis("unused", image_size=p["seeds_image_size"] or size, epochs=epochs, seed=seed)
-    regularisation = Thesis("unused", image_size=p["regularisation_image_size"] or size, epochs=epochs, seed=seed)
-    jobs = [(f"baseline {size}px seed {seed}", main.baseline_config())]
-    jobs += [(f"baseline seed {s}", seeds.baseline_config(seed=s)) for s in p["seeds"]]
-    jobs += [(f"baseline {s}px", main.baseline_config(image_size=s)) for s in p["image_sizes"]]
-    jobs += [
-        (f"baseline {label}", regularisation.baseline_config(**changes))
-        for label, changes in Thesis.REGULARISATION_VARIANTS.items()
-    ]
-    for model in p["pretrained_models"]:
-        for mode in p["pretrained_modes"]:
-            config = main.pretrained_config(
-                model,
-                fine_tune=mode == "fine-tuned",
-                image_size=p["pretrained_image_size"] or size,
-                epochs=p["pretrained_epochs"] or epochs,
-                weights=p["pretrained_weights"],
-            )
-            jobs.append((f"{model} {mode}", config))
-    multiview = (profile.get("chapters") or {}).get("08_extensions", {}).get("multiview_image_size")
-    if multiview:
-        jobs.append((f"baseline {multiview}px (multi-view chapter)", main.baseline_config(image_size=multiview)))
+    """(name, ExperimentConfig) for every run of the profile's experiment plan, without repeats
+    (the multi-view model trains like an image model over all views, so it is priced as one)."""
+    plan = ExperimentPlan(PlanSettings.from_dict(profile.get("parameters") or {}), "unused")
     unique, seen = [], set()
-    for name, config in jobs:
+    for name, planned in plan.runs.items():
+        config = planned.config.replace(model="cnn") if planned.config.model == "multiview" else planned.config
         if config not in seen:
             seen.add(config)
             unique.append((name, config))

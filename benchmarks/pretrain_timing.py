@@ -1,6 +1,6 @@
 """How long pretraining a backbone on the study-type source task takes per epoch.
 
-Generates (or reuses) the source corpus of ``Thesis.source_dataset`` under ``--root``, caches it
+Generates (or reuses) a source corpus like the plan's (``ExperimentPlan.source_dataset``) under ``--root``, caches it
 at each input size, and for each backbone and size times training steps (``model.fit`` on
 ``--batches`` batches of the corpus' training images, after one untimed warm-up epoch) and
 prediction (the validation pass after each epoch), in wall-clock and process CPU seconds.  One
@@ -22,9 +22,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mura_lib.experiments import SOURCE_SCALE, Thesis  # noqa: E402
+from mura_lib.config import ExperimentConfig  # noqa: E402
+from mura_lib.dataset import load_mura  # noqa: E402
 from mura_lib.inputs import CacheBatches, prepare_data, task_labels  # noqa: E402
 from mura_lib.models import build_model  # noqa: E402
+from mura_lib.plan import SOURCE_SEED_OFFSET, PlanSettings  # noqa: E402
+from mura_lib.synthetic import generate_synthetic_mura  # noqa: E402
 from mura_lib.training import compile_model  # noqa: E402
 
 
@@ -40,27 +43,31 @@ def main() -> None:
     parser.add_argument("--models", default="vgg16,efficientnetb0,resnet50")
     parser.add_argument("--sizes", default="32,48")
     parser.add_argument("--batches", type=int, default=12, help="timed training batches per model and size")
-    parser.add_argument("--scale", type=float, default=SOURCE_SCALE)
+    parser.add_argument("--scale", type=float, default=PlanSettings().source_scale)
     parser.add_argument("--corpus-image-size", type=int, default=128)
     args = parser.parse_args()
     root = Path(args.root)
-    thesis = Thesis("", str(root / "runs"), str(root / "cache"), verbose="silent", source_root=str(root))
-    dataset = thesis.source_dataset(scale=args.scale, image_size=args.corpus_image_size)
+    cache_dir = root / "cache"
+    seed = SOURCE_SEED_OFFSET
+    folder = root / f"source-image_size{args.corpus_image_size}-scale{args.scale}-seed{seed}"
+    dataset = load_mura(
+        generate_synthetic_mura(folder, scale=args.scale, image_size=args.corpus_image_size, seed=seed, progress=False)
+    )
     print(
         f"source corpus {dataset.root}: {len(dataset.images)} images, {(dataset.images['split'] == 'train').sum()} "
         f"in its train split; {os.cpu_count()} CPUs",
         flush=True,
     )
     for size in (int(s) for s in args.sizes.split(",")):
-        wall, _ = clocked(lambda: prepare_data(dataset, size, cache_dir=thesis.cache_dir, progress=False))
-        prepared = prepare_data(dataset, size, cache_dir=thesis.cache_dir, progress=False)
+        wall, _ = clocked(lambda: prepare_data(dataset, size, cache_dir=cache_dir, progress=False))
+        prepared = prepare_data(dataset, size, cache_dir=cache_dir, progress=False)
         train, validation = prepared.subset("train"), prepared.subset("validation")
         print(
             f"{size}px: cache ready in {wall:.1f}s; {len(train)} training, {len(validation)} validation images",
             flush=True,
         )
         for name in args.models.split(","):
-            config = thesis.source_config(name, image_size=size)
+            config = ExperimentConfig(model=name, image_size=size, task="study_type", fine_tune=True)
             part = train.iloc[: args.batches * config.batch_size]
             batches = CacheBatches(
                 prepared.cache_images, part["cache_row"], task_labels(part, config.task), batch_size=config.batch_size

@@ -134,45 +134,47 @@ def test_invalid_task_and_init_from_are_explained():
 
 
 @pytest.fixture(scope="module")
-def thesis(synthetic_root, store, cache_dir, tmp_path_factory):
-    from mura_lib.experiments import Thesis
+def plan(synthetic_root, store, tmp_path_factory):
+    """The plan's transfer experiment at a tiny scale: VGG16 pretrained on the study types of a
+    small source corpus of its own, then frozen or fine-tuned, against VGG16 from random weights."""
+    from mura_lib.plan import ExperimentPlan, PlanSettings
 
-    return Thesis(
-        str(synthetic_root),
-        str(store.root),
-        str(cache_dir),
+    settings = PlanSettings(
         image_size=32,
         epochs=1,
-        seed=0,
-        verbose="silent",
-        source_root=str(tmp_path_factory.mktemp("sources")),
+        seeds=(0,),
+        image_sizes=(32,),
+        regularisation=False,
+        development=False,
+        backbones=("vgg16",),
+        source_scale=0.005,
+        n_resamples=100,
     )
+    return ExperimentPlan(settings, synthetic_root, store.root, tmp_path_factory.mktemp("data") / "cache")
 
 
 @pytest.fixture(scope="module")
-def vgg_runs(thesis):
-    """A VGG16 pretrained on the study types of a small source corpus, and the abnormality
-    models started from random weights and from it."""
-    variants = thesis.transfer_variants(("vgg16",), image_size=32, epochs=1, scale=0.005, corpus_image_size=32)
-    source = thesis.pretrain("vgg16", 32, 1, scale=0.005, corpus_image_size=32)
-    return source, variants["vgg16"]
+def vgg_runs(plan):
+    names = {"random init": "VGG16 random init", "source, frozen": "VGG16 source, frozen"}
+    names["source, fine-tuned"] = "VGG16 source, fine-tuned"
+    return plan.run("VGG16 source task"), {label: plan.run(name) for label, name in names.items()}
 
 
-def test_thesis_source_corpus_is_its_own(thesis, vgg_runs):
+def test_source_corpus_is_its_own(plan, vgg_runs):
     source, _ = vgg_runs
-    corpus = thesis.source_dataset(scale=0.005, image_size=32)
-    assert corpus.root == thesis.source_root / "source-image_size32-scale0.005-seed1000" / "MURA-v1.1"
+    corpus = plan.source_dataset
+    assert (
+        corpus.root.parent.name == "source-scale0.005-seed1000"
+        and corpus.root.parent.parent == plan.cache_dir.parent / "synthetic"
+    )
     assert source.info["data_root"] == str(corpus.root) and source.config.task == "study_type"
     assert not set(corpus.images["relpath"].map(lambda p: (corpus.root / p).read_bytes())) & set(
-        thesis.dataset.images["relpath"].head(50).map(lambda p: (thesis.dataset.root / p).read_bytes())
+        plan.dataset.images["relpath"].head(50).map(lambda p: (plan.dataset.root / p).read_bytes())
     )
-    with pytest.raises(ValueError, match="would repeat its images"):
-        thesis.source_dataset(scale=0.005, seed=0, image_size=32)
 
 
 def test_frozen_transfer_keeps_source_backbone_fine_tuned_changes_it(vgg_runs):
     source, runs = vgg_runs
-    assert list(runs) == ["random init", "source, frozen", "source, fine-tuned"]
     frozen, tuned, scratch = runs["source, frozen"], runs["source, fine-tuned"], runs["random init"]
     source_model = source.load_model()
     names = [layer.name for layer in backbone_layers(source_model)]
