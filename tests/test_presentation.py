@@ -268,3 +268,13 @@ def test_provenance_lists_the_runs_a_chapter_read(tmp_path, monkeypatch):
     assert f"baseline `{'a' * 16}`, 16 px `{'b' * 16}`" in box
     assert "Runs read" not in presentation.provenance_cell(RECORD, "synthetic").source
     assert build._runs_used(tmp_path / "none.jsonl") == []
+
+
+def test_provenance_names_the_seeds_inside_the_experiment_settings():
+    record = dict(RECORD, parameters={"profile": "demo", "settings": {"seed": 0, "seeds": [0, 1, 2], "epochs": 30}})
+    box = presentation.provenance_cell(record, "synthetic").source
+    assert "**Seeds:** `seed=0`, `seeds=[0, 1, 2]`" in box
+    assert (
+        "**Seeds:** none"
+        in presentation.provenance_cell(dict(RECORD, parameters={"profile": "demo"}), "synthetic").source
+    )

@@ -47,7 +47,10 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
         for name in ("tensorflow", "tensorflow-cpu", "jax", "torch", "keras")
         if name in versions
     )
-    seeds = ", ".join(f"`{k}={v}`" for k, v in record["parameters"].items() if "seed" in k) or "none"
+    # The experiment settings (``settings``) hold the seeds of a results chapter.
+    flat = {k: v for k, v in record["parameters"].items() if k != "settings"}
+    flat |= record["parameters"].get("settings") or {}
+    seeds = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in flat.items() if "seed" in k) or "none"
     parameters = ", ".join(
         f"`{k}={json.dumps(v)}`"
         for k, v in record["parameters"].items()
