@@ -133,13 +133,13 @@ class RuleComparison:
 
     def facts(self) -> dict:
         """The numbers and sentences the chapter quotes, by name."""
-        from .narrative import rule_choice_sentence, verdict_sentence
+        from .narrative import comparison_sentences, rule_choice_sentence
 
         return {
             "mean-auroc": self.table.loc[("studies", "mean"), "AUROC"],
             "image-auroc": self.table.loc[("single images", "none"), "AUROC"],
             "validation-studies": len(self.studies["mean"]),
-            "details": " ".join(verdict_sentence(c) for c in self.comparisons.values()),
+            "details": comparison_sentences(self.comparisons.values()),
             "choice": rule_choice_sentence(self.comparisons),
         }
 

@@ -282,9 +282,16 @@ def finding(plan, group: str) -> str:
 
 
 def details(plan, group: str) -> str:
-    """Every comparison of a group, one sentence each."""
-    noise = seed_noise(plan.comparisons("seeds"))
-    return " ".join(verdict_sentence(c, noise) for c in plan.comparisons(group).values())
+    """Every comparison of a group, one sentence each (the text puts the first after a colon, so
+    only the later ones start with a capital)."""
+    return comparison_sentences(plan.comparisons(group).values(), seed_noise(plan.comparisons("seeds")))
+
+
+def comparison_sentences(comparisons, noise: float = float("nan")) -> str:
+    """One :func:`verdict_sentence` per comparison, as a run of sentences: the first follows a
+    colon in the text, the later ones start with a capital."""
+    sentences = [verdict_sentence(c, noise) for c in comparisons]
+    return " ".join(s if i == 0 else s[:1].upper() + s[1:] for i, s in enumerate(sentences))
 
 
 def research_answer(plan, headline: dict) -> str:

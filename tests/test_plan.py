@@ -274,3 +274,10 @@ def test_conclusion_and_group_texts_use_the_plans_comparisons():
     group = narrative.group_texts(plan, "image size", {"baseline": runs[0]})
     assert set(group) == {"summary", "details", "stopping", "collapse"}
     assert group["summary"] == texts["size-text"]
+
+
+def test_a_run_of_verdict_sentences_starts_each_later_sentence_with_a_capital():
+    text = narrative.comparison_sentences(
+        [_comparison(0.05, 0.01, 0.09, name_a="no dropout"), _comparison(0.0, -0.02, 0.02, name_a="no L2")]
+    )
+    assert text.startswith("no dropout against B: AUROC higher") and " No L2 against B: no detectable" in text
