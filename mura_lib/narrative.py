@@ -528,7 +528,7 @@ def pretraining_sentence(plan) -> str:
         "ImageNet weights cannot be downloaded during an offline build, so this build tests transfer with a source "
         "task of its own. A separate, larger corpus of synthetic radiographs, drawn from another seed so that "
         "none of its images is in the thesis' data, is labelled not normal or abnormal but by body part: which of "
-        f"the seven study types an image shows. {names} {'is' if len(s.backbones) == 1 else 'are'} first trained "
+        f"the seven study types an image shows. {names[:1].upper() + names[1:]} {'is' if len(s.backbones) == 1 else 'are'} first trained "
         "from random weights on that task, a source run stored like every other run; its convolutional base then "
         "initialises the abnormality network, either frozen or fine-tuned, and the result is compared with the same "
         "architecture trained on the abnormality task from random initial weights, at the same input size and "

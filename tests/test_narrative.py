@@ -67,7 +67,7 @@ def test_backbone_words_and_pretraining_sentence_follow_the_build():
     source = narrative.pretraining_sentence(_plan(backbones=("resnet50",)))
     assert "ResNet-50 is first trained from random weights" in source and "source task" in source
     two = narrative.pretraining_sentence(_plan(backbones=("cnn", "vgg16")))
-    assert "ab-initio CNN and VGG16 are first trained" in two
+    assert "Ab-initio CNN and VGG16 are first trained" in two
     imagenet = narrative.pretraining_sentence(_plan("ImageNet", backbones=("densenet169",)))
     assert imagenet.startswith("In this build DenseNet-169 start from their ImageNet weights.")
     weights = narrative.pretraining_sentence(_plan("weights", pretrained_weights="w.h5"))
