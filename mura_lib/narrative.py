@@ -540,7 +540,9 @@ def pretraining_sentence(plan) -> str:
 
 def transfer_modes_sentence(plan) -> str:
     """The comparisons of fine-tuned against frozen backbones, or why there are none."""
-    return details(plan, "transfer modes") or "Only one mode was trained, so the modes are not compared."
+    text = details(plan, "transfer modes")
+    # It follows other sentences in the text, so it starts with a capital.
+    return text[:1].upper() + text[1:] if text else "Only one mode was trained, so the modes are not compared."
 
 
 def architecture_sentence(plan) -> str:
@@ -548,7 +550,8 @@ def architecture_sentence(plan) -> str:
     none (empty when the build trains no keras.applications backbone)."""
     s = plan.settings
     if plan.comparisons("architecture"):
-        return details(plan, "architecture")
+        text = details(plan, "architecture")
+        return text[:1].upper() + text[1:]
     if any(backbone != "cnn" for backbone in s.backbones) and (s.backbone_image_size or s.image_size) != s.image_size:
         return "The backbones were trained at another input size than the baseline, so they are not compared with it."
     return ""
