@@ -14,7 +14,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=$REPO/.venv/bin/python
 WORK=${1:-$(mktemp -d)}
 cli() { (cd "$1" && shift && PYTHONPATH="$PWD" "$PY" -m mura_lib.book.cli "$@"); }
-elapsed() { local s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
+# elapsed LOG COMMAND...: runs COMMAND with its output in LOG; prints the wall seconds.
+elapsed() { local log=$1; shift; local s=$(date +%s.%N); "$@" > "$log" 2>&1 || true; echo "$(date +%s.%N) - $s" | bc; }
 
 for side in local ray; do
   rm -rf "$WORK/$side"
@@ -26,8 +27,7 @@ cp -r "$WORK/local/data/synthetic" "$WORK/ray/data/"
 
 echo "CPUs: $(nproc); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for side in local ray; do
-  seconds=$(elapsed cli "$WORK/$side" train --profile smoke --executor "$side" > "$WORK/$side.log" 2>&1 || true)
-  seconds=$(tail -1 <<< "$seconds")
+  seconds=$(elapsed "$WORK/$side.log" cli "$WORK/$side" train --profile smoke --executor "$side")
   echo "train --executor $side: $(printf '%.1f' "$seconds") s wall; load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 
@@ -43,10 +43,10 @@ done
 echo "predictions.csv byte-identical: $same, different: $differ"
 
 stat -c '%n %Y' ray/runs/*/run.json | sort > before.stat
-seconds=$(elapsed cli "$WORK/ray" build --profile smoke > "$WORK/book.log" 2>&1)
+seconds=$(elapsed "$WORK/book.log" cli "$WORK/ray" build --profile smoke)
 stat -c '%n %Y' ray/runs/*/run.json | sort > after.stat
 keys ray > ray.keys.after
-echo "book (smoke) from the Ray clone: $(printf '%.1f' "$(tail -1 <<< "$seconds")") s wall"
+echo "book (smoke) from the Ray clone: $(printf '%.1f' "$seconds") s wall"
 if diff -q before.stat after.stat > /dev/null && diff -q ray.keys ray.keys.after > /dev/null \
    && ! grep -q "training run" "$WORK/book.log"; then
   echo "the book trained nothing: run store unchanged"
