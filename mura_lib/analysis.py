@@ -24,7 +24,6 @@ tables are missing.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from .evaluation import percentile_bootstrap
+from .files import short_hash
 from .narrative import join_words, plain, signed
 from .synthetic.findings import FINDINGS
 
@@ -530,9 +530,8 @@ def render_preprocessed(
             "images": hashlib.sha256("\n".join(relpaths).encode()).hexdigest(),
             "version": 1,
         }
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         kind = "markers" if markers else "no-markers"
-        path = Path(cache_dir) / "redrawn" / f"{image_size}px-{policy}-{kind}-{digest}.npy"
+        path = Path(cache_dir) / "redrawn" / f"{image_size}px-{policy}-{kind}-{short_hash(identity)}.npy"
         if path.exists():
             return np.load(path)
     workers = max(1, min(workers or os.cpu_count() or 1, len(relpaths) // 64 + 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -24,3 +26,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def short_hash(value) -> str:
+    """16 hex characters of the SHA-256 of ``value``: bytes as they are, anything else as its JSON
+    with sorted keys (values JSON cannot write, such as paths, as their text).  The key of a
+    cached result: a comparison, a redrawn image set, a chapter's inputs."""
+    data = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:16]

@@ -13,7 +13,6 @@ from __future__ import annotations
 # ExperimentConfig is imported where it is used: settings are validated by the build process,
 # which does not import TensorFlow.
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from .files import atomic_write_text, short_hash
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
@@ -435,16 +436,13 @@ class ExperimentPlan:
             "names": [planned.a, planned.b, *(planned.labels or ())],
             "version": 1,
         }
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        path = self.runs_dir / "comparisons" / f"{digest}.json"
+        path = self.runs_dir / "comparisons" / f"{short_hash(identity)}.json"
         if path.exists():
             values = json.loads(path.read_text())
             values.pop("verdict", None)
             values.pop("kappa_verdict", None)
             result = Comparison(**values)
         else:
-            from .files import atomic_write_text
-
             result = compare_paired(
                 run_a.study_predictions(planned.subset),
                 run_b.study_predictions(planned.subset),

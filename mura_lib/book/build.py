@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..files import atomic_write_text, short_hash
 from ..parallel import partial_name, remove_stale_partials
 from ..plan import RUNS_USED_ENV_VAR
 from .profiles import Profile, load_profile, resolve_data  # noqa: F401 (load_profile, resolve_data: re-exported)
@@ -87,10 +87,7 @@ def _runs_used(path: Path) -> list[list[str]]:
     return [[name, key] for key, name in used.items()]
 
 
-def _sha(value) -> str:
-    if isinstance(value, bytes):
-        return hashlib.sha256(value).hexdigest()[:16]
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+_sha = short_hash
 
 
 @dataclass
