@@ -85,6 +85,12 @@ def test_transfer_modes_and_architecture_sentences(better, same):
     assert narrative.architecture_sentence(_plan(backbones=("cnn",), image_size=32, backbone_image_size=64)) == ""
 
 
+def test_comparison_sentences_after_other_sentences_start_with_a_capital(better):
+    lower = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="ab-initio CNN", name_b="B")
+    assert narrative.transfer_modes_sentence(_plan(groups={"transfer modes": {"m": lower}})).startswith("Ab-initio CNN")
+    assert narrative.architecture_sentence(_plan(groups={"architecture": {"r": lower}})).startswith("Ab-initio CNN")
+
+
 def test_backbone_cautions_depend_on_the_backbones():
     assert "224-pixel colour photographs" in narrative.backbone_cautions(PlanSettings(backbones=("cnn", "vgg16")))
     assert "the ab-initio CNN itself" in narrative.backbone_cautions(PlanSettings(backbones=("cnn",)))
