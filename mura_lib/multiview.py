@@ -34,15 +34,6 @@ def study_rows(prepared: PreparedData, subset: str, max_views: int) -> tuple[pd.
     return studies.reset_index(), rows
 
 
-def study_stacks(prepared: PreparedData, subset: str, max_views: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """``(studies, views, mask)`` of one subset held in memory: ``views`` (studies, max_views,
-    size, size, 1) zero-padded, ``mask`` (studies, max_views) 1 where a real view sits."""
-    studies, rows = study_rows(prepared, subset, max_views)
-    batches = StudyBatches(prepared.cache_images, rows, studies["label"], batch_size=len(studies))
-    (views, mask), _ = batches[0]
-    return studies, views, mask
-
-
 class StudyBatches(SeededBatches):
     """Batches of whole studies from the memory-mapped cache: ``([views, mask], labels[, weights])``;
     ``rows`` holds each study's cache rows (-1 for padding)."""

@@ -15,6 +15,12 @@ import math
 MINUS = "\u2212"
 
 
+def capitalised(text: str) -> str:
+    """``text`` with its first letter upper case, for a sentence that opens with a name
+    ("ab-initio CNN source, frozen against ..." after another sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def signed(value: float, digits: int = 3) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
@@ -291,7 +297,7 @@ def comparison_sentences(comparisons, noise: float = float("nan")) -> str:
     """One :func:`verdict_sentence` per comparison, as a run of sentences: the first follows a
     colon in the text, the later ones start with a capital."""
     sentences = [verdict_sentence(c, noise) for c in comparisons]
-    return " ".join(s if i == 0 else s[:1].upper() + s[1:] for i, s in enumerate(sentences))
+    return " ".join(s if i == 0 else capitalised(s) for i, s in enumerate(sentences))
 
 
 def research_answer(plan, headline: dict) -> str:
@@ -528,7 +534,7 @@ def pretraining_sentence(plan) -> str:
         "ImageNet weights cannot be downloaded during an offline build, so this build tests transfer with a source "
         "task of its own. A separate, larger corpus of synthetic radiographs, drawn from another seed so that "
         "none of its images is in the thesis' data, is labelled not normal or abnormal but by body part: which of "
-        f"the seven study types an image shows. {names[:1].upper() + names[1:]} {'is' if len(s.backbones) == 1 else 'are'} first trained "
+        f"the seven study types an image shows. {capitalised(names)} {'is' if len(s.backbones) == 1 else 'are'} first trained "
         "from random weights on that task, a source run stored like every other run; its convolutional base then "
         "initialises the abnormality network, either frozen or fine-tuned, and the result is compared with the same "
         "architecture trained on the abnormality task from random initial weights, at the same input size and "
@@ -542,7 +548,7 @@ def transfer_modes_sentence(plan) -> str:
     """The comparisons of fine-tuned against frozen backbones, or why there are none."""
     text = details(plan, "transfer modes")
     # It follows other sentences in the text, so it starts with a capital.
-    return text[:1].upper() + text[1:] if text else "Only one mode was trained, so the modes are not compared."
+    return capitalised(text) if text else "Only one mode was trained, so the modes are not compared."
 
 
 def architecture_sentence(plan) -> str:
@@ -551,8 +557,8 @@ def architecture_sentence(plan) -> str:
     s = plan.settings
     if plan.comparisons("architecture"):
         text = details(plan, "architecture")
-        return text[:1].upper() + text[1:]
-    if any(backbone != "cnn" for backbone in s.backbones) and (s.backbone_image_size or s.image_size) != s.image_size:
+        return capitalised(text)
+    if any(backbone != "cnn" for backbone in s.backbones) and s.backbone_size != s.image_size:
         return "The backbones were trained at another input size than the baseline, so they are not compared with it."
     return ""
 

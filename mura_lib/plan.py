@@ -108,6 +108,22 @@ class PlanSettings:
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples must be at least 100, got {self.n_resamples}")
 
+    # The settings whose 0 means "the baseline's": what they resolve to.
+    @property
+    def backbone_size(self) -> int:
+        """The input size of the transfer runs: ``backbone_image_size``, or the baseline's."""
+        return self.backbone_image_size or self.image_size
+
+    @property
+    def backbone_cap(self) -> int:
+        """The epoch cap of the transfer runs: ``backbone_epochs``, or the baseline's."""
+        return self.backbone_epochs or self.epochs
+
+    @property
+    def multiview_size(self) -> int:
+        """The input size of the multi-view model: ``multiview_image_size``, or the baseline's."""
+        return self.multiview_image_size or self.image_size
+
     @classmethod
     def fields(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
@@ -246,7 +262,7 @@ class ExperimentPlan:
         itself, or the same network from the image-size sweep) wrapped to read whole studies and
         trained on them, against that image network with its views' probabilities averaged."""
         s = self.settings
-        size = s.multiview_image_size or s.image_size
+        size = s.multiview_size
         image_run = "baseline" if size == s.image_size else f"{size} px"
         if image_run not in self.runs:
             self._add(image_run, "multi-view", image_run, s.baseline_config(image_size=size), ("08_extensions",))
@@ -276,8 +292,7 @@ class ExperimentPlan:
 
     def _lay_out_transfer(self, base) -> None:
         s = self.settings
-        size = s.backbone_image_size or s.image_size
-        epochs = s.backbone_epochs or s.epochs
+        size, epochs = s.backbone_size, s.backbone_cap
         chapters = ("index", "05_4_pretrained", "06_conclusions")
         for backbone in s.backbones:
             name = BACKBONE_NAMES[backbone]

@@ -9,17 +9,6 @@ from __future__ import annotations
 import pandas as pd
 
 
-def input_size(settings) -> int:
-    """The input size (pixels) at which a build trains its backbones: ``backbone_image_size``, or
-    the baseline's when that is 0."""
-    return settings.backbone_image_size or settings.image_size
-
-
-def epoch_cap(settings) -> int:
-    """The epoch cap of a build's backbones: ``backbone_epochs``, or the baseline's when that is 0."""
-    return settings.backbone_epochs or settings.epochs
-
-
 def results_table(runs: dict) -> pd.DataFrame:
     """One row per run (``{label: Run}``, indexed by ``Model``): test AUROC and Cohen's kappa, the
     number of parameters and of those trained (from the architecture its configuration builds, no
@@ -27,23 +16,14 @@ def results_table(runs: dict) -> pd.DataFrame:
     cap, and whether its test predictions are constant."""
     from .development import trainable_parameters
     from .models import build_model
+    from .tables import runs_table
 
-    rows = []
-    for label, run in runs.items():
-        model = build_model(run.config)
-        rows.append(
-            {
-                "Model": label,
-                "AUROC": run.metrics["auroc"],
-                "Cohen's kappa": run.metrics["kappa"],
-                "Parameters": model.count_params(),
-                "Trained parameters": trainable_parameters(model),
-                "Epochs": len(run.history),
-                "Stopped": "cap" if run.hit_cap else "plateau",
-                "Constant predictions": "yes" if run.constant_note() else "no",
-            }
-        )
-    return pd.DataFrame(rows).set_index("Model")
+    models = [build_model(run.config) for run in runs.values()]
+    table = runs_table(runs, index="Model").drop(columns="Best epoch")
+    table.insert(2, "Parameters", [model.count_params() for model in models])
+    table.insert(3, "Trained parameters", [trainable_parameters(model) for model in models])
+    table["Constant predictions"] = ["yes" if run.constant_note() else "no" for run in runs.values()]
+    return table
 
 
 def source_table(sources: dict, pretraining: str):

@@ -20,6 +20,7 @@ class StandInRun:
     def __init__(self, config, metrics, epochs, hit_cap, constant=None, train_images=100):
         self.config, self.metrics, self.hit_cap, self._constant = config, metrics, hit_cap, constant
         self.history = pd.DataFrame({"epoch": range(epochs)})
+        self.training = {"best_epoch": epochs}
         self.info = {"data": {"train_images": train_images}}
 
     def constant_note(self):
@@ -28,9 +29,9 @@ class StandInRun:
 
 def test_input_size_and_epoch_cap_fall_back_to_the_baseline():
     settings = PlanSettings(image_size=32, epochs=5, backbone_image_size=0, backbone_epochs=0)
-    assert pretraining.input_size(settings) == 32 and pretraining.epoch_cap(settings) == 5
+    assert settings.backbone_size == 32 and settings.backbone_cap == 5
     settings = PlanSettings(image_size=32, epochs=5, backbone_image_size=64, backbone_epochs=2)
-    assert pretraining.input_size(settings) == 64 and pretraining.epoch_cap(settings) == 2
+    assert settings.backbone_size == 64 and settings.backbone_cap == 2
 
 
 def test_results_table_counts_parameters_from_the_architecture():

@@ -11,13 +11,6 @@ from typing import Any
 from ..tables import format_table, plural  # noqa: F401  (chapters call them as book.format_table, book.plural)
 
 
-def chapter_plan(profile, settings, data_root, runs_dir="runs", cache_dir="data/cache", *, verbose="lines"):
-    """The experiment plan a chapter runs under (:func:`mura_lib.book.profiles.chapter_plan`)."""
-    from .profiles import chapter_plan as plan
-
-    return plan(profile, settings, data_root, runs_dir, cache_dir, verbose=verbose)
-
-
 def quiet_logs() -> None:
     """Silence TensorFlow/absl chatter before TensorFlow is imported anywhere."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -67,7 +60,10 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
 
 def start(profile, settings, data_root, runs_dir="runs", cache_dir="data/cache"):
-    """A results chapter's first call: the notebook set-up and the chapter's experiment plan."""
+    """A results chapter's first call: the notebook set-up and the chapter's experiment plan
+    (:func:`mura_lib.book.profiles.chapter_plan`)."""
+    from .profiles import chapter_plan
+
     setup_notebook()
     return chapter_plan(profile, settings, data_root, runs_dir, cache_dir)
 
@@ -81,9 +77,9 @@ def glue_figure(name: str, fig) -> None:
 
 
 def glue_all(prefix: str, values: dict) -> None:
-    """Glue every ``{name: value}`` as ``prefix-name``."""
+    """Glue every ``{name: value}`` as ``prefix-name`` (as ``name`` when ``prefix`` is empty)."""
     for name, value in values.items():
-        glue(f"{prefix}-{name}", value)
+        glue(f"{prefix}-{name}" if prefix else name, value)
 
 
 def glue_group(prefix: str, plan, group: str, runs: dict) -> None:
