@@ -72,6 +72,10 @@ class ExperimentConfig:
     validation_fraction: float = 0.1
     precision: str = "auto"
     seed: int = 0
+    # The seed of the patient-level split into training and validation subsets; None: ``seed``.
+    # An experiment plan fixes it across seeds, so that every seed of every configuration is
+    # validated on the same studies (common random numbers) and only training randomness varies.
+    split_seed: int | None = None
     # "abnormality" (a sigmoid unit: is the image abnormal?) or "study_type" (a softmax over the
     # seven study types, a source task for pretraining backbones).
     task: str = "abnormality"
@@ -101,6 +105,8 @@ class ExperimentConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.task not in TASK_NAMES:
             raise ValueError(f"task must be one of {TASK_NAMES}, got {self.task!r}")
+        if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
+            raise ValueError(f"split_seed must be None or a non-negative integer, got {self.split_seed!r}")
         if self.max_views < 1:
             raise ValueError(f"max_views must be a positive integer, got {self.max_views}")
         if self.model == "multiview" and self.task != "abnormality":

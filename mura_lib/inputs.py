@@ -159,13 +159,14 @@ def prepare_data(
 
 def prepare_for(dataset: MuraDataset, config: ExperimentConfig, *, cache_dir=DEFAULT_CACHE_DIR, progress=False):
     """The data as the run of ``config`` sees them: cached at its image size and policy, split
-    by its seed and validation fraction (:func:`prepare_data`)."""
+    by its split seed (its seed unless ``split_seed`` is set) and validation fraction
+    (:func:`prepare_data`)."""
     return prepare_data(
         dataset,
         config.image_size,
         policy=config.policy,
         validation_fraction=config.validation_fraction,
-        seed=config.seed,
+        seed=config.seed if config.split_seed is None else config.split_seed,
         cache_dir=cache_dir,
         progress=progress,
     )

@@ -1,11 +1,10 @@
 """Sentences the thesis draws from its comparisons, written once so that the abstract, the
 results chapters and the conclusions say the same thing about the same numbers.
 
-Every verdict word ("higher", "lower", "no detectable difference") comes from a paired interval
-(:class:`mura_lib.evaluation.Comparison`).  Beside it, each difference is set against the
-variation between seeds of the same network: the paired interval covers the sampling of test
-studies, not the randomness of training, so a difference no larger than those between two seeds
-of one configuration is reported as such.
+Every verdict word of a comparison of two configurations ("higher", "lower", "undetermined")
+comes from the interval of :class:`mura_lib.configurations.ConfigurationComparison`, which covers
+both the randomness of training (the seeds of each configuration) and the sampling of test
+studies, adjusted for the comparisons of its group (Holm).
 """
 
 from __future__ import annotations
@@ -42,81 +41,65 @@ def join_words(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def seed_noise(seed_comparisons: dict) -> float:
-    """The largest absolute paired AUROC difference between two seeds of the same network (NaN
-    with fewer than two seeds)."""
-    values = [abs(c.auroc_diff) for c in seed_comparisons.values()]
-    return max(values) if values else float("nan")
-
-
-def within_seed_noise(comparison, noise: float) -> bool | None:
-    """Whether a difference is no larger than the differences between seeds (None: unknown)."""
-    if not math.isfinite(noise):
-        return None
-    return abs(comparison.auroc_diff) <= noise
-
-
 def difference_clause(comparison, metric: str = "auroc") -> str:
-    """``−0.041 (95% paired interval −0.063 to −0.019)``."""
+    """``−0.041 (95% interval −0.063 to −0.019)``."""
     diff, low, high = (getattr(comparison, f"{metric}_{k}") for k in ("diff", "low", "high"))
     percent = f"{comparison.confidence * 100:.4g}%"
-    return f"{signed(diff)} ({percent} paired interval {signed(low)} to {signed(high)})"
+    return f"{signed(diff)} ({percent} interval {signed(low)} to {signed(high)})"
 
 
-def verdict_sentence(comparison, noise: float = float("nan"), *, metric: str = "auroc") -> str:
-    """One comparison as a sentence: the verdict, the paired difference, and how it stands against
-    the variation between seeds."""
+def seeds_words(comparison) -> str:
+    """``3 seeds each`` or ``3 and 2 seeds``."""
+    a, b = len(comparison.seeds_a), len(comparison.seeds_b)
+    return f"{a} seeds each" if a == b else f"{a} and {b} seeds"
+
+
+def verdict_sentence(comparison, *, metric: str = "auroc") -> str:
+    """One comparison of two configurations as a sentence: the verdict, the mean difference over
+    seeds with its interval, and how often a seed of one beat a seed of the other."""
     verdict = comparison.verdict if metric == "auroc" else comparison.kappa_verdict
     label = "AUROC" if metric == "auroc" else "Cohen's kappa"
     a, b = comparison.name_a, comparison.name_b
-    if verdict == "no detectable difference":
-        text = f"{a} against {b}: no detectable difference in {label}, {difference_clause(comparison, metric)}"
+    head = f"{a} against {b} (over {seeds_words(comparison)})"
+    clause = f"mean difference {difference_clause(comparison, metric)}"
+    if verdict == "undetermined":
+        text = f"{head}: {label} undetermined, {clause}"
     else:
-        text = f"{a} against {b}: {label} {verdict}, {difference_clause(comparison, metric)}"
-    if metric == "auroc" and verdict != "no detectable difference":
-        inside = within_seed_noise(comparison, noise)
-        if inside is True:
-            text += (
-                f", but no larger than the {plain(noise)} between two seeds of the same network, so it may come "
-                "from the randomness of training rather than from the change"
-            )
-        elif inside is False:
-            text += f", larger than any difference between two seeds of the same network ({plain(noise)})"
+        text = f"{head}: {label} {verdict}, {clause}"
+    if metric == "auroc":
+        text += f"; a seed of {a} beat a seed of {b} in {comparison.p_seed_beats:.0%} of pairs"
     return text + "."
 
 
 def group_verdicts(comparisons: dict) -> dict[str, list[str]]:
     """The A-labels of a group's comparisons, by AUROC verdict."""
-    verdicts = {"higher": [], "lower": [], "no detectable difference": []}
+    verdicts = {"higher": [], "lower": [], "undetermined": []}
     for comparison in comparisons.values():
         verdicts[comparison.verdict].append(comparison.name_a)
     return verdicts
 
 
-def group_summary(comparisons: dict, noise: float = float("nan"), *, reference: str = "the baseline") -> str:
+def group_summary(comparisons: dict, *, reference: str = "the baseline") -> str:
     """A short summary of a group of comparisons against one reference, from their verdicts."""
     if not comparisons:
         return "This build made no comparison of this kind."
     verdicts = group_verdicts(comparisons)
     parts = []
     if verdicts["higher"]:
-        parts.append(f"{join_words(verdicts['higher'])} scored a higher AUROC than {reference}")
+        parts.append(f"{join_words(verdicts['higher'])} scored a higher mean AUROC than {reference}")
     if verdicts["lower"]:
-        parts.append(f"{join_words(verdicts['lower'])} scored a lower AUROC than {reference}")
-    if verdicts["no detectable difference"]:
-        names = verdicts["no detectable difference"]
-        parts.append(f"{join_words(names)} showed no detectable difference from {reference}")
-    text = "; ".join(parts) + " (paired bootstrap intervals over the same test studies)."
-    text = text[0].upper() + text[1:]
-    decided = [c for c in comparisons.values() if c.verdict != "no detectable difference"]
-    if decided and math.isfinite(noise):
-        small = [c.name_a for c in decided if abs(c.auroc_diff) <= noise]
-        if small:
-            text += (
-                f" Of these differences, those of {join_words(small)} are no larger than the differences between "
-                "seeds of the same network."
-            )
-    return text
+        parts.append(f"{join_words(verdicts['lower'])} scored a lower mean AUROC than {reference}")
+    if verdicts["undetermined"]:
+        names = verdicts["undetermined"]
+        parts.append(f"for {join_words(names)} the difference from {reference} is undetermined")
+    first = next(iter(comparisons.values()))
+    text = "; ".join(parts) + (
+        f" (over {seeds_words(first)}; intervals over seeds and test studies, adjusted for the "
+        f"{len(comparisons)} comparisons of this group)."
+        if len(comparisons) > 1
+        else f" (over {seeds_words(first)}; an interval over seeds and test studies)."
+    )
+    return capitalised(text)
 
 
 def seed_sentence(summary: dict, seed_comparisons: dict) -> str:
@@ -135,14 +118,16 @@ def seed_sentence(summary: dict, seed_comparisons: dict) -> str:
     if seed_comparisons:
         diffs = [c.auroc_diff for c in seed_comparisons.values()]
         excluded = sum(c.verdict != "no detectable difference" for c in seed_comparisons.values())
+        counted = "none" if excluded == 0 else ("all" if excluded == len(diffs) else f"{excluded} of {len(diffs)}")
         text += (
             f" Paired against the first seed on the same test studies, the other seeds differed by "
-            f"{join_words([signed(d) for d in diffs])}; {excluded} of {len(diffs)} of these intervals "
-            f"exclude zero, so the randomness of training alone "
+            f"{join_words([signed(d) for d in diffs])}, and the paired interval of {counted} of these differences "
+            "excludes zero: "
             + (
-                "can produce differences that a paired interval detects."
+                "the randomness of training alone moves a single run by differences that a paired interval "
+                "detects, which is why every configuration is trained with every seed."
                 if excluded
-                else "produced no difference that a paired interval detects."
+                else "in this build training randomness alone produced no difference that a paired interval detects."
             )
         )
     return text
@@ -239,35 +224,6 @@ def regularisation_surprises(comparisons: dict, runs: dict) -> str:
     return " ".join(texts)
 
 
-def baseline_seed_note(plan) -> str:
-    """Where the baseline run (the seed every comparison is made against) stands among the seeds:
-    a reference run that is weaker or stronger than its seeds' mean tilts every verdict against it."""
-    runs = plan.seed_runs()
-    if len(runs) < 2:
-        return ""
-    values = {seed: run.metrics["auroc"] for seed, run in runs.items()}
-    reference = values[plan.settings.seed]
-    mean = sum(values.values()) / len(values)
-    rank = sorted(values.values()).index(reference) + 1
-    if rank == 1:
-        where = "the lowest"
-    elif rank == len(values):
-        where = "the highest"
-    else:
-        return (
-            f"The baseline run against which the variants are compared (seed {plan.settings.seed}, AUROC "
-            f"{plain(reference)}) lies within the range of its {len(values)} seeds (mean {plain(mean)})."
-        )
-    tilt = "higher" if rank == 1 else "lower"
-    return (
-        f"The baseline run against which every variant is compared (seed {plan.settings.seed}) scored {where} AUROC of "
-        f"the {len(values)} seeds of the same network ({plain(reference)}, against a mean of {plain(mean)}), so a "
-        f"single run of a variant is more likely to score {tilt} than it by chance alone; the verdicts above are "
-        "read with that in mind, and only differences larger than those between seeds count as effects of the "
-        "change."
-    )
-
-
 def reference_name(plan, group: str) -> str:
     """What a group's comparisons are made against, as the text names it."""
     if group == "image size":
@@ -283,33 +239,27 @@ def reference_name(plan, group: str) -> str:
 
 def finding(plan, group: str) -> str:
     """The summary of one group of comparisons, as every page that reports it says it."""
-    noise = seed_noise(plan.comparisons("seeds"))
-    return group_summary(plan.comparisons(group), noise, reference=reference_name(plan, group))
+    return group_summary(plan.comparisons(group), reference=reference_name(plan, group))
 
 
 def details(plan, group: str) -> str:
     """Every comparison of a group, one sentence each (the text puts the first after a colon, so
     only the later ones start with a capital)."""
-    return comparison_sentences(plan.comparisons(group).values(), seed_noise(plan.comparisons("seeds")))
+    return comparison_sentences(plan.comparisons(group).values())
 
 
-def comparison_sentences(comparisons, noise: float = float("nan")) -> str:
+def comparison_sentences(comparisons) -> str:
     """One :func:`verdict_sentence` per comparison, as a run of sentences: the first follows a
     colon in the text, the later ones start with a capital."""
-    sentences = [verdict_sentence(c, noise) for c in comparisons]
+    sentences = [verdict_sentence(c) for c in comparisons]
     return " ".join(s if i == 0 else capitalised(s) for i, s in enumerate(sentences))
 
 
 def research_answer(plan, headline: dict) -> str:
-    """The answer to the thesis' research question, from the headline interval and the verdicts.
-
-    A choice counts as a measurable gain or loss only if its paired interval excludes zero *and*
-    its difference is larger than the largest paired difference between two seeds of the
-    baseline (the definition the introduction gives); a detected difference within the seed
-    noise is reported as such."""
+    """The answer to the thesis' research question, from the headline interval and the verdicts of
+    the comparisons of configurations (each trained with every seed)."""
     text = signal_sentence(headline)
-    noise = seed_noise(plan.comparisons("seeds"))
-    helped, hurt, neutral, noisy = [], [], [], []
+    helped, hurt, neutral = [], [], []
     for group, what in (
         ("image size", "a different input size"),
         ("regularisation", "removing a regulariser"),
@@ -317,39 +267,27 @@ def research_answer(plan, headline: dict) -> str:
     ):
         for comparison in plan.comparisons(group).values():
             name = comparison.name_a
-            if comparison.verdict == "no detectable difference":
-                neutral.append(what)
-                continue
-            if within_seed_noise(comparison, noise):
-                noisy.append(name)
-                continue
-            if group == "regularisation":
+            if comparison.verdict == "undetermined":
+                neutral.append(name)
+            elif group == "regularisation":
                 # Removing a regulariser and scoring lower means the regulariser helped.
                 regulariser = name.removeprefix("no ")
-                if comparison.verdict == "lower":
-                    helped.append(f"{regulariser} (removing it cost AUROC)")
-                else:
-                    hurt.append(f"{regulariser} (removing it raised AUROC)")
-            elif comparison.verdict == "higher":
-                helped.append(name)
+                (helped if comparison.verdict == "lower" else hurt).append(
+                    f"{regulariser} (removing it {'lowered' if comparison.verdict == 'lower' else 'raised'} the mean AUROC)"
+                )
             else:
-                hurt.append(name)
-    parts = []
-    if helped:
-        parts.append("measurable gains came from " + join_words(helped))
-    if hurt:
-        parts.append("measurable losses from " + join_words(hurt))
-    if noisy:
-        parts.append(
-            "the differences of " + join_words(noisy) + " were detected by their paired intervals but are no larger "
-            "than those between two seeds of the same network, so they do not count as measurable"
-        )
-    if neutral:
-        parts.append("some changes made no detectable difference (" + join_words(sorted(set(neutral))) + ")")
-    if parts:
-        text += " Of the design choices, " + "; ".join(parts) + "."
-    if not helped and not hurt:
-        text += " No design choice changed the AUROC measurably in this build."
+                (helped if comparison.verdict == "higher" else hurt).append(name)
+    comparisons = [c for g in ("image size", "regularisation", "transfer") for c in plan.comparisons(g).values()]
+    if comparisons:
+        text += f" Over {seeds_words(comparisons[0])}, "
+        parts = []
+        if helped:
+            parts.append("the mean AUROC was higher with " + join_words(helped))
+        if hurt:
+            parts.append("lower with " + join_words(hurt))
+        if neutral:
+            parts.append("undetermined for " + join_words(neutral))
+        text += "; ".join(parts) + "."
     text += (
         " These answers hold for the data of this build; on synthetic data they describe how the method responds "
         "to the generator's findings, not how it would read real radiographs."
@@ -476,7 +414,6 @@ def conclusion_texts(plan, headline) -> dict:
         else "This build compared no pretrained backbones.",
         "signal-text": signal_sentence(headline),
         "answer": research_answer(plan, headline),
-        "seed-note": baseline_seed_note(plan),
     }
 
 
@@ -584,11 +521,11 @@ def backbone_cautions(settings) -> str:
     )
 
 
-def multiview_facts(run, comparison, images, seed_comparisons: dict) -> dict:
+def multiview_facts(run, comparison, images) -> dict:
     """The numbers and sentences the text quotes about the multi-view model, by name: its views per
     study and how many studies (of ``images``, the dataset's image table) have more, its input size,
     epoch cap and epochs run, how training ended, its test AUROC against the image model's
-    (``comparison``: multi-view against the mean of views) and the verdict against the seed noise."""
+    (``comparison``: multi-view against the mean of views, over the seeds of each) and its verdict."""
     from .tables import plural
 
     config = run.config
@@ -602,5 +539,5 @@ def multiview_facts(run, comparison, images, seed_comparisons: dict) -> dict:
         "mv-stopping": "the plateau rules stopped it" if run.training["stopped_early"] else "it ran to that cap",
         "mean-auroc": comparison.auroc_b,
         "mv-auroc": comparison.auroc_a,
-        "mv-verdict": verdict_sentence(comparison, seed_noise(seed_comparisons)),
+        "mv-verdict": verdict_sentence(comparison),
     }

@@ -47,6 +47,9 @@ REGULARISATION_VARIANTS = {
 # Where a chapter's plan notes the runs it reads (one JSON line each), for the build's provenance
 # box; set by the build for each chapter it executes.
 RUNS_USED_ENV_VAR = "MURA_RUNS_USED"
+# Where a chapter's plan notes the results it reads (one JSON line each), for the build's results
+# manifest; set by the build for each chapter it executes.
+RESULTS_ENV_VAR = "MURA_RESULTS_USED"
 # The pretraining corpus is drawn from the thesis' seed plus this offset: none of its images is in
 # the thesis' data.
 SOURCE_SEED_OFFSET = 1000
@@ -84,6 +87,7 @@ class PlanSettings:
     multiview_epochs: int = 0  # 0: the baseline's cap
     multiview_max_views: int = 4  # views per study the multi-view model reads (later views are dropped)
     multiview_learning_rate: float = 1e-4
+    fine_tune_learning_rate: float = 1e-4  # the paper's smaller rate for fine-tuning pretrained weights
 
     def __post_init__(self):
         for name in ("seeds", "image_sizes", "backbones", "backbone_modes"):
@@ -107,6 +111,16 @@ class PlanSettings:
             raise ValueError(f"unknown backbones {unknown}; known: {sorted(BACKBONE_NAMES)}")
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples must be at least 100, got {self.n_resamples}")
+        if len({int(x) for x in self.seeds}) != len(self.seeds):
+            raise ValueError(f"seeds must not repeat a seed, got {list(self.seeds)}")
+        if not self.fine_tune_learning_rate > 0:
+            raise ValueError(f"fine_tune_learning_rate must be positive, got {self.fine_tune_learning_rate}")
+
+    @property
+    def arm_seeds(self) -> tuple[int, ...]:
+        """The seeds every configuration (arm) of the plan is trained with: ``seed`` first, then
+        the other ``seeds`` in their order."""
+        return (int(self.seed), *[int(x) for x in self.seeds if int(x) != int(self.seed)])
 
     # The settings whose 0 means "the baseline's": what they resolve to.
     @property
@@ -151,6 +165,8 @@ class PlanSettings:
             smoothing=self.smoothing,
             validation_fraction=self.validation_fraction,
             seed=self.seed,
+            # Every seed of every arm is validated on the same studies: the split is the plan's.
+            split_seed=self.seed,
         ).replace(**changes)
 
 
@@ -163,11 +179,14 @@ class PlannedRun:
     chapters: tuple = ()
     dataset: str = "target"  # "target" (the thesis' data) or "source" (the pretraining corpus)
     source: str | None = None  # the run whose backbone initialises this one (its key is known once trained data exist)
+    arm: str = ""  # the configuration this run is one seed of (its name in the plan's arms)
 
 
 @dataclass(frozen=True)
 class PlannedComparison:
-    """Run ``a`` against run ``b`` on the same studies of ``subset``."""
+    """Configuration (arm) ``a`` against arm ``b``, every seed of each, on the same studies of
+    ``subset`` (``level="configuration"``); or, with ``level="run"``, run ``a`` against run ``b``
+    alone (the paired comparison of two single runs)."""
 
     name: str
     group: str
@@ -175,13 +194,24 @@ class PlannedComparison:
     b: str
     subset: str = "test"
     labels: tuple | None = None  # how the text names A and B, where their run labels do not say it
+    level: str = "configuration"
+
+
+def _append_line(variable: str, record: dict) -> None:
+    path = os.environ.get(variable)
+    if path:
+        with open(path, "a") as stream:
+            stream.write(json.dumps(record) + "\n")
 
 
 def _note_run_used(name: str, key: str) -> None:
-    path = os.environ.get(RUNS_USED_ENV_VAR)
-    if path:
-        with open(path, "a") as stream:
-            stream.write(json.dumps({"name": name, "key": key}) + "\n")
+    _append_line(RUNS_USED_ENV_VAR, {"name": name, "key": key})
+
+
+def _note_result(record: dict) -> None:
+    """One result a chapter read (a comparison's verdict with its interval, a metric), for the
+    build's results manifest (:mod:`mura_lib.book.manifest`)."""
+    _append_line(RESULTS_ENV_VAR, record)
 
 
 def _seed_name(seed: int) -> str:
@@ -206,33 +236,57 @@ class ExperimentPlan:
         self.cache_dir = Path(cache_dir)
         self.verbose = verbose
         self.runs: dict[str, PlannedRun] = {}
+        self.arms: dict[str, dict[int, str]] = {}  # arm -> {seed: run name}
         self.comparisons_planned: dict[str, PlannedComparison] = {}
         self._trained: dict[str, object] = {}
         self._compared: dict[str, object] = {}
         self._lay_out()
 
     # --- construction ----------------------------------------------------------------------
-    def _add(self, name, group, label, config, chapters, dataset="target", source=None) -> None:
-        self.runs[name] = PlannedRun(name, group, label, config, tuple(chapters), dataset, source)
+    def run_name(self, arm: str, seed: int) -> str:
+        """The name of seed ``seed`` of arm ``arm``: the arm's own name for the plan's seed, ``seed
+        N`` for the baseline's other seeds, else ``ARM, seed N``."""
+        if int(seed) == int(self.settings.seed):
+            return arm
+        return _seed_name(int(seed)) if arm == "baseline" else f"{arm}, seed {int(seed)}"
 
-    def _compare(self, name, group, a, b, subset="test", labels=None) -> None:
-        self.comparisons_planned[name] = PlannedComparison(name, group, a, b, subset, labels)
+    def _add(self, name, group, label, config, chapters, dataset="target", source=None, *, seeds=None) -> None:
+        """Add the arm ``name``: one run per seed of ``seeds`` (default: the plan's seeds), with
+        common random numbers: seed s of every arm draws the same data order, augmentation and
+        dropout streams and is validated on the same studies.  ``source`` names the arm whose run
+        of the same seed initialises each run (its only run, if it has one seed)."""
+        seeds = self.settings.arm_seeds if seeds is None else tuple(int(x) for x in seeds)
+        self.arms[name] = {}
+        for seed in seeds:
+            run = self.run_name(name, seed)
+            source_run = None
+            if source is not None:
+                source_seeds = self.arms[source]
+                source_run = source_seeds.get(seed, source_seeds[next(iter(source_seeds))])
+            # The baseline's other seeds keep their group of old ("seeds"): plan.group lists arms.
+            run_group = "seeds" if name == "baseline" and run != name else group
+            self.runs[run] = PlannedRun(
+                run, run_group, label, config.replace(seed=seed), tuple(chapters), dataset, source_run, name
+            )
+            self.arms[name][seed] = run
+
+    def _compare(self, name, group, a, b, subset="test", labels=None, level="configuration") -> None:
+        self.comparisons_planned[name] = PlannedComparison(name, group, a, b, subset, labels, level)
 
     def _lay_out(self) -> None:
         s = self.settings
         base = s.baseline_config()
         everywhere = ("index", "05_1_baseline", "06_conclusions")
         self._add("baseline", "baseline", "baseline", base, everywhere + ("04_model_development", "08_extensions"))
-        for seed in s.seeds:
-            if int(seed) != s.seed:
-                self._add(
-                    _seed_name(int(seed)), "seeds", _seed_name(int(seed)), base.replace(seed=int(seed)), everywhere
-                )
-        for seed in s.seeds:
-            if int(seed) != s.seed:
-                self._compare(
-                    f"{_seed_name(int(seed))} vs {_seed_name(s.seed)}", "seeds", _seed_name(int(seed)), "baseline"
-                )
+        # Single runs of one configuration against each other: what training randomness alone does.
+        for seed in s.arm_seeds[1:]:
+            self._compare(
+                f"{_seed_name(seed)} vs {_seed_name(s.seed)}",
+                "seeds",
+                _seed_name(seed),
+                "baseline",
+                level="run",
+            )
         for size in sorted({int(x) for x in s.image_sizes}):
             if size != s.image_size:
                 name = f"{size} px"
@@ -260,11 +314,12 @@ class ExperimentPlan:
     def _lay_out_multiview(self) -> None:
         """The multi-view study model: the image network at the multi-view size (the baseline
         itself, or the same network from the image-size sweep) wrapped to read whole studies and
-        trained on them, against that image network with its views' probabilities averaged."""
+        trained on them, against that image network with its views' probabilities averaged.  Seed
+        s of the multi-view model starts from seed s of the image network."""
         s = self.settings
         size = s.multiview_size
         image_run = "baseline" if size == s.image_size else f"{size} px"
-        if image_run not in self.runs:
+        if image_run not in self.arms:
             self._add(image_run, "multi-view", image_run, s.baseline_config(image_size=size), ("08_extensions",))
         config = self.runs[image_run].config.replace(
             model="multiview",
@@ -291,6 +346,11 @@ class ExperimentPlan:
         return "source" if not weights else "ImageNet" if weights == "imagenet" else "weights"
 
     def _lay_out_transfer(self, base) -> None:
+        """Per backbone: random initialisation, and pretrained weights frozen or fine-tuned.  Each
+        pretrained arm is compared with a random-initialisation arm trained at its own learning
+        rate, so that the comparison changes the initial weights only: the frozen arm (its head
+        trains at the baseline's rate) against random initialisation at that rate, the fine-tuned
+        arm (at ``fine_tune_learning_rate``) against random initialisation at that rate."""
         s = self.settings
         size, epochs = s.backbone_size, s.backbone_cap
         chapters = ("index", "05_4_pretrained", "06_conclusions")
@@ -300,6 +360,7 @@ class ExperimentPlan:
             source = None
             if self.pretraining == "source":
                 source = f"{name} source task"
+                # One source run, shared by every seed of the arms it initialises.
                 self._add(
                     source,
                     "source",
@@ -307,27 +368,32 @@ class ExperimentPlan:
                     base.replace(**common, weights=None, fine_tune=True, task="study_type"),
                     ("05_4_pretrained",),
                     dataset="source",
+                    seeds=(s.seed,),
                 )
-            random = f"{name} random init"
-            if backbone == "cnn" and size == s.image_size and epochs == s.epochs:
-                random = "baseline"  # the ab-initio CNN from random weights at the same budget is the baseline
-            else:
-                self._add(random, "transfer", random, base.replace(**common, weights=None, fine_tune=True), chapters)
-                if size == s.image_size and backbone != "cnn":
-                    self._compare(f"{random} vs baseline", "architecture", random, "baseline")
+            references = {}
+            for rate in sorted(
+                {base.learning_rate, *([s.fine_tune_learning_rate] if "fine-tuned" in s.backbone_modes else [])},
+                reverse=True,
+            ):
+                config = base.replace(**common, weights=None, fine_tune=True, learning_rate=rate)
+                random = f"{name} random init"
+                if rate != base.learning_rate:
+                    random += f" (learning rate {rate:g})"
+                if backbone == "cnn" and size == s.image_size and epochs == s.epochs and rate == base.learning_rate:
+                    random = "baseline"  # the ab-initio CNN from random weights at the same budget is the baseline
+                elif random not in self.arms:
+                    self._add(random, "transfer", random, config, chapters)
+                    if size == s.image_size and backbone != "cnn" and rate == base.learning_rate:
+                        self._compare(f"{random} vs baseline", "architecture", random, "baseline")
+                references[rate] = random
             weights = None if self.pretraining == "source" else s.pretrained_weights
             for mode in s.backbone_modes:
                 fine_tune = mode == "fine-tuned"
                 label = f"{name} {self.pretraining}, {mode}"
-                # Fine-tuning pretrained weights uses the paper's smaller learning rate.
-                config = base.replace(
-                    **common,
-                    weights=weights,
-                    fine_tune=fine_tune,
-                    learning_rate=1e-4 if fine_tune else base.learning_rate,
-                )
+                rate = s.fine_tune_learning_rate if fine_tune else base.learning_rate
+                config = base.replace(**common, weights=weights, fine_tune=fine_tune, learning_rate=rate)
                 self._add(label, "transfer", label, config, chapters, source=source)
-                self._compare(f"{label} vs random init", "transfer", label, random)
+                self._compare(f"{label} vs random init", "transfer", label, references[rate])
             if len(s.backbone_modes) == 2:
                 self._compare(
                     f"{name} fine-tuned vs frozen",
@@ -411,13 +477,28 @@ class ExperimentPlan:
         return self._trained[planned.name]
 
     def group(self, group: str, *, with_baseline: bool = True) -> dict[str, object]:
-        """``{label: Run}`` of a group of runs, the baseline first."""
-        names = [n for n, p in self.runs.items() if p.group == group]
+        """``{label: Run}`` of a group: the plan's seed of each arm of the group, the baseline first
+        (the group ``seeds`` lists the baseline's other seeds)."""
+        names = [n for n, p in self.runs.items() if p.group == group and (p.name == p.arm or group == "seeds")]
         if not names and group not in {p.group for p in self.runs.values()}:
             raise KeyError(f"The plan has no group {group!r}; it has: {sorted({p.group for p in self.runs.values()})}")
         runs = {"baseline": self.run("baseline")} if with_baseline else {}
         runs.update({self.runs[n].label: self.run(n) for n in names})
         return runs
+
+    def arm_runs(self, arm: str) -> dict[int, object]:
+        """``{seed: Run}`` of every seed of the arm ``arm``."""
+        if arm not in self.arms:
+            raise KeyError(f"The plan has no arm {arm!r}; it has: {', '.join(self.arms)}")
+        return {seed: self.run(name) for seed, name in self.arms[arm].items()}
+
+    def group_arms(self, group: str, *, with_baseline: bool = True) -> dict[str, dict[int, object]]:
+        """``{label: {seed: Run}}`` of every arm of a group, the baseline first."""
+        arms = [arm for arm, seeds in self.arms.items() if self.runs[next(iter(seeds.values()))].group == group]
+        if not arms and group not in {p.group for p in self.runs.values()}:
+            raise KeyError(f"The plan has no group {group!r}; it has: {sorted({p.group for p in self.runs.values()})}")
+        chosen = (["baseline"] if with_baseline else []) + [a for a in arms if a != "baseline"]
+        return {self.runs[self.arms[a][next(iter(self.arms[a]))]].label: self.arm_runs(a) for a in chosen}
 
     def headline(self):
         """The baseline's overall test metrics with their bootstrap intervals (the row
@@ -425,22 +506,50 @@ class ExperimentPlan:
         from .evaluation import metrics_table
 
         studies = self.run("baseline").study_predictions("test")
-        return metrics_table(studies, n_resamples=self.settings.n_resamples, seed=self.settings.seed).loc["overall"]
+        row = metrics_table(studies, n_resamples=self.settings.n_resamples, seed=self.settings.seed).loc["overall"]
+        for metric in ("auroc", "kappa"):
+            _note_result(
+                {
+                    "kind": "metric",
+                    "name": f"baseline {metric} (seed {self.settings.seed})",
+                    "value": float(row[metric]),
+                    "low": float(row[f"{metric}_low"]),
+                    "high": float(row[f"{metric}_high"]),
+                }
+            )
+        return row
 
     def seed_runs(self) -> dict[int, object]:
-        return {int(s): self.run(_seed_name(int(s))) for s in self.settings.seeds}
+        """``{seed: Run}`` of the baseline's seeds."""
+        return self.arm_runs("baseline")
 
     # --- comparisons -------------------------------------------------------------------------
     def comparison(self, name: str):
-        """The paired comparison ``name`` (see :func:`mura_lib.evaluation.compare_paired`),
-        computed once from the two stored runs and kept in the run store."""
-        from .evaluation import Comparison, compare_paired
-
+        """The comparison ``name``: for two configurations, a
+        :class:`mura_lib.configurations.ConfigurationComparison` over every seed of each arm and
+        the same test studies, its verdicts adjusted by Holm's procedure over the comparisons of
+        its group (the family); for two single runs (``level="run"``), the paired
+        :class:`mura_lib.evaluation.Comparison`.  Computed once from the stored runs and kept in
+        the run store."""
         if name in self._compared:
             return self._compared[name]
         planned = self.comparisons_planned.get(name)
         if planned is None:
             raise KeyError(f"The plan has no comparison {name!r}; it has: {', '.join(self.comparisons_planned)}")
+        if planned.level == "run":
+            self._compared[name] = self._run_comparison(planned)
+        else:
+            self._compared.update(self._family(planned.group))
+        return self._compared[name]
+
+    def _names(self, planned: PlannedComparison) -> tuple[str, str]:
+        if planned.labels:
+            return planned.labels[0], planned.labels[1]
+        return self._label(planned.a), self._label(planned.b)
+
+    def _run_comparison(self, planned: PlannedComparison):
+        from .evaluation import Comparison, compare_paired
+
         run_a, run_b = self.run(planned.a), self.run(planned.b)
         identity = {
             "a": run_a.key,
@@ -456,19 +565,77 @@ class ExperimentPlan:
             values = json.loads(path.read_text())
             values.pop("verdict", None)
             values.pop("kappa_verdict", None)
-            result = Comparison(**values)
-        else:
-            result = compare_paired(
-                run_a.study_predictions(planned.subset),
-                run_b.study_predictions(planned.subset),
-                n_resamples=self.settings.n_resamples,
-                seed=self.settings.seed,
-                name_a=planned.labels[0] if planned.labels else self._label(planned.a),
-                name_b=planned.labels[1] if planned.labels else self._label(planned.b),
-            )
-            atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
-        self._compared[name] = result
+            return Comparison(**values)
+        name_a, name_b = self._names(planned)
+        result = compare_paired(
+            run_a.study_predictions(planned.subset),
+            run_b.study_predictions(planned.subset),
+            n_resamples=self.settings.n_resamples,
+            seed=self.settings.seed,
+            name_a=name_a,
+            name_b=name_b,
+        )
+        atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
         return result
+
+    def _family(self, group: str) -> dict:
+        """Every configuration comparison of ``group``, decided together (Holm's procedure over
+        the family), cached in the run store under the keys of all their runs."""
+        from .configurations import ConfigurationComparison, compare_configurations, holm
+
+        members = [c for c in self.comparisons_planned.values() if c.group == group and c.level == "configuration"]
+        arms = {c.name: (self.arm_runs(c.a), self.arm_runs(c.b)) for c in members}
+        identity = {
+            "comparisons": {
+                c.name: [
+                    c.subset,
+                    self._names(c),
+                    {str(s): r.key for s, r in arms[c.name][0].items()},
+                    {str(s): r.key for s, r in arms[c.name][1].items()},
+                ]
+                for c in members
+            },
+            "n": self.settings.n_resamples,
+            "seed": self.settings.seed,
+            "version": 2,
+        }
+        path = self.runs_dir / "comparisons" / f"{short_hash(identity)}.json"
+        if path.exists():
+            stored = json.loads(path.read_text())
+            results = {name: ConfigurationComparison.from_dict(values) for name, values in stored.items()}
+        else:
+            computed = []
+            for c in members:
+                runs_a, runs_b = arms[c.name]
+                name_a, name_b = self._names(c)
+                computed.append(
+                    compare_configurations(
+                        {seed: run.study_predictions(c.subset) for seed, run in runs_a.items()},
+                        {seed: run.study_predictions(c.subset) for seed, run in runs_b.items()},
+                        n_resamples=self.settings.n_resamples,
+                        seed=self.settings.seed,
+                        name_a=name_a,
+                        name_b=name_b,
+                    )
+                )
+            results = dict(zip([c.name for c in members], holm(computed)))
+            atomic_write_text(path, json.dumps({n: r.to_dict() for n, r in results.items()}, indent=1))
+        for c in members:
+            runs_a, runs_b = arms[c.name]
+            _note_result(
+                {
+                    "kind": "comparison",
+                    "name": c.name,
+                    "group": c.group,
+                    "a": c.a,
+                    "b": c.b,
+                    "subset": c.subset,
+                    "runs_a": {str(s): r.key for s, r in runs_a.items()},
+                    "runs_b": {str(s): r.key for s, r in runs_b.items()},
+                    **results[c.name].to_dict(),
+                }
+            )
+        return results
 
     def _label(self, name: str) -> str:
         return self.runs[name].label if name in self.runs else name
@@ -500,6 +667,7 @@ class ExperimentPlan:
         for planned in self.runs.values():
             row = {
                 "run": planned.name,
+                "arm": planned.arm,
                 "group": planned.group,
                 "model": planned.config.model,
                 "image size": planned.config.image_size,

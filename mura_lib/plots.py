@@ -252,8 +252,9 @@ def metric_against(
 
 
 def paired_differences(comparisons, metric: str = "auroc", title: str | None = None) -> plt.Figure:
-    """A forest plot of paired comparisons (``evaluation.Comparison``): per comparison, the
-    difference A - B with its paired interval, one row each from top to bottom, and a line at 0."""
+    """A forest plot of paired comparisons (``evaluation.Comparison``, or the comparisons of
+    configurations over seeds of ``configurations.ConfigurationComparison``): per comparison, the
+    difference A - B with its interval, one row each from top to bottom, and a line at 0."""
     if metric not in ("auroc", "kappa"):
         raise ValueError(f"metric must be 'auroc' or 'kappa', got {metric!r}")
     if not comparisons:
@@ -269,7 +270,9 @@ def paired_differences(comparisons, metric: str = "auroc", title: str | None = N
     ax.set_ylim(len(comparisons) - 0.5, -0.5)  # the first comparison on top
     ax.grid(False, axis="y")
     quantity = "study-level AUROC" if metric == "auroc" else "Cohen's kappa"
-    ax.set_xlabel(f"Difference in {quantity} (A \u2212 B)")
+    # Comparisons of configurations (mura_lib.configurations) compare means over seeds.
+    mean = "mean " if all(hasattr(c, "seeds_a") for c in comparisons) else ""
+    ax.set_xlabel(f"Difference in {mean}{quantity} (A \u2212 B)")
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -103,6 +103,35 @@ def test_rebuild_with_nothing_changed_reuses_every_chapter(smoke_book):
     assert result.stdout.count("up to date") >= 5
 
 
+def test_build_writes_its_results_manifest_also_from_reused_chapters(smoke_book):
+    """``_build/results.json``: the runs, comparisons and glued values of the build; a rebuild
+    that reuses every chapter writes the same results (from the chapters' stored state)."""
+    from mura_lib.book.manifest import compare_manifests, load_manifest
+    from mura_lib.runs import RunStore
+
+    project, _ = smoke_book
+    first = load_manifest(project)  # _build/results.json
+    assert first["format"] == 1 and first["profile"] == "smoke"
+    assert first["runs"] and set(first["runs"].values()) <= set(RunStore(project / "runs").list()["key"])
+    assert first["glued"]["05_1_baseline"] and all(
+        isinstance(text, str) for values in first["glued"].values() for text in values.values()
+    )
+    assert first["comparisons"] and all(
+        c["verdict"] in ("higher", "lower", "undetermined") for c in first["comparisons"].values()
+    )
+    assert first["settings"]["seeds"] and first["environment"]["numerics"]["threads"] >= 1
+    assert "No reference build is kept for the smoke profile." in _page_text(project, "status")
+
+    result = mura_thesis(project, "build", "--profile", "smoke")
+    assert "executing" not in result.stdout and "Results of this build:" in result.stdout
+    again = load_manifest(project)
+    assert all(chapter["reused"] for chapter in again["chapters"].values())
+    for section in ("runs", "comparisons", "metrics", "glued"):
+        assert again[section] == first[section], section
+    counts = compare_manifests(again, first)["counts"]
+    assert counts["agree"] == counts["verdicts"] > 0 and counts["beyond"] == 0
+
+
 def test_changed_prose_reexecutes_that_chapter_only(smoke_book):
     project, _ = smoke_book
     source = project / "chapters" / "07_ethics.md"
@@ -291,7 +320,7 @@ def test_conclusions_and_abstract_state_the_chapters_verdicts(smoke_book):
     seeds = re.sub(r"\s+", " ", narrative.seed_sentence(plan.seed_summary(), plan.comparisons("seeds")))
     assert seeds in _page_text(project, "05_1_baseline") and seeds in conclusions
     # The abstract (the book's root page; _build/html/index.html only redirects to it).
-    assert "paired interval" in _page_text(project, "index")
+    assert "interval over seeds and test studies" in _page_text(project, "index")
 
 
 def test_text_holds_for_the_build_it_sits_in(smoke_book):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mura_lib import narrative
+from mura_lib.configurations import compare_configurations
 from mura_lib.evaluation import compare_paired
 from mura_lib.plan import PlanSettings
 
@@ -27,18 +28,26 @@ def _studies(shift: float, seed: int = 0, n: int = 60) -> pd.DataFrame:
     )
 
 
+def _arm(shift: float, seeds=(0, 1, 2)) -> dict:
+    return {seed: _studies(shift, seed=seed) for seed in seeds}
+
+
 @pytest.fixture(scope="module")
 def better():
-    """A clearly better model against a barely informative one: the interval lies above 0."""
-    return compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="A", name_b="B")
+    """A clearly better configuration against a barely informative one, over three seeds each:
+    the interval lies above 0."""
+    return compare_configurations(_arm(0.5), _arm(0.05), n_resamples=300, seed=0, name_a="A", name_b="B")
 
 
 @pytest.fixture(scope="module")
 def same():
-    return compare_paired(_studies(0.2), _studies(0.2), n_resamples=300, seed=0, name_a="C", name_b="D")
+    return compare_configurations(_arm(0.2), _arm(0.2), n_resamples=300, seed=0, name_a="C", name_b="D")
 
 
-def test_rule_choice_keeps_the_mean_and_names_a_better_rule(better, same):
+def test_rule_choice_keeps_the_mean_and_names_a_better_rule():
+    # The aggregation rules are compared on the studies of one run: paired comparisons of two rules.
+    better = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="A", name_b="B")
+    same = compare_paired(_studies(0.2), _studies(0.2), n_resamples=300, seed=0, name_a="C", name_b="D")
     assert better.verdict == "higher" and same.verdict == "no detectable difference"
     assert narrative.rule_choice_sentence({"max": same}) == (
         "No rule scored detectably higher than the mean, so the thesis keeps the paper's rule."
@@ -48,6 +57,7 @@ def test_rule_choice_keeps_the_mean_and_names_a_better_rule(better, same):
 
 
 def test_development_choice_names_the_alternatives_that_did_better(better, same):
+    assert better.verdict == "higher" and same.verdict == "undetermined"
     assert narrative.development_choice_sentence({"x": same}).startswith("None of the alternatives did detectably")
     text = narrative.development_choice_sentence({"x": better, "y": same})
     assert text.startswith("On the validation subset A did better") and "limitation" in text
@@ -77,7 +87,7 @@ def test_backbone_words_and_pretraining_sentence_follow_the_build():
 def test_transfer_modes_and_architecture_sentences(better, same):
     assert narrative.transfer_modes_sentence(_plan()) == "Only one mode was trained, so the modes are not compared."
     modes = narrative.transfer_modes_sentence(_plan(groups={"transfer modes": {"m": better}}))
-    assert modes.startswith("A against B: AUROC higher")
+    assert modes.startswith("A against B (over 3 seeds each): AUROC higher")
     assert narrative.architecture_sentence(_plan(groups={"architecture": {"r": same}})).startswith("C against D")
     other_size = _plan(backbones=("vgg16",), image_size=32, backbone_image_size=64)
     assert "another input size" in narrative.architecture_sentence(other_size)
@@ -86,7 +96,7 @@ def test_transfer_modes_and_architecture_sentences(better, same):
 
 
 def test_comparison_sentences_after_other_sentences_start_with_a_capital(better):
-    lower = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="ab-initio CNN", name_b="B")
+    lower = compare_configurations(_arm(0.5), _arm(0.05), n_resamples=300, seed=0, name_a="ab-initio CNN", name_b="B")
     assert narrative.transfer_modes_sentence(_plan(groups={"transfer modes": {"m": lower}})).startswith("Ab-initio CNN")
     assert narrative.architecture_sentence(_plan(groups={"architecture": {"r": lower}})).startswith("Ab-initio CNN")
 
@@ -100,11 +110,11 @@ def test_multiview_facts_read_the_run_the_data_and_the_comparison(better, same):
     config = SimpleNamespace(max_views=2, image_size=48, epochs=1)
     run = SimpleNamespace(config=config, training={"epochs": 1, "stopped_early": False})
     images = pd.DataFrame({"study_path": ["s1", "s1", "s1", "s2", "s3", "s3"]})
-    facts = narrative.multiview_facts(run, better, images, {"seed 1 vs seed 0": same})
+    facts = narrative.multiview_facts(run, better, images)
     assert facts["max-views"] == 2 and facts["truncated"] == 1  # only s1 has more than 2 views
     assert facts["mv-size"] == 48 and facts["mv-epochs"] == "1 epoch" and facts["mv-epochs-run"] == 1
     assert facts["mv-stopping"] == "it ran to that cap"
     assert facts["mv-auroc"] == better.auroc_a and facts["mean-auroc"] == better.auroc_b
-    assert facts["mv-verdict"] == narrative.verdict_sentence(better, abs(same.auroc_diff))
+    assert facts["mv-verdict"] == narrative.verdict_sentence(better)
     run.training["stopped_early"] = True
-    assert narrative.multiview_facts(run, better, images, {})["mv-stopping"] == "the plateau rules stopped it"
+    assert narrative.multiview_facts(run, better, images)["mv-stopping"] == "the plateau rules stopped it"

@@ -1,11 +1,13 @@
 """The experiment plan and the sentences drawn from it: fast, no training."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
 from mura_lib import narrative, tables
 from mura_lib.book.profiles import profile_settings
+from mura_lib.configurations import ConfigurationComparison
 from mura_lib.evaluation import Comparison
 from mura_lib.plan import ExperimentPlan, PlanSettings
 
@@ -26,6 +28,9 @@ def test_demo_plan_names_every_run_and_comparison():
     for comparison in plan.comparisons_planned.values():
         a, b = plan.runs[comparison.a].config, plan.runs[comparison.b].config
         changed = {k for k, v in a.to_dict().items() if v != b.to_dict()[k]}
+        # Comparisons of configurations are over every seed of both arms; those of the group
+        # "seeds" compare single runs of the baseline.
+        assert comparison.level == ("run" if comparison.group == "seeds" else "configuration"), comparison.name
         # A pretrained run differs from its random-initialisation twin by its source (init_from,
         # filled in once the source run's key is known).
         assert changed or plan.runs[comparison.a].source != plan.runs[comparison.b].source, comparison.name
@@ -62,7 +67,10 @@ def test_full_plan_compares_imagenet_with_random_initialisation():
     assert not [p for p in plan.runs.values() if p.dataset == "source"]
     frozen = plan.runs["DenseNet-169 ImageNet, frozen"]
     assert frozen.config.weights == "imagenet" and not frozen.config.fine_tune
-    assert plan.comparisons_planned["DenseNet-169 ImageNet, fine-tuned vs random init"].b == "DenseNet-169 random init"
+    # The fine-tuned backbone trains at the smaller rate, and so does its random-initialisation reference.
+    fine = plan.comparisons_planned["DenseNet-169 ImageNet, fine-tuned vs random init"]
+    assert fine.b == "DenseNet-169 random init (learning rate 0.0001)"
+    assert plan.comparisons_planned["DenseNet-169 ImageNet, frozen vs random init"].b == "DenseNet-169 random init"
 
 
 def test_settings_are_checked():
@@ -75,47 +83,75 @@ def test_settings_are_checked():
     assert PlanSettings(seeds=[0, 1]).seeds == (0, 1)
 
 
-def _comparison(diff, low, high, *, name_a="A", name_b="B", kappa=(0.0, -0.1, 0.1)):
-    return Comparison(
+def _comparison(diff, low, high, *, name_a="A", name_b="B", kappa=(0.0, -0.1, 0.1), seeds=(0, 1, 2)):
+    """A comparison of two configurations over ``seeds`` each, decided at its plain interval."""
+    return ConfigurationComparison(
         name_a=name_a,
         name_b=name_b,
+        seeds_a=tuple(seeds),
+        seeds_b=tuple(seeds),
         studies=900,
         auroc_a=0.8 + diff,
         auroc_b=0.8,
         auroc_diff=diff,
         auroc_low=low,
         auroc_high=high,
-        delong_p=0.01,
+        auroc_p=0.01,
         kappa_a=0.5,
         kappa_b=0.5 - kappa[0],
         kappa_diff=kappa[0],
         kappa_low=kappa[1],
         kappa_high=kappa[2],
+        kappa_p=0.5,
+        p_seed_beats=0.75,
+        seed_level=True,
+        confidence=0.95,
+        auroc_adj_low=low,
+        auroc_adj_high=high,
+        kappa_adj_low=kappa[1],
+        kappa_adj_high=kappa[2],
     )
 
 
-def test_verdict_sentences_follow_the_paired_interval_and_the_seed_noise():
+def _run_comparison(diff, low, high):
+    """A paired comparison of two single runs (the group "seeds")."""
+    return Comparison(
+        name_a="seed 1", name_b="seed 0", studies=900, auroc_a=0.8 + diff, auroc_b=0.8, auroc_diff=diff,
+        auroc_low=low, auroc_high=high, delong_p=0.01, kappa_a=0.5, kappa_b=0.5, kappa_diff=0.0,
+        kappa_low=-0.1, kappa_high=0.1,
+    )  # fmt: skip
+
+
+def test_verdict_sentences_speak_of_configurations_over_their_seeds():
     lower = _comparison(-0.04, -0.06, -0.02, name_a="32 px")
-    assert "AUROC lower, \u22120.040 (95% paired interval \u22120.060 to \u22120.020)" in narrative.verdict_sentence(
-        lower
-    )
-    assert "larger than any difference between two seeds" in narrative.verdict_sentence(lower, 0.01)
-    assert "no larger than the 0.050 between two seeds" in narrative.verdict_sentence(lower, 0.05)
+    sentence = narrative.verdict_sentence(lower)
+    assert sentence.startswith("32 px against B (over 3 seeds each): AUROC lower, mean difference")
+    assert "\u22120.040 (95% interval \u22120.060 to \u22120.020)" in sentence
+    assert "a seed of 32 px beat a seed of B in 75% of pairs" in sentence
     none = _comparison(0.01, -0.01, 0.03)
-    assert "no detectable difference" in narrative.verdict_sentence(none, 0.001)
-    assert "seeds" not in narrative.verdict_sentence(none, 0.001)  # no verdict, nothing to set against noise
-    summary = narrative.group_summary({"a": lower, "b": none}, 0.05, reference="the baseline")
-    assert summary.startswith("32 px scored a lower AUROC than the baseline; A showed no detectable difference")
-    assert "no larger than the differences between seeds" in summary
+    assert "AUROC undetermined" in narrative.verdict_sentence(none)
+    summary = narrative.group_summary({"a": lower, "b": none}, reference="the baseline")
+    assert summary.startswith(
+        "32 px scored a lower mean AUROC than the baseline; for A the difference from the baseline is undetermined"
+    )
+    assert "over 3 seeds each" in summary and "adjusted for the 2 comparisons" in summary
+    # The verdict follows the adjusted interval, not the plain one.
+    held_back = dataclasses.replace(lower, auroc_adj_low=-0.07, auroc_adj_high=0.001)
+    assert held_back.verdict == "undetermined" and "AUROC undetermined" in narrative.verdict_sentence(held_back)
 
 
 def test_seed_sentence_reports_the_spread_with_its_interval_and_the_paired_seed_differences():
     summary = {"n": 3, "mean": 0.81, "sd": 0.012, "sd_low": 0.006, "sd_high": 0.075}
-    seeds = {"seed 1 vs seed 0": _comparison(0.02, 0.005, 0.035), "seed 2 vs seed 0": _comparison(-0.01, -0.02, 0.0)}
+    seeds = {
+        "seed 1 vs seed 0": _run_comparison(0.02, 0.005, 0.035),
+        "seed 2 vs seed 0": _run_comparison(-0.01, -0.02, 0.001),
+    }
     text = narrative.seed_sentence(summary, seeds)
     assert "3 seeds" in text and "0.012" in text and "0.006 to 0.075" in text
-    assert "1 of 2 of these intervals exclude zero" in text and "can produce differences" in text
-    assert narrative.seed_noise(seeds) == pytest.approx(0.02)
+    assert "the paired interval of 1 of 2 of these differences excludes zero" in text
+    assert "every configuration is trained with every seed" in text
+    undecided = {"seed 1 vs seed 0": _run_comparison(0.01, -0.01, 0.03)}
+    assert "interval of none of these differences" in narrative.seed_sentence(summary, undecided)
     assert "single seed" in narrative.seed_sentence({"n": 1}, {})
 
 
@@ -139,9 +175,9 @@ def test_stopping_sentence_says_when_runs_hit_their_cap():
     assert tables.plural(1, "epoch") == "1 epoch" and tables.plural(3, "epoch") == "3 epochs"
 
 
-def test_research_answer_counts_only_differences_beyond_seed_noise():
+def test_research_answer_reads_the_verdicts_of_configurations():
     comparisons = {
-        "seeds": {"s1": _comparison(0.03, 0.01, 0.05)},
+        "seeds": {"s1": _run_comparison(0.03, 0.01, 0.05)},
         "image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px")},
         "regularisation": {
             "aug": _comparison(0.02, 0.005, 0.035, name_a="no augmentation"),
@@ -151,22 +187,9 @@ def test_research_answer_counts_only_differences_beyond_seed_noise():
     }
     plan = SimpleNamespace(comparisons=lambda group: comparisons.get(group, {}))
     text = narrative.research_answer(plan, {"auroc_low": 0.7, "auroc_high": 0.75})
-    assert "measurable gains came from 64 px and batch normalisation (removing it cost AUROC)" in text
-    assert "the differences of no augmentation were detected" in text and "do not count as measurable" in text
-    assert "no detectable difference (pretraining)" in text
-
-
-def test_baseline_seed_note_says_when_the_reference_run_is_the_weakest_seed():
-    runs = {
-        0: SimpleNamespace(metrics={"auroc": 0.72}),
-        1: SimpleNamespace(metrics={"auroc": 0.77}),
-        2: SimpleNamespace(metrics={"auroc": 0.79}),
-    }
-    plan = SimpleNamespace(seed_runs=lambda: runs, settings=SimpleNamespace(seed=0))
-    text = narrative.baseline_seed_note(plan)
-    assert "scored the lowest AUROC of the 3 seeds" in text and "more likely to score higher" in text
-    plan.settings.seed = 1
-    assert "lies within the range" in narrative.baseline_seed_note(plan)
+    assert "Over 3 seeds each, the mean AUROC was higher with 64 px and batch normalisation (removing it" in text
+    assert "lower with augmentation (removing it raised the mean AUROC)" in text
+    assert "undetermined for CNN source, fine-tuned" in text
 
 
 def test_collapsed_predictions_are_flagged():
@@ -256,7 +279,7 @@ def test_pretraining_sentence_follows_the_weights():
 
 def test_conclusion_and_group_texts_use_the_plans_comparisons():
     comparisons = {
-        "seeds": {"s1": _comparison(0.03, 0.01, 0.05)},
+        "seeds": {"s1": _run_comparison(0.03, 0.01, 0.05)},
         "image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px", name_b="32 px")},
         "regularisation": {},
         "transfer": {},
@@ -280,4 +303,53 @@ def test_a_run_of_verdict_sentences_starts_each_later_sentence_with_a_capital():
     text = narrative.comparison_sentences(
         [_comparison(0.05, 0.01, 0.09, name_a="no dropout"), _comparison(0.0, -0.02, 0.02, name_a="no L2")]
     )
-    assert text.startswith("no dropout against B: AUROC higher") and " No L2 against B: no detectable" in text
+    assert text.startswith("no dropout against B (over 3 seeds each): AUROC higher")
+    assert " No L2 against B (over 3 seeds each): AUROC undetermined" in text
+
+
+def test_every_arm_is_trained_with_every_seed_with_common_random_numbers():
+    plan = _plan("demo")
+    seeds = plan.settings.arm_seeds
+    assert seeds[0] == plan.settings.seed and sorted(seeds) == sorted({plan.settings.seed, *plan.settings.seeds})
+    for arm, runs in plan.arms.items():
+        if plan.runs[runs[seeds[0]]].dataset == "source":
+            assert list(runs) == [plan.settings.seed], arm  # one source run, shared by every seed
+            continue
+        assert tuple(runs) == seeds, arm
+        configs = [plan.runs[name].config for name in runs.values()]
+        # Seeds differ in their seed only, and every seed of every arm is validated on the same
+        # studies (one split seed for the whole plan).
+        assert [c.seed for c in configs] == list(seeds)
+        assert {c.replace(seed=0) for c in configs} == {configs[0].replace(seed=0)}
+        assert {c.split_seed for c in configs} == {plan.settings.seed}
+        assert all(plan.runs[name].arm == arm for name in runs.values())
+    # Seed s of a dependent arm starts from seed s of the arm it is initialised from.
+    assert plan.runs["multi-view, seed 1"].source == "seed 1"
+    assert plan.runs["ab-initio CNN source, fine-tuned, seed 2"].source == "ab-initio CNN source task"
+    # The baseline's other seeds keep their names, the other arms' seeds are named after the arm.
+    assert plan.run_name("baseline", 2) == "seed 2" and plan.run_name("no L2", 2) == "no L2, seed 2"
+    assert plan.run_name("no L2", plan.settings.seed) == "no L2"
+    for comparison in plan.comparisons_planned.values():
+        if comparison.level == "configuration":
+            assert comparison.a in plan.arms and comparison.b in plan.arms, comparison.name
+
+
+def test_each_pretrained_arm_has_a_reference_at_its_own_learning_rate():
+    plan = _plan("demo")
+    for comparison in plan.comparisons_planned.values():
+        if comparison.group != "transfer":
+            continue
+        pretrained, random = plan.runs[comparison.a].config, plan.runs[comparison.b].config
+        assert pretrained.learning_rate == random.learning_rate, comparison.name
+        assert random.init_from is None and random.weights is None
+    fine = plan.comparisons_planned["ab-initio CNN source, fine-tuned vs random init"]
+    assert plan.runs[fine.b].config.learning_rate == plan.settings.fine_tune_learning_rate != 1e-3
+    assert plan.comparisons_planned["ab-initio CNN source, frozen vs random init"].b == "baseline"
+    # Without a fine-tuned mode there is no reference at the smaller rate.
+    frozen_only = _plan("demo", backbone_modes=["frozen"])
+    assert not [a for a in frozen_only.arms if "learning rate" in a]
+
+
+def test_seeds_must_be_distinct():
+    with pytest.raises(ValueError, match="repeat"):
+        PlanSettings(seeds=[0, 0])

@@ -11,9 +11,13 @@ A build (``mura-thesis build``) goes through these steps:
    papermill, and present it (run-configuration box on top, provenance box at the end).
    The first failing chapter stops the build: its name, cell and traceback are printed and
    the failed notebook is kept in ``build/failed/``.
-3. Stage the executed notebooks with the book's configuration and a generated status page,
-   run ``jupyter-book build -W -n --keep-going``, and only if that is clean publish the HTML
-   to ``_build/html`` (the previous good HTML stays until then).
+3. Gather the build's results (the comparisons and metrics each chapter read, the values it
+   glued) into a manifest (:mod:`mura_lib.book.manifest`).
+4. Stage the executed notebooks with the book's configuration and a generated status page
+   (which checks the verdicts against the profile's reference build, if one is kept), run
+   ``jupyter-book build -W -n --keep-going``, and only if that is clean publish the HTML to
+   ``_build/html`` (the previous good HTML stays until then) and the manifest to
+   ``_build/results.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from pathlib import Path
 from ..files import atomic_write_text, short_hash
 from ..parallel import partial_name, remove_stale_partials
 from ..plan import RUNS_USED_ENV_VAR
+from .manifest import (
+    MANIFEST_NAME,
+    RESULTS_ENV_VAR,
+    build_manifest,
+    reference_manifest,
+    reference_section,
+    write_manifest,
+)
 from .profiles import Profile, load_profile, resolve_data  # noqa: F401 (load_profile, resolve_data: re-exported)
 from .project import AUTOMATIC_PARAMETERS, BuildError, chapter_name, is_notebook, project_root, toc_entries  # noqa: F401
 
@@ -45,9 +57,10 @@ PIPELINE_VERSION = 1
 
 
 # Modules that never change what a chapter computes: typesetting the PDF, the command line, the
-# cluster executor (paths inside the package).  Editing them re-executes no chapter; every other
-# source file of the package, in any folder, is part of every chapter's key.
-NOT_IN_CHAPTERS = ("book/pdf.py", "book/frontmatter.py", "book/cli.py", "book/executors.py")
+# cluster executor, the build's results manifest and the comparison of two builds (paths inside
+# the package).  Editing them re-executes no chapter; every other source file of the package, in
+# any folder, is part of every chapter's key.
+NOT_IN_CHAPTERS = ("book/pdf.py", "book/frontmatter.py", "book/cli.py", "book/executors.py", "book/manifest.py")
 PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -85,6 +98,30 @@ def _runs_used(path: Path) -> list[list[str]]:
         used.setdefault(entry["key"], entry["name"])
     path.unlink()
     return [[name, key] for key, name in used.items()]
+
+
+def _results_used(path: Path) -> list[dict]:
+    """The results a chapter read (comparisons, metrics: one JSON object a line, each with a
+    ``"kind"``; see :data:`mura_lib.book.manifest.RESULTS_ENV_VAR`), each once, in first-use
+    order, from the file its plan wrote; the file is then removed."""
+    if not path.exists():
+        return []
+    results, seen = [], set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            result = json.loads(line)
+        except ValueError as error:
+            raise BuildError(f"Line {number} of the chapter's results ({path}) is not JSON: {error}") from None
+        if not isinstance(result, dict):
+            raise BuildError(f"Line {number} of the chapter's results ({path}) is not a JSON object: {line[:200]}")
+        canonical = json.dumps(result, sort_keys=True)
+        if canonical not in seen:
+            seen.add(canonical)
+            results.append(result)
+    path.unlink()
+    return results
 
 
 _sha = short_hash
@@ -208,6 +245,21 @@ class Builder:
         return _BuildLock(self.work / "locks" / f"{self.profile.name}.lock", self.profile.name, wait, self.say)
 
     # planning ----------------------------------------------------------------------------
+    def settings(self, overrides: dict | None = None) -> dict:
+        """The experiment settings of the build: the profile's, with the experiment settings
+        among ``overrides`` (default: the build's) on top, checked."""
+        from ..plan import PlanSettings, settings_from_parameters
+
+        overrides = self.overrides if overrides is None else overrides
+        plan_keys = set(PlanSettings.fields())
+        try:
+            return settings_from_parameters(
+                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys},
+                source=f"profile {self.profile.name!r} with the given parameters",
+            )
+        except (TypeError, ValueError) as error:
+            raise BuildError(str(error)) from None
+
     def plan(self, entry: str, overrides: dict | None = None) -> ChapterPlan:
         import papermill
 
@@ -216,20 +268,14 @@ class Builder:
             raise BuildError(f"Chapter {entry!r} is listed in _toc.yml but {source} does not exist.")
         if overrides is None:
             overrides = self.overrides
-        from ..plan import PlanSettings, settings_from_parameters
+        from ..plan import PlanSettings
 
         declared = papermill.inspect_notebook(str(self._converted(source)))
         overrides = overrides or {}
         plan_keys = set(PlanSettings.fields())
         # The experiment settings resolve once per build: every chapter receives all of them as
         # `settings` (and any single one it declares), so all chapters read the same plan.
-        try:
-            settings = settings_from_parameters(
-                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys},
-                source=f"profile {self.profile.name!r} with the given parameters",
-            )
-        except (TypeError, ValueError) as error:
-            raise BuildError(str(error)) from None
+        settings = self.settings(overrides)
         wanted = self.profile.chapters.get(chapter_name(entry), {}) | overrides
         unknown = set(wanted) - set(declared) - plan_keys
         if unknown:
@@ -288,8 +334,12 @@ class Builder:
         # the provenance box.
         runs_used = temporary.with_suffix(".runs.jsonl")
         runs_used.unlink(missing_ok=True)
+        # ... and every result it reads (comparisons, metrics), for the build's results manifest.
+        results_used = temporary.with_suffix(".results.jsonl")
+        results_used.unlink(missing_ok=True)
         environment = {
             RUNS_USED_ENV_VAR: str(runs_used),
+            RESULTS_ENV_VAR: str(results_used),
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "PYTHONWARNINGS": "ignore",
             "MURA_RUNS": str(self.root / "runs"),
@@ -315,6 +365,8 @@ class Builder:
             )
         except DeadKernelError:
             temporary.unlink(missing_ok=True)
+            runs_used.unlink(missing_ok=True)
+            results_used.unlink(missing_ok=True)
             raise BuildError(
                 f"The kernel executing chapter {plan.name} ({plan.source.relative_to(self.root)}) died: it was "
                 "killed, most often for lack of memory (try a smaller image size or batch). Re-running the same "
@@ -322,6 +374,8 @@ class Builder:
                 "continues from its last completed epoch."
             ) from None
         except PapermillExecutionError as error:
+            runs_used.unlink(missing_ok=True)
+            results_used.unlink(missing_ok=True)
             self.failed_dir.mkdir(parents=True, exist_ok=True)
             kept = self.failed_dir / f"{plan.name}.ipynb"
             if temporary.exists():
@@ -349,6 +403,8 @@ class Builder:
         record = {
             "chapter": plan.name,
             "runs": _runs_used(runs_used),
+            # Stored with the chapter's state: a chapter reused by a later build still reports them.
+            "results": _results_used(results_used),
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "seconds": round((finished - started).total_seconds(), 1),
@@ -389,7 +445,23 @@ class Builder:
         return records
 
     # rendering ---------------------------------------------------------------------------
-    def stage(self, entries: list[str], records: list[dict]) -> Path:
+    def results_manifest(self, records: list[dict]) -> dict:
+        """The build's results manifest (:func:`mura_lib.book.manifest.build_manifest`) from the
+        chapters' records and executed notebooks."""
+        source, path, manifest = self.data
+        return build_manifest(
+            profile=self.profile.name,
+            settings=self.settings(),
+            data={"source": source, "path": str(path), "manifest": manifest},
+            commit=git_commit(self.root),
+            environment=build_environment(),
+            records=records,
+            executed_dir=self.executed_dir,
+        )
+
+    def stage(self, entries: list[str], records: list[dict], results: dict | None = None) -> Path:
+        """Stage the book; ``results`` is the build's results manifest (made from ``records`` if
+        not given), which the status page checks against the profile's reference build."""
         from .presentation import status_page
 
         staging = self.work / "book" / self.profile.name
@@ -411,7 +483,14 @@ class Builder:
             if is_notebook(source):
                 shutil.copy2(self.executed_dir / f"{chapter_name(entry)}.ipynb", target.with_suffix(".ipynb"))
             elif chapter_name(entry) == "status":
-                target.with_suffix(".md").write_text(status_page(records, self.profile, self.data[0], self.data[1]))
+                if results is None:
+                    results = self.results_manifest(records)
+                reference = reference_section(
+                    results, self.profile.name, reference_manifest(self.profile.name, self.root), root=self.root
+                )
+                target.with_suffix(".md").write_text(
+                    status_page(records, self.profile, self.data[0], self.data[1], reference=reference)
+                )
             else:
                 shutil.copy2(source, target.with_suffix(".md"))
         from .frontmatter import stage_front_matter
@@ -459,7 +538,14 @@ class Builder:
             self.say(f"Profile {self.profile.name!r} on {source} data at {path} (manifest {manifest})")
             self.check_data()
             records = self.run_chapters(entries, force=force)
-            index = self.render(self.stage(entries, records))
+            results = self.results_manifest(records)
+            index = self.render(self.stage(entries, records, results))
+            # Beside the HTML it describes, once that is published.
+            written = write_manifest(self.root / "_build" / MANIFEST_NAME, results)
+            self.say(
+                f"Results of this build: {written} ({len(results['comparisons'])} comparisons, "
+                f"{len(results['metrics'])} metrics, {sum(map(len, results['glued'].values()))} glued values)."
+            )
             self.say(self.exclusion_summary() or "Images excluded as undecodable: none.")
             self.say(f"Built in {time.perf_counter() - started:.0f}s. Open {index}")
             return index

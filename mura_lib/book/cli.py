@@ -221,6 +221,14 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .manifest import compare_manifests, format_comparison, load_manifest
+
+    result = compare_manifests(load_manifest(args.a), load_manifest(args.b))
+    print(json.dumps(result, indent=1) if args.json else format_comparison(result))
+    return 1 if result["counts"]["flips"] else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mura-thesis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,6 +323,16 @@ def main(argv=None) -> int:
     p.add_argument("--store", default="runs")
     p.add_argument("--delete", action="store_true", help="delete run KEY (a damaged one), so that it is trained again")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two builds' results (_build/results.json): verdicts side by side, numbers against their "
+        "intervals; exit 1 if a verdict flips, 2 if a manifest cannot be read",
+    )
+    p.add_argument("a", metavar="A", help="a results manifest, or a folder holding _build/results.json or results.json")
+    p.add_argument("b", metavar="B", help="the other build's, e.g. benchmarks/results/reference_demo_results.json")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=cmd_compare)
 
     args = parser.parse_args(argv)
     try:

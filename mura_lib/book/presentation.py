@@ -131,8 +131,12 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def status_page(records: list[dict], profile, data_source: str, data_path: Path) -> str:
-    """The book's status page: every chapter with its execution time, cache state and outcome.
+def status_page(
+    records: list[dict], profile, data_source: str, data_path: Path, *, reference: str | None = None
+) -> str:
+    """The book's status page: every chapter with its execution time, cache state and outcome,
+    and ``reference`` (Markdown: how the build's verdicts compare with the profile's reference
+    build, :func:`mura_lib.book.manifest.reference_section`) at the end.
 
     Its sentences are derived from the same records as its table (the total is the sum of the
     table's seconds), never from the profile's description of what it aims at.
@@ -179,4 +183,6 @@ def status_page(records: list[dict], profile, data_source: str, data_path: Path)
         for name, version in environment["versions"].items():
             lines.append(f"| {name} | {version} |")
         lines += [":::", ""]
+    if reference:
+        lines += [reference.rstrip("\n"), ""]
     return "\n".join(lines)

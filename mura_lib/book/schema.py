@@ -66,7 +66,8 @@ RULES: dict[str, dict] = {
         "type": "array",
         "items": _int(0),
         "minItems": 1,
-        "description": "a non-empty list of seeds (integers >= 0)",
+        "uniqueItems": True,
+        "description": "a non-empty list of distinct seeds (integers >= 0)",
     },
     "image_sizes": {
         "type": "array",
@@ -84,6 +85,7 @@ RULES: dict[str, dict] = {
     "architecture_image_size": _int(32, 1024),
     "multiview_max_views": _int(1),
     "multiview_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
+    "fine_tune_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
     "gradcam_examples": _int(0),
     "size_sample": _int(1),
     "augmentation_samples": _int(1),
