@@ -41,11 +41,17 @@ def join_words(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def _of_configurations(comparison) -> bool:
+    """Whether ``comparison`` compares two configurations over seeds (else two single runs)."""
+    return hasattr(comparison, "seeds_a")
+
+
 def difference_clause(comparison, metric: str = "auroc") -> str:
-    """``−0.041 (95% interval −0.063 to −0.019)``."""
+    """``−0.041 (95% interval −0.063 to −0.019)`` (a ``paired interval`` for two single runs)."""
     diff, low, high = (getattr(comparison, f"{metric}_{k}") for k in ("diff", "low", "high"))
     percent = f"{comparison.confidence * 100:.4g}%"
-    return f"{signed(diff)} ({percent} interval {signed(low)} to {signed(high)})"
+    kind = "interval" if _of_configurations(comparison) else "paired interval"
+    return f"{signed(diff)} ({percent} {kind} {signed(low)} to {signed(high)})"
 
 
 def seeds_words(comparison) -> str:
@@ -55,17 +61,18 @@ def seeds_words(comparison) -> str:
 
 
 def verdict_sentence(comparison, *, metric: str = "auroc") -> str:
-    """One comparison of two configurations as a sentence: the verdict, the mean difference over
-    seeds with its interval, and how often a seed of one beat a seed of the other."""
+    """One comparison as a sentence: the verdict and the difference with its interval; for two
+    configurations, the mean difference over seeds and how often a seed of one beat a seed of the
+    other."""
     verdict = comparison.verdict if metric == "auroc" else comparison.kappa_verdict
     label = "AUROC" if metric == "auroc" else "Cohen's kappa"
     a, b = comparison.name_a, comparison.name_b
+    if not _of_configurations(comparison):
+        if verdict == "no detectable difference":
+            return f"{a} against {b}: no detectable difference in {label}, {difference_clause(comparison, metric)}."
+        return f"{a} against {b}: {label} {verdict}, {difference_clause(comparison, metric)}."
     head = f"{a} against {b} (over {seeds_words(comparison)})"
-    clause = f"mean difference {difference_clause(comparison, metric)}"
-    if verdict == "undetermined":
-        text = f"{head}: {label} undetermined, {clause}"
-    else:
-        text = f"{head}: {label} {verdict}, {clause}"
+    text = f"{head}: {label} {verdict}, mean difference {difference_clause(comparison, metric)}"
     if metric == "auroc":
         text += f"; a seed of {a} beat a seed of {b} in {comparison.p_seed_beats:.0%} of pairs"
     return text + "."
@@ -218,8 +225,8 @@ def regularisation_surprises(comparisons: dict, runs: dict) -> str:
             )
     if not texts:
         return (
-            "No regulariser's removal improved the network: every variant scored an AUROC lower than, or not "
-            "detectably different from, the network with all four."
+            "No regulariser's removal improved the network: for every variant the mean AUROC was lower than that "
+            "of the network with all four, or the difference is undetermined."
         )
     return " ".join(texts)
 
