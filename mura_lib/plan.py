@@ -492,14 +492,6 @@ class ExperimentPlan:
             raise KeyError(f"The plan has no arm {arm!r}; it has: {', '.join(self.arms)}")
         return {seed: self.run(name) for seed, name in self.arms[arm].items()}
 
-    def group_arms(self, group: str, *, with_baseline: bool = True) -> dict[str, dict[int, object]]:
-        """``{label: {seed: Run}}`` of every arm of a group, the baseline first."""
-        arms = [arm for arm, seeds in self.arms.items() if self.runs[next(iter(seeds.values()))].group == group]
-        if not arms and group not in {p.group for p in self.runs.values()}:
-            raise KeyError(f"The plan has no group {group!r}; it has: {sorted({p.group for p in self.runs.values()})}")
-        chosen = (["baseline"] if with_baseline else []) + [a for a in arms if a != "baseline"]
-        return {self.runs[self.arms[a][next(iter(self.arms[a]))]].label: self.arm_runs(a) for a in chosen}
-
     def headline(self):
         """The baseline's overall test metrics with their bootstrap intervals (the row
         ``overall`` of :func:`mura_lib.evaluation.metrics_table`)."""
@@ -632,7 +624,8 @@ class ExperimentPlan:
                     "subset": c.subset,
                     "runs_a": {str(s): r.key for s, r in runs_a.items()},
                     "runs_b": {str(s): r.key for s, r in runs_b.items()},
-                    **results[c.name].to_dict(),
+                    # The bootstrap draws stay in the run store's copy; the manifest keeps the results.
+                    **{k: v for k, v in results[c.name].to_dict().items() if not k.endswith("_draws")},
                 }
             )
         return results
