@@ -46,6 +46,7 @@ from scipy import stats
 from .evaluation import _auroc, _kappa, _percent, _signed
 
 METRICS = ("auroc", "kappa")
+DIFFERENCE_BOUNDS = {"auroc": 1.0, "kappa": 2.0}  # the largest possible |A - B| of each metric
 CORRECTIONS = ("plain", "rescaled", "welch", "pooled")
 CORRECTION = "pooled"  # the one compare_configurations uses (see benchmarks/coverage_configurations.py)
 DRAW_DECIMALS = 6  # the stored bootstrap differences are rounded to this many decimals
@@ -437,8 +438,13 @@ def _comparison_draws(
             else:
                 df = _pooled_df(k_a, k_b)
             chi_square = np.ones(n_resamples) if not np.isfinite(df) else stats.chi2.ppf(uniform, df) / df
-            draws[correction][metric] = _two_level_draws(
-                resampled[:k_a], resampled[k_a:], picks_a, picks_b, chi_square, correction=correction
+            # The t factor can stretch a draw past what a difference can be (two AUROCs differ by
+            # at most 1, two kappas by at most 2): such draws are set at the bound, which moves no
+            # interval that stays inside it and no coverage (the truth is inside it).
+            draws[correction][metric] = np.clip(
+                _two_level_draws(resampled[:k_a], resampled[k_a:], picks_a, picks_b, chi_square, correction=correction),
+                -DIFFERENCE_BOUNDS[metric],
+                DIFFERENCE_BOUNDS[metric],
             )
     return draws
 

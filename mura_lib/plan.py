@@ -573,6 +573,7 @@ class ExperimentPlan:
     def _family(self, group: str) -> dict:
         """Every configuration comparison of ``group``, decided together (Holm's procedure over
         the family), cached in the run store under the keys of all their runs."""
+        from .config import library_source_hash
         from .configurations import ConfigurationComparison, compare_configurations, holm
 
         members = [c for c in self.comparisons_planned.values() if c.group == group and c.level == "configuration"]
@@ -589,6 +590,8 @@ class ExperimentPlan:
             },
             "n": self.settings.n_resamples,
             "seed": self.settings.seed,
+            # The statistics' own source: a change to the method recomputes the cached results.
+            "method": library_source_hash(("mura_lib.configurations", "mura_lib.evaluation")),
             "version": 2,
         }
         path = self.runs_dir / "comparisons" / f"{short_hash(identity)}.json"

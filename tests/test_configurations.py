@@ -379,3 +379,27 @@ def test_configuration_table_is_readable():
     assert "-" not in "".join(table["Mean AUROC difference (95% interval)"])
     with pytest.raises(ValueError, match="at least one"):
         configuration_table([])
+
+
+def test_intervals_never_leave_the_range_a_difference_can_take():
+    """Two seeds per arm give the t factor 2 degrees of freedom: heavy tails, which would put
+    interval ends beyond +-1 for AUROC without the bound."""
+    rng = np.random.default_rng(3)
+    labels = np.arange(40) % 2
+
+    def arm(separations):
+        return {
+            seed: pd.DataFrame(
+                {
+                    "study_path": [f"s{i}" for i in range(40)],
+                    "label": labels,
+                    "probability": 1 / (1 + np.exp(-(separation * (labels - 0.5) + rng.normal(0, 1, 40)))),
+                }
+            )
+            for seed, separation in enumerate(separations)
+        }
+
+    comparison = compare_configurations(arm([0.2, 6.0]), arm([3.0, 0.1]), n_resamples=400, seed=0)
+    assert -1 <= comparison.auroc_low <= comparison.auroc_high <= 1
+    assert -2 <= comparison.kappa_low <= comparison.kappa_high <= 2
+    assert np.abs(comparison.draws["auroc"]).max() <= 1
