@@ -449,10 +449,14 @@ class Builder:
         """The build's results manifest (:func:`mura_lib.book.manifest.build_manifest`) from the
         chapters' records and executed notebooks."""
         source, path, manifest = self.data
+        # Data inside the project are named relative to it, so that two checkouts' manifests agree.
+        path = Path(path)
+        if path.is_relative_to(self.root):
+            path = path.relative_to(self.root)
         return build_manifest(
             profile=self.profile.name,
             settings=self.settings(),
-            data={"source": source, "path": str(path), "manifest": manifest},
+            data={"source": source, "path": path.as_posix(), "manifest": manifest},
             commit=git_commit(self.root),
             environment=build_environment(),
             records=records,
