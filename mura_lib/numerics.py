@@ -28,6 +28,7 @@ DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 # Log levels change nothing numeric: quiet unless the user asked otherwise.
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 THREADS_ENV_VAR = "MURA_THREADS"
+TF_THREADS_ENV_VAR = "TF_NUM_INTRAOP_THREADS"
 
 # The values TensorFlow was (or will be) imported with: captured before anyone can import it.
 _AT_IMPORT: dict[str, str | None] = {}
@@ -45,6 +46,14 @@ def configure() -> None:
             os.environ.setdefault(name, value)
         # Imported earlier without the variable, TensorFlow runs with its own default (oneDNN on).
         _AT_IMPORT[name] = os.environ.get(name, value)
+    if not tensorflow_loaded:
+        # TensorFlow sizes its thread pool from this variable when its runtime starts, whatever
+        # starts it first (building a model to show it, say): $MURA_THREADS then holds in every
+        # process, not only in one whose first TensorFlow call is a training run.
+        try:
+            os.environ[TF_THREADS_ENV_VAR] = str(cpu_threads())
+        except ValueError:
+            pass  # a bad $MURA_THREADS is reported where the threads are applied
 
 
 def _usable_cpus() -> int:
@@ -79,9 +88,16 @@ def apply_threads(backend: str) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(wanted)
         return wanted
     except RuntimeError:
-        # The runtime already started (an earlier run in this process): its pool stays as it is,
-        # and the key records that size, whatever was wanted now.
-        return tf.config.threading.get_intra_op_parallelism_threads() or _usable_cpus()
+        # The runtime already started (an earlier run in this process, or a model built before
+        # it): its pool stays as it is, sized from $TF_NUM_INTRAOP_THREADS if that was set (as
+        # configure does) and the usable CPUs otherwise; the key records that size.
+        configured = tf.config.threading.get_intra_op_parallelism_threads()
+        if configured:
+            return configured
+        try:
+            return int(os.environ.get(TF_THREADS_ENV_VAR, "")) or _usable_cpus()
+        except ValueError:
+            return _usable_cpus()
 
 
 def in_effect(backend: str) -> dict:

@@ -89,3 +89,29 @@ def test_settings_that_change_numbers_change_the_key(synthetic_root):
     assert key(TF_ENABLE_ONEDNN_OPTS="1") == default  # the library's default, spelt out
     assert key(TF_ENABLE_ONEDNN_OPTS="0") != default
     assert key(MURA_THREADS="1") != key(MURA_THREADS="2")
+
+
+STARTED_EARLY = """
+import mura_lib  # sets the numeric defaults, as every entry point does
+import tensorflow as tf
+from mura_lib import numerics
+x = tf.random.normal((64, 64))
+tf.linalg.matmul(x, x)  # TensorFlow's runtime starts here, before any training run
+threads = numerics.in_effect("tensorflow")["threads"]
+print(threads, open("/proc/self/status").read().split("Threads:")[1].split()[0])
+"""
+
+
+def test_thread_setting_holds_when_tensorflow_started_before_the_first_run():
+    """A chapter may start TensorFlow (building a model to show it) before its first training run,
+    when the thread pool can no longer be resized: $MURA_THREADS must hold all the same, and the
+    key must record the pool's real size."""
+    pools = {}
+    for wanted in (1, 6):
+        result = subprocess.run([sys.executable, "-c", STARTED_EARLY], capture_output=True, text=True,
+                                env=_clean_environment(MURA_THREADS=str(wanted)), check=True)  # fmt: skip
+        recorded, os_threads = map(int, result.stdout.split()[-2:])
+        assert recorded == wanted
+        pools[wanted] = os_threads
+    # TensorFlow's intra-op pool is made of OS threads: five more for six than for one.
+    assert pools[6] - pools[1] >= 5, pools
