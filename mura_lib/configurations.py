@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .evaluation import _auroc, _kappa, _percent, _signed
+from .evaluation import STUDY_TABLE_COLUMNS, _auroc, _kappa, _percent, _signed, check_study_table
 
 METRICS = ("auroc", "kappa")
 DIFFERENCE_BOUNDS = {"auroc": 1.0, "kappa": 2.0}  # the largest possible |A - B| of each metric
@@ -340,25 +340,13 @@ def _run_tables(runs: dict, name: str) -> dict:
         raise ValueError(
             f"{name} needs a dict mapping each training seed to its study table, with at least one seed; got {runs!r:.80}."
         )
-    columns = ["study_path", "label", "probability"]
+    columns = list(STUDY_TABLE_COLUMNS)
     for seed, frame in runs.items():
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"The seeds of {name} must be integers; got {seed!r}.")
         if not isinstance(frame, pd.DataFrame):
             raise ValueError(f"The run of {name} with seed {seed} is not a study table (a DataFrame).")
-        missing = set(columns) - set(frame.columns)
-        if missing:
-            raise ValueError(
-                f"The study table of {name} (seed {seed}) lacks the columns {sorted(missing)}; "
-                "pass study tables as made by aggregate_studies."
-            )
-        repeated = frame["study_path"].duplicated()
-        if repeated.any():
-            raise ValueError(
-                f"The study table of {name} (seed {seed}) lists {int(repeated.sum())} studies more than once, e.g. "
-                f"{frame.loc[repeated, 'study_path'].iloc[0]}; aggregate image predictions to one row per study "
-                "with aggregate_studies first."
-            )
+        check_study_table(frame, f"{name} (seed {seed})")
         if not np.isfinite(frame["probability"].to_numpy(dtype=float)).all():
             raise ValueError(f"The study table of {name} (seed {seed}) holds NaN or infinite probabilities.")
     return {int(seed): frame[columns] for seed, frame in sorted(runs.items())}

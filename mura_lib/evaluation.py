@@ -339,6 +339,26 @@ class Comparison:
         )
 
 
+STUDY_TABLE_COLUMNS = ("study_path", "label", "probability")
+
+
+def check_study_table(frame: pd.DataFrame, name: str) -> None:
+    """Raise a ValueError that names ``name`` unless ``frame`` is a study table (one row per
+    study, with the columns of :data:`STUDY_TABLE_COLUMNS`, as ``aggregate_studies`` makes it)."""
+    missing = set(STUDY_TABLE_COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"The study table of {name} lacks the columns {sorted(missing)}; pass study tables as made by aggregate_studies."
+        )
+    repeated = frame["study_path"].duplicated()
+    if repeated.any():
+        raise ValueError(
+            f"The study table of {name} lists {int(repeated.sum())} studies more than once, e.g. "
+            f"{frame.loc[repeated, 'study_path'].iloc[0]}; aggregate image predictions to one row per study "
+            "with aggregate_studies first."
+        )
+
+
 def compare_paired(
     a: pd.DataFrame,
     b: pd.DataFrame,
@@ -358,21 +378,9 @@ def compare_paired(
     uncertainty of their difference.  DeLong's test gives a p-value for the AUROC difference.
     Kappa uses the decision rule ``probability > threshold`` for both models.
     """
-    columns = ["study_path", "label", "probability"]
+    columns = list(STUDY_TABLE_COLUMNS)
     for name, frame in ((name_a, a), (name_b, b)):
-        missing = set(columns) - set(frame.columns)
-        if missing:
-            raise ValueError(
-                f"The study table of {name} lacks the columns {sorted(missing)}; "
-                "pass study tables as made by aggregate_studies."
-            )
-        repeated = frame["study_path"].duplicated()
-        if repeated.any():
-            raise ValueError(
-                f"The study table of {name} lists {int(repeated.sum())} studies more than once, e.g. "
-                f"{frame.loc[repeated, 'study_path'].iloc[0]}; aggregate image predictions to one row "
-                "per study with aggregate_studies first."
-            )
+        check_study_table(frame, name)
     merged = a[columns].merge(b[columns], on="study_path", how="inner", suffixes=("_a", "_b"))
     if len(merged) != len(a) or len(merged) != len(b):
         only_a = sorted(set(a["study_path"]) - set(merged["study_path"]))
