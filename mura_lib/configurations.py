@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .evaluation import STUDY_TABLE_COLUMNS, _auroc, _kappa, _percent, _signed, check_study_table
+from .evaluation import STUDY_TABLE_COLUMNS, _auroc, _kappa, _signed, check_study_table, table_interval
 
 METRICS = ("auroc", "kappa")
 DIFFERENCE_BOUNDS = {"auroc": 1.0, "kappa": 2.0}  # the largest possible |A - B| of each metric
@@ -561,12 +561,7 @@ def configuration_table(comparisons: list[ConfigurationComparison]) -> pd.DataFr
     """Configuration comparisons for reading, one row each: the verdicts (after any adjustment)
     near the front, the mean differences with their plain intervals, and the probability that a
     seed of A beats a seed of B."""
-    if not comparisons:
-        raise ValueError("configuration_table needs at least one comparison.")
-    levels = {c.confidence for c in comparisons}
-    if len(levels) > 1:
-        raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; a table needs one level.")
-    interval = f"{_percent(levels.pop())} interval"
+    interval = table_interval(comparisons, "configuration_table")
     return pd.DataFrame(
         [
             {

@@ -431,14 +431,20 @@ def compare_paired(
     )
 
 
-def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
-    """Paired comparisons for reading: one row each, signed differences with their intervals."""
+def table_interval(comparisons: list, caller: str) -> str:
+    """The interval heading of a table of comparisons (``95% interval``), after checking that
+    there is at least one comparison and that all share one confidence level."""
     if not comparisons:
-        raise ValueError("comparison_table needs at least one comparison.")
+        raise ValueError(f"{caller} needs at least one comparison.")
     levels = {c.confidence for c in comparisons}
     if len(levels) > 1:
         raise ValueError(f"The comparisons use different confidence levels {sorted(levels)}; a table needs one level.")
-    interval = f"{_percent(levels.pop())} interval"
+    return f"{_percent(levels.pop())} interval"
+
+
+def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
+    """Paired comparisons for reading: one row each, signed differences with their intervals."""
+    interval = table_interval(comparisons, "comparison_table")
     return pd.DataFrame(
         [
             {

@@ -46,8 +46,9 @@ from pathlib import Path
 from ..files import atomic_write_text, short_hash
 
 # Where a chapter's experiment plan appends the results it reads (one JSON object a line); set by
-# the build for each chapter it executes.  mura_lib.plan uses the same literal.
-RESULTS_ENV_VAR = "MURA_RESULTS_USED"
+# the build for each chapter it executes.  The name is the plan's, which writes the records.
+from ..plan import RESULTS_ENV_VAR  # noqa: F401 (re-exported for the build)
+
 FORMAT = 1
 MANIFEST_NAME = "results.json"
 # The result kinds that get a section of their own, keyed by the result's name.
