@@ -181,6 +181,50 @@ class _Checkpoint(keras.callbacks.Callback):
         atomic_write_text(self.directory / "state.json", json.dumps({"epochs_completed": epoch + 1}))
 
 
+class _LogRate(keras.callbacks.Callback):
+    """Logs the learning rate in effect at each epoch's end (a schedule sets it step by step;
+    the plateau rules log it themselves), so that every history has that column."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class _KeepLast(keras.callbacks.Callback):
+    """Keeps the weights of the last ``count`` of ``epochs`` epochs as files (so that a resumed
+    run still has them) and averages them: the weights a fixed-budget run ends with."""
+
+    def __init__(self, directory: Path, count: int, epochs: int):
+        super().__init__()
+        self.directory = Path(directory)
+        self.count = count
+        self.epochs = epochs
+
+    def path(self, epoch: int) -> Path:
+        return self.directory / f"epoch-{epoch + 1:04d}.weights.h5"
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.epochs - self.count:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = self.directory / ".epoch.tmp.weights.h5"
+            self.model.save_weights(temporary)
+            os.replace(temporary, self.path(epoch))
+
+    def average_into(self, model: keras.Model) -> list[int]:
+        """Sets ``model``'s weights (batch-normalisation statistics included) to the mean of the
+        kept epochs' weights; returns those epochs, counted from 1."""
+        epochs = list(range(self.epochs - self.count, self.epochs))
+        total = None
+        for epoch in epochs:
+            model.load_weights(self.path(epoch))
+            values = model.get_weights()
+            dtypes = [v.dtype for v in values]
+            values = [np.asarray(v, dtype="float64") for v in values]
+            total = values if total is None else [t + v for t, v in zip(total, values)]
+        model.set_weights([(t / len(epochs)).astype(d) for t, d in zip(total, dtypes)])
+        return [epoch + 1 for epoch in epochs]
+
+
 def progress_stream():
     """Where training reports its progress lines.  In a chapter executed by the build, stdout is
     the notebook's cell; the kernel process's own stderr also reaches the build's terminal, so

@@ -25,6 +25,8 @@ MODEL_NAMES = (*IMAGE_MODELS, "multiview")
 TASK_NAMES = ("abnormality", "study_type")
 # How an image is brought to a square (mura_lib.preprocess.resize_image).
 POLICIES = ("pad", "stretch", "crop")
+# How a run ends (ExperimentConfig.schedule).
+SCHEDULES = ("plateau", "cosine")
 
 # The modules whose source shapes a run's result: a change to any of them retrains.  Plotting,
 # the statistics of comparisons and the book pipeline are deliberately left out: restyling a
@@ -68,6 +70,14 @@ class ExperimentConfig:
     lr_patience: int = 3
     early_stopping_patience: int = 6
     smoothing: float = 0.5
+    # How a run ends.  "plateau": the rules above cut the learning rate and stop training, and
+    # the weights of the best smoothed validation epoch are kept.  "cosine": a fixed budget of
+    # ``epochs`` epochs along which the learning rate decays on a cosine to zero, step by step,
+    # with no stopping and no choice of epoch; the weights kept are the average of the last
+    # ``average_epochs`` epochs' weights (1: the last epoch's).  The plateau rules' settings
+    # are then unused.
+    schedule: str = "plateau"
+    average_epochs: int = 1
     class_weighting: str = "paper"
     validation_fraction: float = 0.1
     precision: str = "auto"
@@ -90,6 +100,12 @@ class ExperimentConfig:
             raise ValueError(f"model must be one of {MODEL_NAMES}, got {self.model!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 1 <= self.average_epochs <= self.epochs:
+            raise ValueError(f"average_epochs must be between 1 and epochs ({self.epochs}), got {self.average_epochs}")
+        if self.average_epochs > 1 and self.schedule != "cosine":
+            raise ValueError("average_epochs > 1 needs schedule 'cosine': the plateau rules keep their best epoch")
         if self.class_weighting not in ("paper", "none"):
             raise ValueError(f"class_weighting must be 'paper' or 'none', got {self.class_weighting!r}")
         for name in ("image_size", "epochs", "batch_size", "lr_patience", "early_stopping_patience"):

@@ -7,8 +7,12 @@ defaults everywhere:
 - ``TF_ENABLE_ONEDNN_OPTS=1``: TensorFlow's oneDNN kernels on x86 CPUs, about 2.6 times faster
   than the Eigen kernels on the book's models and just as deterministic for a fixed thread
   count (two processes with the same settings give bit-identical predictions).
-- TensorFlow's intra-op thread pool sized to the CPUs this process may use: oneDNN's reductions
-  depend on the number of threads, so the count is fixed explicitly and is part of every run key.
+- TensorFlow's intra-op thread pool of one thread (``$MURA_THREADS`` sets another count):
+  oneDNN's reductions depend on the number of threads, so the count is fixed explicitly and is
+  part of every run key.  One thread, not one per core: the book's small models train as fast on
+  one thread as on two (``benchmarks/results/cpu_side_by_side.txt``), so the build trains
+  several runs side by side, one per core; and a run's key no longer depends on how many cores
+  the machine has.
 
 A user who overrides a setting (``TF_ENABLE_ONEDNN_OPTS=0``, ``MURA_THREADS=1``) gets other runs,
 not other numbers under the same key: :func:`in_effect` goes into the run key and into each
@@ -56,18 +60,22 @@ def configure() -> None:
             pass  # a bad $MURA_THREADS is reported where the threads are applied
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
 
+DEFAULT_THREADS = 1
+
+
 def cpu_threads() -> int:
-    """The intra-op thread count for TensorFlow: ``$MURA_THREADS`` or the usable CPUs."""
+    """The intra-op thread count for TensorFlow: ``$MURA_THREADS``, else ``DEFAULT_THREADS``."""
     configured = os.environ.get(THREADS_ENV_VAR)
     if not configured:
-        return _usable_cpus()
+        return DEFAULT_THREADS
     try:
         threads = int(configured)
     except ValueError:
@@ -95,9 +103,9 @@ def apply_threads(backend: str) -> int:
         if configured:
             return configured
         try:
-            return int(os.environ.get(TF_THREADS_ENV_VAR, "")) or _usable_cpus()
+            return int(os.environ.get(TF_THREADS_ENV_VAR, "")) or usable_cpus()
         except ValueError:
-            return _usable_cpus()
+            return usable_cpus()
 
 
 def in_effect(backend: str) -> dict:

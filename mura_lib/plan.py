@@ -71,6 +71,10 @@ class PlanSettings:
     lr_patience: int = 2
     early_stopping_patience: int = 4
     smoothing: float = 0.5
+    # "plateau" (the rules above) or "cosine" (a fixed budget of ``epochs``, the weights of the
+    # last ``average_epochs`` epochs averaged): see ExperimentConfig.schedule.
+    schedule: str = "plateau"
+    average_epochs: int = 1
     validation_fraction: float = 0.2
     n_resamples: int = 1000
     seeds: tuple = (0, 1, 2)
@@ -163,6 +167,8 @@ class PlanSettings:
             lr_patience=self.lr_patience,
             early_stopping_patience=self.early_stopping_patience,
             smoothing=self.smoothing,
+            schedule=self.schedule,
+            average_epochs=self.average_epochs,
             validation_fraction=self.validation_fraction,
             seed=self.seed,
             # Every seed of every arm is validated on the same studies: the split is the plan's.

@@ -28,6 +28,8 @@ from .callbacks import (
     MONITOR,
     _Checkpoint,
     _EpochLines,
+    _KeepLast,
+    _LogRate,
     _PersistState,
     _PlateauAfter,
     _ReseedEachEpoch,
@@ -68,15 +70,22 @@ def _verbosity(verbose) -> str:
     raise ValueError(f"verbose must be 'auto', 'bar', 'lines' or 'silent', got {verbose!r}")
 
 
-def compile_model(model: keras.Model, config: ExperimentConfig) -> None:
+def compile_model(model: keras.Model, config: ExperimentConfig, steps_per_epoch: int | None = None) -> None:
+    """Compiles ``model`` with Adam at ``config.learning_rate``; under the "cosine" schedule the
+    rate decays to zero over ``config.epochs`` epochs of ``steps_per_epoch`` steps."""
     if config.task == "abnormality":
         loss = keras.losses.BinaryCrossentropy()
         metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    rate = config.learning_rate
+    if config.schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError("the cosine schedule needs steps_per_epoch, the number of batches in an epoch")
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=config.epochs * steps_per_epoch)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9, beta_2=0.999),
+        optimizer=keras.optimizers.Adam(learning_rate=rate, beta_1=0.9, beta_2=0.999),
         loss=loss,
         weighted_metrics=[],
         metrics=metrics,
@@ -196,7 +205,7 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
                 model = build_multiview(source.load_model(), config.max_views)
             else:
                 model = build_model(config)
-            compile_model(model, config)
+            compile_model(model, config, steps_per_epoch=len(train_batches))
         if config.model == "multiview":
             transferred = [layer.name for layer in model.get_layer("per_view").layer.layers if layer.weights]
         else:
@@ -204,40 +213,44 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
             transferred = initialise_from(model, source) if source is not None else []
         validating = _StudyValidation if config.task == "abnormality" else _StudyTypeValidation
         validation_check = validating(validation_batches, validation_scored, validation_weights, config.smoothing)
-        plateau = _PlateauAfter(
-            config.min_epochs,
-            monitor=MONITOR,
-            mode="max",
-            factor=0.1,
-            patience=config.lr_patience,
-            min_lr=1e-7,
-            verbose=0,
-        )
-        stopping = keras.callbacks.EarlyStopping(
-            monitor=MONITOR,
-            mode="max",
-            patience=config.early_stopping_patience,
-            start_from_epoch=config.min_epochs,
-            verbose=0,
-        )
-        best = keras.callbacks.ModelCheckpoint(
-            str(directory / "best.weights.h5"),
-            monitor=MONITOR,
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            verbose=0,
-        )
         checkpoint = _Checkpoint(directory / "checkpoint")
-        callbacks = [
-            _ReseedEachEpoch(),
-            validation_check,
-            plateau,
-            stopping,
-            best,
+        callbacks = [_ReseedEachEpoch(), validation_check]
+        if config.schedule == "plateau":
+            plateau = _PlateauAfter(
+                config.min_epochs,
+                monitor=MONITOR,
+                mode="max",
+                factor=0.1,
+                patience=config.lr_patience,
+                min_lr=1e-7,
+                verbose=0,
+            )
+            stopping = keras.callbacks.EarlyStopping(
+                monitor=MONITOR,
+                mode="max",
+                patience=config.early_stopping_patience,
+                start_from_epoch=config.min_epochs,
+                verbose=0,
+            )
+            best = keras.callbacks.ModelCheckpoint(
+                str(directory / "best.weights.h5"),
+                monitor=MONITOR,
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+                verbose=0,
+            )
+            stateful = [plateau, stopping, best, validation_check]
+            callbacks += [plateau, stopping, best]
+        else:
+            stopping = None
+            kept = _KeepLast(directory / "checkpoint", config.average_epochs, config.epochs)
+            stateful = [validation_check]
+            callbacks += [_LogRate(), kept]
+        callbacks += [
             keras.callbacks.CSVLogger(str(directory / "history.csv"), append=True),
             checkpoint,
-            _PersistState(directory / "checkpoint" / "callbacks.json", [plateau, stopping, best, validation_check]),
+            _PersistState(directory / "checkpoint" / "callbacks.json", stateful),
         ]
         if mode == "lines":
             callbacks.append(_EpochLines(label, config.epochs))
@@ -265,11 +278,18 @@ def _train(config, dataset, key, store, label, cache_dir, verbose, extra_callbac
         training = {
             "epochs": int(len(history)),
             "cap": int(config.epochs),
+            "schedule": config.schedule,
             # Early stopping may fire on the last allowed epoch: that is a plateau, not the cap.
-            "stopped_early": bool(len(history) < config.epochs or stopping.stopped_epoch > 0),
+            "stopped_early": bool(
+                stopping is not None and (len(history) < config.epochs or stopping.stopped_epoch > 0)
+            ),
             "best_epoch": int(history.loc[history[MONITOR].idxmax(), "epoch"]) + 1,
         }
-        model.load_weights(directory / "best.weights.h5")
+        if stopping is None:
+            # A fixed budget keeps its last epochs, whatever the validation says.
+            training["kept_epochs"] = kept.average_into(model)
+        else:
+            model.load_weights(directory / "best.weights.h5")
         predictions = predict_images(
             model, prepared, ("validation", "test"), batch_size=config.batch_size, task=config.task, config=config
         )

@@ -77,6 +77,35 @@ def test_parallel_runs_equal_sequential_runs(data, local_ray, tmp_path):
     assert "nothing to train" in again.getvalue()
 
 
+def test_local_workers_train_side_by_side_what_one_process_trains(data, tmp_path):
+    """The local executor with two worker processes: the same runs, bit for bit, as one after
+    another in this process (the workers compute the same keys), and both started at once."""
+    jobs = [(f"smoke seed {seed}", SMOKE.replace(seed=seed)) for seed in (0, 1)]
+    sequential = train_runs(jobs, runs_dir=tmp_path / "one", verbose="silent", out=io.StringIO(), **data)
+    out = io.StringIO()
+    side = train_runs(jobs, runs_dir=tmp_path / "two", workers=2, out=out, **data)
+    log = out.getvalue()
+    assert [r.status for r in side] == ["trained", "trained"], log
+    assert [r.key for r in side] == [r.key for r in sequential]
+    for result in side:
+        assert predictions(tmp_path / "two", result.key) == predictions(tmp_path / "one", result.key)
+    assert "2 side by side" in log
+    verbs = re.findall(r"^\[\d+/2\] (\w+)", log, flags=re.M)
+    assert verbs[:2] == ["started", "started"] and verbs.count("finished") == 2, log
+
+
+def test_local_workers_report_a_failed_run_and_finish_the_others(data, tmp_path):
+    bad = SMOKE.replace(image_size=12, depth=4, seed=3)  # too small for four pooling blocks
+    jobs = [("fails", bad), ("smoke seed 0", SMOKE)]
+    out = io.StringIO()
+    failed, trained = train_runs(jobs, runs_dir=tmp_path, workers=2, out=out, **data)
+    assert failed.status == "failed" and "retry it alone with" in out.getvalue()
+    assert failed.retry_command.endswith("--run fails")
+    assert trained.status == "trained"
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        train_runs(jobs, runs_dir=tmp_path, workers=0, out=out, **data)
+
+
 class KillAfterFirstCheckpoint(io.StringIO):
     """The driver's progress stream; it also kills the run's worker process (SIGKILL, as the
     kernel's out-of-memory killer or a lost node would) once the first epoch is checkpointed."""

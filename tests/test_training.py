@@ -230,6 +230,46 @@ def test_plateau_rules_starting_mid_training_keep_the_history_readable(dataset, 
     assert run.history["val_study_auroc_smooth"].between(0, 1).all()
 
 
+COSINE = TINY | {"schedule": "cosine", "epochs": 4, "average_epochs": 2}
+
+
+def test_fixed_budget_decays_to_zero_and_keeps_the_average_of_its_last_epochs(dataset, cache_dir, tmp_path):
+    store = RunStore(tmp_path)
+    run = run_experiment(ExperimentConfig(**COSINE), dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    assert len(run.history) == COSINE["epochs"] and not run.training["stopped_early"]
+    assert run.training["schedule"] == "cosine" and run.training["kept_epochs"] == [3, 4]
+    rates = run.history["learning_rate"].to_numpy()
+    assert rates[0] < TINY.get("learning_rate", 1e-3) and np.all(np.diff(rates) < 0) and rates[-1] < 1e-5
+    # The stored weights are the mean of the kept epochs' weights, which the run folder no longer holds.
+    assert not (run.directory / "checkpoint").exists()
+    model = run.load_model()
+    weights = model.get_weights()
+    assert any(np.abs(w).sum() > 0 for w in weights)
+
+
+def test_fixed_budget_resumes_exactly(dataset, cache_dir, tmp_path):
+    config = ExperimentConfig(**COSINE)
+    whole = run_experiment(config, dataset, store=RunStore(tmp_path / "whole"), cache_dir=cache_dir, verbose="silent")
+    store = RunStore(tmp_path / "cut")
+    with pytest.raises(Interrupt):
+        # Cut after epoch 3, the first of the two averaged: the resumed run must still average both.
+        run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent",
+                       extra_callbacks=[InterruptAfter(2)])  # fmt: skip
+    resumed = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    assert resumed.info["resumed"] == 1
+    pd.testing.assert_frame_equal(resumed.history, whole.history)
+    np.testing.assert_array_equal(resumed.predictions["probability"], whole.predictions["probability"])
+
+
+def test_schedule_settings_are_checked():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        ExperimentConfig(schedule="linear")
+    with pytest.raises(ValueError, match="average_epochs must be between 1 and epochs"):
+        ExperimentConfig(schedule="cosine", epochs=4, average_epochs=5)
+    with pytest.raises(ValueError, match="needs schedule 'cosine'"):
+        ExperimentConfig(average_epochs=2)
+
+
 @pytest.fixture(scope="module")
 def multiview_runs(reference, dataset, cache_dir, tmp_path_factory):
     """The multi-view model as a run: from the reference image run, in the same store; then the

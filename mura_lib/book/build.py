@@ -158,8 +158,13 @@ class Builder:
         missing: str | None = None,
         max_excluded_fraction: float | None = None,
         generate: bool = True,
+        workers: int | None = None,
     ):
         self.root = root
+        # Runs trained side by side before the chapters execute (None: executors.default_workers()).
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise BuildError(f"--workers must be a positive integer, got {workers!r}")
+        self.workers = workers
         self.profile = profile
         self.overrides = dict(overrides or {})  # settings given on the command line (-p, -f) for every chapter
         self.data_override = data
@@ -427,9 +432,12 @@ class Builder:
             stale.unlink()
         records = []
         notebooks = [e for e in entries if is_notebook(self.root / f"{e}.md")]
-        for number, entry in enumerate(notebooks, start=1):
-            plan = self.plan(entry)
-            reasons = ["forced"] if force else self.why_stale(plan)
+        plans = [self.plan(entry) for entry in notebooks]
+        stale = {plan.name: ["forced"] if force else self.why_stale(plan) for plan in plans}
+        if any(stale.values()):
+            self.train_ahead()
+        for number, plan in enumerate(plans, start=1):
+            reasons = stale[plan.name]
             target = self.executed_dir / f"{plan.name}.ipynb"
             if not reasons:
                 state = self.state(plan)
@@ -443,6 +451,32 @@ class Builder:
             self.say(f"    done in {record['seconds']:.1f}s")
             records.append(record | {"cached": False})
         return records
+
+    def train_ahead(self) -> None:
+        """Trains the runs of the profile's plan that the run store lacks, ``workers`` at a time,
+        before any chapter executes; the chapters then read them.  With one worker nothing happens
+        here: each run is trained by the first chapter that needs it.  A run that fails here is
+        reported, and the chapter that needs it tries it again (and fails with its error)."""
+        from .executors import default_workers, train_runs
+        from .profiles import plan_for_profile
+
+        workers = self.workers or default_workers()
+        if workers < 2:
+            return
+        plan = plan_for_profile(self.root, self.profile, self.data_override, self.overrides, verbose="silent")
+        command = ["mura-thesis", "train", "--profile", self.profile.name]
+        if self.data_override:
+            command += ["--data", str(self.data_override)]
+        for data_root, jobs in plan.job_stages():
+            train_runs(
+                jobs,
+                data_root=data_root,
+                runs_dir=self.root / "runs",
+                cache_dir=self.root / "data" / "cache",
+                workers=workers,
+                out=self.out,
+                command=command,
+            )
 
     # rendering ---------------------------------------------------------------------------
     def results_manifest(self, records: list[dict]) -> dict:

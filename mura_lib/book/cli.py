@@ -68,7 +68,12 @@ def _data_settings(args) -> dict:
 def cmd_build(args) -> int:
     root = project_root()
     builder = Builder(
-        root, load_profile(root, args.profile), data=args.data, overrides=_build_overrides(args), **_data_settings(args)
+        root,
+        load_profile(root, args.profile),
+        data=args.data,
+        overrides=_build_overrides(args),
+        workers=args.workers,
+        **_data_settings(args),
     )
     if args.pdf:
         from .pdf import build_pdf
@@ -143,7 +148,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .executors import train_runs
+    from .executors import default_workers, train_runs
     from .profiles import plan_stages
 
     root = project_root()
@@ -170,6 +175,7 @@ def cmd_train(args) -> int:
             address=args.address,
             gpus_per_run=args.gpus_per_run,
             cpus_per_run=args.cpus_per_run,
+            workers=args.workers or default_workers(),
             command=command,
         )
         ok = ok and all(result.ok for result in results)
@@ -270,6 +276,13 @@ def main(argv=None) -> int:
     p.add_argument(
         "--pdf", action="store_true", help="typeset the PDF thesis (_build/latex/thesis.pdf) instead of the HTML"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="train the plan's missing runs N at a time, each in its own process, before the chapters execute "
+        "(default: one per CPU core without a GPU, else 1; 1 trains each run in the chapter that first needs it)",
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="execute one chapter with other parameters")
@@ -301,6 +314,13 @@ def main(argv=None) -> int:
     p.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each Ray task asks for (default 0)")
     p.add_argument("--cpus-per-run", type=float, default=1, help="CPUs each Ray task asks for (default 1)")
     p.add_argument("--run", action="append", metavar="NAME", help="train only the run of this name (repeatable)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local executor: runs trained at once, each in its own process (default: one per CPU core "
+        "without a GPU, else 1)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("synthesize", help="write a synthetic MURA-v1.1 dataset")

@@ -55,6 +55,8 @@ RULES: dict[str, dict] = {
     "lr_patience": _int(1),
     "early_stopping_patience": _int(1),
     "smoothing": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1]"},
+    "schedule": {"enum": ["plateau", "cosine"], "description": "'plateau' or 'cosine'"},
+    "average_epochs": _int(1),
     "validation_fraction": {
         "type": "number",
         "exclusiveMinimum": 0,
