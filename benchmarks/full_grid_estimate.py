@@ -9,7 +9,7 @@ Assumptions (each a flag):
   * training images: MURA-v1.1 has 36,808 training images; 10% of its patients are held out
     for validation, so about 33,100 train and 3,700 validate each epoch;
   * time per image grows with the pixel count, (size / 224)^2 (a saturated GPU);
-  * every run trains all its epochs (early stopping can only shorten this);
+  * every run trains all its epochs (its fixed budget: the plan's cosine schedule has no early stopping);
   * DenseNet-169 and EfficientNet-B0 train at ResNet-50's measured rate (they were not measured);
     a frozen backbone trains at its fine-tuned rate (frozen is faster: an upper bound);
   * the default augmentation (flip, rotation, zoom, contrast) costs what it cost on JAX,

@@ -10,13 +10,18 @@ plan should use.
         [--rules plateau patience-8 ...] [--runs build/bench-training-rules]
 
 Runs go into their own run store (``--runs``), so an interrupted benchmark resumes and a second
-call reads the finished runs instead of training them again.
+call reads the finished runs instead of training them again.  The seeds of one rule can be
+trained by several processes side by side (``--seeds 0 1`` here, ``--seeds 2 3`` there, each
+with ``MURA_THREADS=1``); ``--summarise LOG ...`` then reads their printed lines and prints the
+table over all of them, with each rule's difference from the ``plateau`` rule seed by seed (the
+seeds share data order and draws) and a two-sided F test of its spread against that rule's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,23 +40,75 @@ from mura_lib.runs import RunStore  # noqa: E402
 from mura_lib.scoring import study_metrics  # noqa: E402
 from mura_lib.training import run_experiment  # noqa: E402
 
-# Each rule: the changes to the profile's baseline configuration.
+# Each rule: the changes to the profile's baseline configuration (each names its schedule and
+# epochs, so that a rule means the same whatever the profile's defaults are).
+PLATEAU = {"schedule": "plateau", "epochs": 30}
 RULES = {
-    # The plan's plateau rules as they stand: cut the rate after lr_patience epochs without gain,
-    # stop after early_stopping_patience, keep the best smoothed validation epoch.
-    "plateau": {},
+    # The plateau rules (the demo's until the fixed budget replaced them): cut the rate after
+    # lr_patience epochs without gain, stop after early_stopping_patience, keep the best smoothed
+    # validation epoch; at most 30 epochs.
+    "plateau": PLATEAU,
     # A stopping patience that outlasts a learning-rate cut (and a second one).
-    "patience 8": {"early_stopping_patience": 8},
+    "patience 8": PLATEAU | {"early_stopping_patience": 8},
     # The plateau rules judged on twice as many validation studies.
-    "validation 0.4": {"validation_fraction": 0.4},
+    "validation 0.4": PLATEAU | {"validation_fraction": 0.4},
     # A fixed budget, the rate decaying on a cosine to zero, the last epoch's weights kept.
     "cosine 12": {"schedule": "cosine", "epochs": 12},
     # The same, the weights of the last 3 epochs averaged.
     "cosine 12, average 3": {"schedule": "cosine", "epochs": 12, "average_epochs": 3},
     "cosine 20": {"schedule": "cosine", "epochs": 20},
+    "cosine 16": {"schedule": "cosine", "epochs": 16},
     "cosine 8": {"schedule": "cosine", "epochs": 8},
     "cosine 8, average 3": {"schedule": "cosine", "epochs": 8, "average_epochs": 3},
 }
+
+
+LINE = re.compile(
+    r"^(?P<rule>.+?)\s+seed (?P<seed>\d+): AUROC (?P<auroc>[\d.]+)\s+kappa (?P<kappa>-?[\d.]+)\s+"
+    r"epochs (?P<epochs>\d+)\s+\((?P<wall>\d+) s\)$"
+)
+
+
+def summarise(logs: list[str]) -> None:
+    """The table over every seed line of ``logs`` (a later line for the same rule and seed wins)."""
+    from scipy import stats
+
+    rows = {}
+    for log in logs:
+        for line in Path(log).read_text().splitlines():
+            match = LINE.match(line.strip())
+            if match:
+                row = match.groupdict()
+                rows[(row["rule"], int(row["seed"]))] = row
+    frame = pd.DataFrame(rows.values()).astype({"seed": int, "auroc": float, "kappa": float, "epochs": int})
+    frame = frame.astype({"wall": float})
+    reference = frame.loc[frame["rule"] == "plateau"].set_index("seed")
+    lines = []
+    for rule, group in frame.groupby("rule", sort=False):
+        group = group.set_index("seed")
+        shared = group.index.intersection(reference.index)
+        paired = group.loc[shared, "auroc"] - reference.loc[shared, "auroc"]
+        ratio = group["auroc"].var() / reference["auroc"].var()
+        df_a, df_b = len(group) - 1, len(reference) - 1
+        p_spread = 2 * min(stats.f.cdf(ratio, df_a, df_b), stats.f.sf(ratio, df_a, df_b))
+        lines.append(
+            {
+                "rule": rule,
+                "seeds": len(group),
+                "AUROC mean": group["auroc"].mean(),
+                "AUROC SD": group["auroc"].std(),
+                "min": group["auroc"].min(),
+                "max": group["auroc"].max(),
+                "kappa mean": group["kappa"].mean(),
+                "kappa SD": group["kappa"].std(),
+                "epochs": group["epochs"].mean(),
+                "s per run (2 side by side)": group["wall"].mean(),
+                "vs plateau, same seeds": paired.mean() if rule != "plateau" else np.nan,
+                "spread F test p": p_spread if rule != "plateau" else np.nan,
+            }
+        )
+    table = pd.DataFrame(lines).set_index("rule")
+    print(table.round(3).to_string())
 
 
 def main() -> None:
@@ -61,7 +118,11 @@ def main() -> None:
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--runs", default="build/bench-training-rules", help="the benchmark's own run store")
     parser.add_argument("--data", help="the profile's data folder (default: generated as the build would)")
+    parser.add_argument("--summarise", nargs="+", metavar="LOG", help="print the table of these runs' printed lines")
     args = parser.parse_args()
+    if args.summarise:
+        summarise(args.summarise)
+        return
 
     project = Path(__file__).resolve().parents[1]
     profile = load_profile(project, args.profile)

@@ -60,7 +60,7 @@ class ExperimentConfig:
     augment: bool = True
     weights: str | None = None
     fine_tune: bool = False
-    epochs: int = 30  # the cap; training normally stops earlier, on the plateau rules below
+    epochs: int = 20  # the fixed budget ("cosine" schedule), or the cap of the plateau rules
     batch_size: int = 32
     learning_rate: float = 1e-3
     # Plateau rules watch the study-level validation AUROC, smoothed over epochs (an exponential
@@ -76,7 +76,7 @@ class ExperimentConfig:
     # with no stopping and no choice of epoch; the weights kept are the average of the last
     # ``average_epochs`` epochs' weights (1: the last epoch's).  The plateau rules' settings
     # are then unused.
-    schedule: str = "plateau"
+    schedule: str = "cosine"
     average_epochs: int = 1
     class_weighting: str = "paper"
     validation_fraction: float = 0.1

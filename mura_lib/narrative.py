@@ -155,9 +155,15 @@ def signal_sentence(headline: dict) -> str:
 
 
 def stopping_sentence(runs: dict) -> str:
-    """How the runs of a group ended: on a plateau, or at the epoch cap (said plainly)."""
-    capped = [label for label, run in runs.items() if run.hit_cap]
+    """How the runs of a group ended: their fixed budget, on a plateau, or at the epoch cap (said
+    plainly)."""
     total = len(runs)
+    fixed = [run for run in runs.values() if getattr(run, "training", {}).get("schedule") == "cosine"]
+    budgets = {run.training["cap"] for run in fixed}
+    if fixed and len(fixed) == total:
+        budget = " or ".join(str(b) for b in sorted(budgets))
+        return f"Every training ran its fixed budget of {budget} epochs, with no early stopping."
+    capped = [label for label, run in runs.items() if run.hit_cap]
     if not capped:
         return f"All {total} trainings stopped on a plateau of the smoothed validation AUROC before the epoch cap."
     if len(capped) == total:
@@ -402,12 +408,32 @@ def training_texts(run) -> dict:
     from .tables import plural
 
     cap = plural(run.training["cap"], "epoch")
-    stopping = (
-        f"Training ran to its cap of {cap} without reaching a plateau, so a longer training might still improve it"
-        if run.hit_cap
-        else f"The plateau rules stopped training before the cap of {cap}"
-    )
-    return {"epochs": plural(len(run.history), "epoch"), "best-epoch": run.training["best_epoch"], "stopping": stopping}
+    if run.training.get("schedule") == "cosine":
+        stopping = f"Training ran its fixed budget of {cap}, the learning rate decaying to zero"
+    elif run.hit_cap:
+        stopping = (
+            f"Training ran to its cap of {cap} without reaching a plateau, so a longer training might still improve it"
+        )
+    else:
+        stopping = f"The plateau rules stopped training before the cap of {cap}"
+    return {
+        "epochs": plural(len(run.history), "epoch"),
+        "best-epoch": run.training["best_epoch"],
+        "kept": kept_phrase(run),
+        "stopping": stopping,
+    }
+
+
+def kept_phrase(run) -> str:
+    """Which weights a run kept, as a phrase: "the weights after its last epoch", "the average of
+    the weights after epochs 18 to 20", or "the weights of epoch 11, the best by the smoothed
+    study-level validation AUROC"."""
+    epochs = run.training.get("kept_epochs")
+    if epochs:
+        if len(epochs) == 1:
+            return "the weights after its last epoch"
+        return f"the average of the weights after epochs {epochs[0]} to {epochs[-1]}"
+    return f"the weights of epoch {run.training['best_epoch']}, the best by the smoothed study-level validation AUROC"
 
 
 def conclusion_texts(plan, headline) -> dict:
@@ -543,7 +569,13 @@ def multiview_facts(run, comparison, images) -> dict:
         "mv-size": config.image_size,
         "mv-epochs": plural(config.epochs, "epoch"),
         "mv-epochs-run": run.training["epochs"],
-        "mv-stopping": "the plateau rules stopped it" if run.training["stopped_early"] else "it ran to that cap",
+        "mv-stopping": (
+            "its fixed budget"
+            if run.training.get("schedule") == "cosine"
+            else f"the plateau rules stopped it before its cap of {plural(config.epochs, 'epoch')}"
+            if run.training["stopped_early"]
+            else "its cap; the plateau rules did not stop it"
+        ),
         "mean-auroc": comparison.auroc_b,
         "mv-auroc": comparison.auroc_a,
         "mv-verdict": verdict_sentence(comparison),

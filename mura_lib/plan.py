@@ -66,14 +66,14 @@ class PlanSettings:
 
     seed: int = 0
     image_size: int = 48
-    epochs: int = 30
+    epochs: int = 20  # the fixed budget (schedule "cosine"), or the cap of the plateau rules
     min_epochs: int = 6
     lr_patience: int = 2
     early_stopping_patience: int = 4
     smoothing: float = 0.5
     # "plateau" (the rules above) or "cosine" (a fixed budget of ``epochs``, the weights of the
     # last ``average_epochs`` epochs averaged): see ExperimentConfig.schedule.
-    schedule: str = "plateau"
+    schedule: str = "cosine"
     average_epochs: int = 1
     validation_fraction: float = 0.2
     n_resamples: int = 1000
@@ -477,7 +477,7 @@ class ExperimentPlan:
                 store=self.store,
                 cache_dir=self.cache_dir,
                 verbose=self.verbose,
-                name=f"{planned.name} ({planned.config.image_size} px, seed {planned.config.seed})",
+                name=self.label(planned.name),
             )
             _note_run_used(planned.name, self._trained[planned.name].key)
         return self._trained[planned.name]
@@ -697,24 +697,30 @@ class ExperimentPlan:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def label(self, name: str) -> str:
+        """How run ``name`` is labelled in the run store: ``"no L2 (48 px, seed 0)"``."""
+        config = self.runs[name].config
+        return f"{name} ({config.image_size} px, seed {config.seed})"
+
     def job_stages(self) -> list[tuple[Path, list]]:
-        """``[(data root, [(name, config), ...]), ...]`` in the order an executor must train them:
+        """``[(data root, [(label, config), ...]), ...]`` in the order an executor must train them:
         the source runs, then the runs that need no other run, then those initialised from a source
-        run (their configurations carry its key)."""
-        source = [(p.name, p.config) for p in self.runs.values() if p.dataset == "source"]
-        first = [(p.name, p.config) for p in self.runs.values() if p.dataset == "target" and p.source is None]
+        run (their configurations carry its key).  Each run is named by its :meth:`label`, as the
+        chapters name it in the run store."""
+        source = [(self.label(p.name), p.config) for p in self.runs.values() if p.dataset == "source"]
         stages = []
         if source:
             stages.append((Path(self.source_dataset.root), source))
-        stages.append((Path(self.data_root), first))
+        stages.append((Path(self.data_root), self.jobs()))
         dependent = [p.name for p in self.runs.values() if p.source is not None]
         if dependent:
-            stages.append((Path(self.data_root), [(n, self.config(n)) for n in dependent]))
+            stages.append((Path(self.data_root), [(self.label(n), self.config(n)) for n in dependent]))
         return stages
 
     def jobs(self) -> list[tuple[str, "ExperimentConfig"]]:
-        """``(name, config)`` of every run on the thesis' data that needs no other run first."""
-        return [(p.name, p.config) for p in self.runs.values() if p.dataset == "target" and p.source is None]
+        """``(label, config)`` of every run on the thesis' data that needs no other run first."""
+        runs = self.runs.values()
+        return [(self.label(p.name), p.config) for p in runs if p.dataset == "target" and p.source is None]
 
 
 def settings_from_parameters(parameters: dict, *, source: str) -> dict:

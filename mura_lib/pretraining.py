@@ -12,14 +12,14 @@ import pandas as pd
 def results_table(runs: dict) -> pd.DataFrame:
     """One row per run (``{label: Run}``, indexed by ``Model``): test AUROC and Cohen's kappa, the
     number of parameters and of those trained (from the architecture its configuration builds, no
-    trained weights needed), the epochs trained, whether training stopped on a plateau or at the
-    cap, and whether its test predictions are constant."""
+    trained weights needed), the epochs trained, how training ended (budget, plateau or cap), and
+    whether its test predictions are constant."""
     from .development import trainable_parameters
     from .models import build_model
     from .tables import runs_table
 
     models = [build_model(run.config) for run in runs.values()]
-    table = runs_table(runs, index="Model").drop(columns="Best epoch")
+    table = runs_table(runs, index="Model").drop(columns="Epoch kept")
     table.insert(2, "Parameters", [model.count_params() for model in models])
     table.insert(3, "Trained parameters", [trainable_parameters(model) for model in models])
     table["Constant predictions"] = ["yes" if run.constant_note() else "no" for run in runs.values()]

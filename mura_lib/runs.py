@@ -73,8 +73,23 @@ class Run:
 
     @property
     def hit_cap(self) -> bool:
-        """True if training ran to its epoch cap without the plateau rules stopping it."""
+        """True if training ran to its epoch cap without the plateau rules stopping it (always,
+        for a fixed budget)."""
         return not self.training.get("stopped_early", False)
+
+    @property
+    def fixed_budget(self) -> bool:
+        """True if the run trained a fixed budget of epochs (schedule "cosine"): no plateau rules."""
+        return self.training.get("schedule") == "cosine"
+
+    @property
+    def kept(self) -> str:
+        """The epoch whose weights the run kept ("12"), or the epochs whose weights it averaged
+        ("18-20")."""
+        epochs = self.training.get("kept_epochs")
+        if epochs:
+            return str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}\u2013{epochs[-1]}"
+        return str(self.training["best_epoch"])
 
     @property
     def name(self) -> str:

@@ -171,9 +171,22 @@ def format_table(
     return styler
 
 
+def _kept(run) -> str:
+    kept = getattr(run, "kept", None)
+    return kept if isinstance(kept, str) else str(run.training["best_epoch"])
+
+
+def _ended(run) -> str:
+    """How a run's training ended: "budget" (a fixed budget), "plateau" or "cap"."""
+    if run.training.get("schedule") == "cosine":
+        return "budget"
+    return "cap" if run.hit_cap else "plateau"
+
+
 def runs_table(runs: dict, *, index: str = "Run", by=None, time: bool = False) -> pd.DataFrame:
     """One row per run of ``runs`` (``{label: Run}``): test AUROC, Cohen's kappa, the epochs
-    trained, the epoch kept, and whether training stopped on a plateau or at the cap; with
+    trained, the epoch whose weights were kept, and how training ended (its fixed budget, a
+    plateau or the cap); with
     ``time``, the training time of its last session.  ``by`` (a function of a run) gives the
     index values instead of the labels, and the rows are then sorted by them."""
     rows = []
@@ -183,8 +196,8 @@ def runs_table(runs: dict, *, index: str = "Run", by=None, time: bool = False) -
             "AUROC": run.metrics["auroc"],
             "Cohen's kappa": run.metrics["kappa"],
             "Epochs": len(run.history),
-            "Best epoch": run.training["best_epoch"],
-            "Stopped": "cap" if run.hit_cap else "plateau",
+            "Epoch kept": _kept(run),
+            "Ended": _ended(run),
         }
         if time:
             row["Training time (s)"] = run.environment["train_seconds_last_session"]

@@ -71,8 +71,10 @@ def _verbosity(verbose) -> str:
 
 
 def compile_model(model: keras.Model, config: ExperimentConfig, steps_per_epoch: int | None = None) -> None:
-    """Compiles ``model`` with Adam at ``config.learning_rate``; under the "cosine" schedule the
-    rate decays to zero over ``config.epochs`` epochs of ``steps_per_epoch`` steps."""
+    """Compiles ``model`` with Adam at ``config.learning_rate``; under the "cosine" schedule, given
+    ``steps_per_epoch``, the rate decays to zero over ``config.epochs`` epochs of that many steps
+    (without it the rate stays constant: a model compiled to be shown or timed, not trained as a
+    run, which :func:`run_experiment` does)."""
     if config.task == "abnormality":
         loss = keras.losses.BinaryCrossentropy()
         metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
@@ -80,9 +82,7 @@ def compile_model(model: keras.Model, config: ExperimentConfig, steps_per_epoch:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     rate = config.learning_rate
-    if config.schedule == "cosine":
-        if not steps_per_epoch:
-            raise ValueError("the cosine schedule needs steps_per_epoch, the number of batches in an epoch")
+    if config.schedule == "cosine" and steps_per_epoch:
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=config.epochs * steps_per_epoch)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=rate, beta_1=0.9, beta_2=0.999),

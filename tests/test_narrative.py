@@ -113,8 +113,13 @@ def test_multiview_facts_read_the_run_the_data_and_the_comparison(better, same):
     facts = narrative.multiview_facts(run, better, images)
     assert facts["max-views"] == 2 and facts["truncated"] == 1  # only s1 has more than 2 views
     assert facts["mv-size"] == 48 and facts["mv-epochs"] == "1 epoch" and facts["mv-epochs-run"] == 1
-    assert facts["mv-stopping"] == "it ran to that cap"
+    assert facts["mv-stopping"] == "its cap; the plateau rules did not stop it"
     assert facts["mv-auroc"] == better.auroc_a and facts["mean-auroc"] == better.auroc_b
     assert facts["mv-verdict"] == narrative.verdict_sentence(better)
     run.training["stopped_early"] = True
-    assert narrative.multiview_facts(run, better, images)["mv-stopping"] == "the plateau rules stopped it"
+    assert (
+        narrative.multiview_facts(run, better, images)["mv-stopping"]
+        == "the plateau rules stopped it before its cap of 1 epoch"
+    )
+    run.training["schedule"] = "cosine"
+    assert narrative.multiview_facts(run, better, images)["mv-stopping"] == "its fixed budget"

@@ -172,6 +172,11 @@ def test_stopping_sentence_says_when_runs_hit_their_cap():
         "a ran to the epoch cap without reaching a plateau (1 of 2); the other"
     )
     assert narrative.stopping_sentence({"b": runs["b"]}).startswith("All 1 trainings stopped on a plateau")
+    budget = {name: SimpleNamespace(hit_cap=True, training={"schedule": "cosine", "cap": 20}) for name in "ab"}
+    assert (
+        narrative.stopping_sentence(budget)
+        == "Every training ran its fixed budget of 20 epochs, with no early stopping."
+    )
     assert tables.plural(1, "epoch") == "1 epoch" and tables.plural(3, "epoch") == "3 epochs"
 
 
@@ -237,8 +242,12 @@ def test_runs_table_has_one_row_per_run_in_the_order_asked():
     runs = {"64 px": _run(0.8, 0.5, 5, 3, 8, 40.0, 64), "baseline": _run(0.7, 0.4, 8, 8, 8, 20.0, 32)}
     table = tables.runs_table(runs, index="Image size (px)", by=lambda run: run.config.image_size, time=True)
     assert list(table.index) == [32, 64]
-    assert table.loc[64, "AUROC"] == 0.8 and table.loc[32, "Epochs"] == 8 and table.loc[64, "Best epoch"] == 3
-    assert list(table["Stopped"]) == ["cap", "plateau"] and table.loc[64, "Training time (s)"] == 40.0
+    assert table.loc[64, "AUROC"] == 0.8 and table.loc[32, "Epochs"] == 8 and table.loc[64, "Epoch kept"] == "3"
+    assert list(table["Ended"]) == ["cap", "plateau"] and table.loc[64, "Training time (s)"] == 40.0
+    budget = _run(0.8, 0.5, 20, 17, 20)
+    budget.training |= {"schedule": "cosine"}
+    budget.kept = "18\u201320"
+    assert tables.runs_table({"x": budget}).loc["x", ["Epoch kept", "Ended"]].tolist() == ["18\u201320", "budget"]
     plain = tables.runs_table(runs, index="Variant")
     assert list(plain.index) == ["64 px", "baseline"] and "Training time (s)" not in plain
 
@@ -248,9 +257,17 @@ def test_training_texts_say_how_a_run_ended():
     assert narrative.training_texts(capped) == {
         "epochs": "8 epochs",
         "best-epoch": 8,
+        "kept": "the weights of epoch 8, the best by the smoothed study-level validation AUROC",
         "stopping": "Training ran to its cap of 8 epochs without reaching a plateau, so a longer training might "
         "still improve it",
     }
+    budget = _run(0.7, 0.4, 20, 12, 20)
+    budget.training |= {"schedule": "cosine", "kept_epochs": [20]}
+    texts = narrative.training_texts(budget)
+    assert texts["kept"] == "the weights after its last epoch"
+    assert texts["stopping"] == "Training ran its fixed budget of 20 epochs, the learning rate decaying to zero"
+    budget.training["kept_epochs"] = [18, 19, 20]
+    assert narrative.training_texts(budget)["kept"] == "the average of the weights after epochs 18 to 20"
     assert narrative.training_texts(stopped)["epochs"] == "1 epoch"
     assert (
         narrative.training_texts(stopped)["stopping"] == "The plateau rules stopped training before the cap of 8 epochs"

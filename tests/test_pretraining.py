@@ -49,7 +49,7 @@ def test_results_table_counts_parameters_from_the_architecture():
         "Parameters",
         "Trained parameters",
         "Epochs",
-        "Stopped",
+        "Ended",
         "Constant predictions",
     ]
     # conv 3x3x1x4 and 3x3x4x8 without bias, batch norm 4 numbers per channel, head 8 + 1; the
@@ -57,13 +57,13 @@ def test_results_table_counts_parameters_from_the_architecture():
     total = 3 * 3 * 1 * 4 + 4 * 4 + 3 * 3 * 4 * 8 + 4 * 8 + 8 + 1
     assert table["Parameters"].tolist() == [total, total]
     assert table["Trained parameters"].tolist() == [total - 2 * (4 + 8)] * 2
-    assert table.loc["baseline", ["AUROC", "Epochs", "Stopped", "Constant predictions"]].tolist() == [
+    assert table.loc["baseline", ["AUROC", "Epochs", "Ended", "Constant predictions"]].tolist() == [
         0.71,
         3,
         "cap",
         "no",
     ]
-    assert table.loc["collapsed", ["Stopped", "Constant predictions"]].tolist() == ["plateau", "yes"]
+    assert table.loc["collapsed", ["Ended", "Constant predictions"]].tolist() == ["plateau", "yes"]
 
 
 def test_source_table_lists_the_source_runs_or_says_there_are_none():

@@ -17,6 +17,7 @@ from mura_lib.book.executors import train_runs
 from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.preprocess import build_cache
+from mura_lib.runs import RunStore
 from mura_lib.synthetic import generate_synthetic_mura
 
 needs_ray = pytest.mark.skipif(
@@ -92,6 +93,17 @@ def test_local_workers_train_side_by_side_what_one_process_trains(data, tmp_path
     assert "2 side by side" in log
     verbs = re.findall(r"^\[\d+/2\] (\w+)", log, flags=re.M)
     assert verbs[:2] == ["started", "started"] and verbs.count("finished") == 2, log
+
+
+def test_a_job_may_name_its_own_data(data, tmp_path):
+    """A job (name, config, data_root) trains on that dataset: the same configuration on other
+    data is another run, trained beside the others."""
+    other = generate_synthetic_mura(tmp_path / "other", scale=0.003, image_size=64, seed=5, workers=1, progress=False)
+    jobs = [("here", SMOKE), ("there", SMOKE, other)]
+    here, there = train_runs(jobs, runs_dir=tmp_path / "runs", workers=2, out=io.StringIO(), **data)
+    assert here.status == there.status == "trained" and here.key != there.key
+    stored = RunStore(tmp_path / "runs").load(there.key)
+    assert stored.info["data_root"] == str(other)
 
 
 def test_local_workers_report_a_failed_run_and_finish_the_others(data, tmp_path):

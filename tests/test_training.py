@@ -261,13 +261,27 @@ def test_fixed_budget_resumes_exactly(dataset, cache_dir, tmp_path):
     np.testing.assert_array_equal(resumed.predictions["probability"], whole.predictions["probability"])
 
 
+def test_plateau_rules_resume_exactly(dataset, cache_dir, tmp_path):
+    """The plateau schedule's state (waits, best values, the cut learning rate) survives a resume."""
+    config = ExperimentConfig(**TINY | {"schedule": "plateau", "epochs": 4, "min_epochs": 1, "lr_patience": 1})
+    whole = run_experiment(config, dataset, store=RunStore(tmp_path / "whole"), cache_dir=cache_dir, verbose="silent")
+    store = RunStore(tmp_path / "cut")
+    with pytest.raises(Interrupt):
+        run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent",
+                       extra_callbacks=[InterruptAfter(1)])  # fmt: skip
+    resumed = run_experiment(config, dataset, store=store, cache_dir=cache_dir, verbose="silent")
+    assert resumed.training["schedule"] == "plateau" and "kept_epochs" not in resumed.training
+    pd.testing.assert_frame_equal(resumed.history, whole.history)
+    np.testing.assert_array_equal(resumed.predictions["probability"], whole.predictions["probability"])
+
+
 def test_schedule_settings_are_checked():
     with pytest.raises(ValueError, match="schedule must be one of"):
         ExperimentConfig(schedule="linear")
     with pytest.raises(ValueError, match="average_epochs must be between 1 and epochs"):
         ExperimentConfig(schedule="cosine", epochs=4, average_epochs=5)
     with pytest.raises(ValueError, match="needs schedule 'cosine'"):
-        ExperimentConfig(average_epochs=2)
+        ExperimentConfig(schedule="plateau", average_epochs=2)
 
 
 @pytest.fixture(scope="module")

@@ -467,7 +467,12 @@ class Builder:
         command = ["mura-thesis", "train", "--profile", self.profile.name]
         if self.data_override:
             command += ["--data", str(self.data_override)]
-        for data_root, jobs in plan.job_stages():
+        stages = plan.job_stages()
+        if len(stages) > 2:
+            # The pretraining corpus' runs need no other run: they train beside the first stage.
+            (source_root, source_jobs), (data_root, first), *rest = stages
+            stages = [(data_root, [(n, c, source_root) for n, c in source_jobs] + first), *rest]
+        for data_root, jobs in stages:
             train_runs(
                 jobs,
                 data_root=data_root,

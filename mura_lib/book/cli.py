@@ -154,8 +154,13 @@ def cmd_train(args) -> int:
     root = project_root()
     stages = plan_stages(root, args.profile, data=args.data)
     names = [name for _, jobs in stages for name, _ in jobs]
+
+    def chosen(label: str) -> bool:
+        # A run is named by its label ("no L2 (48 px, seed 0)") or by its name in the plan ("no L2").
+        return label in args.run or label.rsplit(" (", 1)[0] in args.run
+
     if args.run:
-        unknown = sorted(set(args.run) - set(names))
+        unknown = sorted(set(args.run) - set(names) - {name.rsplit(" (", 1)[0] for name in names})
         if unknown:
             raise ValueError(f"No run named {unknown} in profile {args.profile!r}; its runs: {names}")
     command = ["mura-thesis", "train", "--profile", args.profile] + (["--data", args.data] if args.data else [])
@@ -163,7 +168,7 @@ def cmd_train(args) -> int:
     # Stages in order: the pretraining runs before the runs initialised from them.
     for data_root, jobs in stages:
         if args.run:
-            jobs = [(name, config) for name, config in jobs if name in args.run]
+            jobs = [(name, config) for name, config in jobs if chosen(name)]
         if not jobs:
             continue
         results = train_runs(

@@ -2,7 +2,7 @@
 by side on a Ray cluster.
 
 ``train_runs(jobs, data_root=..., runs_dir=..., cache_dir=...)`` trains every ``(name, config)``
-job that the run store does not hold yet.  The run store is where the runs meet: each run is
+job (or ``(name, config, data_root)``, for a job on other data) that the run store does not hold yet.  The run store is where the runs meet: each run is
 trained by ``run_experiment``, which writes it into ``runs_dir``, resumes it from its last epoch
 checkpoint if an earlier attempt was killed, and returns it at once if it is already complete.
 So a retried task (its worker died, its node was lost) continues where the last one stopped,
@@ -189,7 +189,9 @@ def train_runs(
 
     Returns one ``Result`` per job, in the order given.  A failed run is reported (its error and
     the command that retries it alone: ``command`` plus ``--run NAME``) and the others go on.
-    Jobs whose configurations are the same run (one key) are trained once.  Progress goes to
+    A job ``(name, config, data_root)`` trains on that dataset instead of ``data_root`` (e.g. a
+    pretraining corpus beside the thesis' data, so that its run need not wait for a stage of its
+    own).  Jobs whose configurations are the same run (one key) are trained once.  Progress goes to
     ``out`` (standard output by default).  ``workers``: runs trained at once by the local
     executor, each in a process of its own (1: one after another in this process).
     """
@@ -202,22 +204,26 @@ def train_runs(
     from ..training import run_key
 
     out = sys.stdout if out is None else out
-    data_root, runs_dir, cache_dir = str(data_root), str(runs_dir), str(cache_dir)
-    dataset = load_mura(data_root)
+    runs_dir, cache_dir = str(runs_dir), str(cache_dir)
+    roots = [str(job[2]) if len(job) > 2 else str(data_root) for job in jobs]
+    jobs = [(job[0], job[1]) for job in jobs]
+    datasets = {root: load_mura(root) for root in dict.fromkeys(roots)}
     store = RunStore(runs_dir)
-    data_hash = dataset.manifest_hash()
-    keys = [run_key(config, data_hash) for _, config in jobs]
+    hashes = {root: dataset.manifest_hash() for root, dataset in datasets.items()}
+    keys = [run_key(config, hashes[root]) for (_, config), root in zip(jobs, roots)]
     # One task per key: the first job's name labels it; jobs sharing the key share its result.
     # The key is computed here as the workers will compute it, except with precision "auto" on
     # a driver without the workers' GPUs: then a stored run is not recognised here, and its task
     # finds it in the store and returns at once.
     todo: dict[str, tuple[str, object]] = {}
     results: dict[str, Result] = {}
-    for (name, config), key in zip(jobs, keys):
+    root_of: dict[str, str] = {}
+    for (name, config), key, root in zip(jobs, keys, roots):
         if store.is_complete(key):
             results[key] = Result(name, key, "stored")
         else:
             todo.setdefault(key, (name, config))
+            root_of.setdefault(key, root)
     total = len(results) + len(todo)
     progress = _Progress(total, len(results), len(todo), out)
     if not todo:
@@ -228,7 +234,7 @@ def train_runs(
             f"{len(todo)} of {total} runs to train into {runs_dir} ({executor} executor{side}).", file=out, flush=True
         )
         retry = {key: shlex.join([*command, "--run", name]) for key, (name, _) in todo.items()}
-        work = _Work(todo, results, progress, retry, dataset, store, data_root, runs_dir, cache_dir, verbose)
+        work = _Work(todo, results, progress, retry, datasets, root_of, store, runs_dir, cache_dir, verbose)
         if executor == "local" and workers > 1 and len(todo) > 1:
             _train_processes(work, workers)
         elif executor == "local":
@@ -257,9 +263,9 @@ class _Work:
     results: dict
     progress: _Progress
     retry: dict
-    dataset: object
+    datasets: dict  # {data root: MuraDataset}
+    roots: dict  # {key: the data root of that run}
     store: object
-    data_root: str
     runs_dir: str
     cache_dir: str
     verbose: str
@@ -274,7 +280,12 @@ def _train_local(work: _Work) -> None:
         started = time.perf_counter()
         try:
             run = run_experiment(
-                config, work.dataset, store=work.store, cache_dir=work.cache_dir, verbose=work.verbose, name=name
+                config,
+                work.datasets[work.roots[key]],
+                store=work.store,
+                cache_dir=work.cache_dir,
+                verbose=work.verbose,
+                name=name,
             )
         except Exception as error:  # reported, and the other runs go on; Ctrl-C still stops
             progress.done += 1
@@ -298,12 +309,13 @@ def _build_caches(work: _Work) -> None:
     start: otherwise several workers would build the same cache at once."""
     from ..preprocess import build_cache
 
-    for size, policy in sorted({(c.image_size, c.policy) for _, c in work.todo.values()}):
+    needed = sorted({(work.roots[key], c.image_size, c.policy) for key, (_, c) in work.todo.items()})
+    for root, size, policy in needed:
         print(
             f"Preparing the {size}px image cache ({policy}) in {work.cache_dir} ...", file=work.progress.out, flush=True
         )
         try:
-            build_cache(work.dataset, size, policy=policy, cache_dir=work.cache_dir, progress=False)
+            build_cache(work.datasets[root], size, policy=policy, cache_dir=work.cache_dir, progress=False)
         except Exception as error:  # the runs that need it fail with this error, and only they
             print(f"    could not: {_error_summary(error)}", file=work.progress.out, flush=True)
 
@@ -319,8 +331,14 @@ def _train_processes(work: _Work, workers: int) -> None:
 
     todo, results, progress, retry = work.todo, work.results, work.progress, work.retry
     _build_caches(work)
-    # The longest runs first (pixels times epochs), so that the last places do not wait on one.
-    queue = sorted(todo.items(), key=lambda item: -(item[1][1].image_size ** 2) * item[1][1].epochs)
+
+    # The longest runs first (images times pixels times epochs), so that the last places do not
+    # wait on one.
+    def cost(item):
+        key, (_, config) = item
+        return len(work.datasets[work.roots[key]].images) * config.image_size**2 * config.epochs
+
+    queue = sorted(todo.items(), key=cost, reverse=True)
     running = {}
     # "spawn": a fresh interpreter per worker, whatever this process has imported or started.
     pool = ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=multiprocessing.get_context("spawn"))
@@ -337,7 +355,7 @@ def _train_processes(work: _Work, workers: int) -> None:
                 key, (name, config) = queue.pop(0)
                 try:
                     future = pool.submit(
-                        train_one, name, config.to_dict(), work.data_root, work.runs_dir, work.cache_dir, "silent"
+                        train_one, name, config.to_dict(), work.roots[key], work.runs_dir, work.cache_dir, "silent"
                     )
                 except BrokenProcessPool:
                     fail(key, name, 0.0, "its worker process could not start (the pool broke earlier)")
@@ -389,7 +407,7 @@ def _import_ray():
 
 def _train_ray(work: _Work, *, address, gpus: float, cpus: float, max_retries: int) -> None:
     todo, results, progress, retry = work.todo, work.results, work.progress, work.retry
-    data_root, runs_dir, cache_dir, verbose = work.data_root, work.runs_dir, work.cache_dir, work.verbose
+    runs_dir, cache_dir, verbose = work.runs_dir, work.cache_dir, work.verbose
     gpus_per_run, cpus_per_run = gpus, cpus
     ray = _import_ray()
     from ray.util.queue import Empty, Queue
@@ -423,7 +441,7 @@ def _train_ray(work: _Work, *, address, gpus: float, cpus: float, max_retries: i
                 max_retries=max_retries,
                 runtime_env={"env_vars": environment},
                 name=f"train {name}",
-            ).remote(name, config.to_dict(), data_root, runs_dir, cache_dir, verbose, events)
+            ).remote(name, config.to_dict(), work.roots[key], runs_dir, cache_dir, verbose, events)
             pending[ref] = key
         attempts = {key: 0 for key in todo}
         key_of_name = {name: key for key, (name, _) in todo.items()}
