@@ -11,8 +11,8 @@ and a second ``train`` after a crash trains only what is missing.
 The ``local`` executor with ``workers`` above 1 trains that many runs at once, each in its own
 process with the thread count of this one (``$MURA_THREADS``, 1 by default: see
 :mod:`mura_lib.numerics`), so the runs' keys are those this process would compute.  On a 2-core
-CPU two single-threaded runs side by side train about 1.3 times as many runs per hour as one
-run on both cores (``benchmarks/results/cpu_side_by_side.txt``).
+CPU two single-threaded runs side by side trained 1.18 times as many short runs per hour as one
+run on both cores, worker start-up included (``benchmarks/results/cpu_side_by_side.txt``).
 
 The ``ray`` executor submits one task per run, each asking for ``gpus_per_run`` GPUs and
 ``cpus_per_run`` CPUs; Ray gives each task's process ``CUDA_VISIBLE_DEVICES`` for the GPUs it
