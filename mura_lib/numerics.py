@@ -10,7 +10,8 @@ defaults everywhere:
 - TensorFlow's intra-op thread pool of one thread (``$MURA_THREADS`` sets another count):
   oneDNN's reductions depend on the number of threads, so the count is fixed explicitly and is
   part of every run key.  One thread, not one per core: the book's small models train about as
-  fast on one thread as on two (532 and 533 images/s at 48 px, ``training_throughput.py``), so
+  fast on one thread as on two (532 and 533 images/s at 48 px,
+  ``benchmarks/results/cpu_training_throughput_48px.txt``), so
   the build trains several runs side by side, one per core
   (``benchmarks/results/cpu_side_by_side.txt``); and a run's key no longer depends on how many
   cores the machine has.
