@@ -16,7 +16,7 @@ defaults everywhere:
   (``benchmarks/results/cpu_side_by_side.txt``); and a run's key no longer depends on how many
   cores the machine has.
 
-A user who overrides a setting (``TF_ENABLE_ONEDNN_OPTS=0``, ``MURA_THREADS=1``) gets other runs,
+A user who overrides a setting (``TF_ENABLE_ONEDNN_OPTS=0``, ``MURA_THREADS=2``) gets other runs,
 not other numbers under the same key: :func:`in_effect` goes into the run key and into each
 run's stored environment.  What is promised: the same machine, versions and settings give the
 same numbers.  Not promised: the same numbers on another CPU model, another number of cores,
