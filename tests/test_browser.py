@@ -58,6 +58,14 @@ def _pages(project: Path) -> list[Path]:
     return [p for p in pages if p.name not in ("genindex.html", "search.html")]
 
 
+def _open(browser, page: Path) -> None:
+    """Load a page and wait until its document is complete (a loaded machine can return early)."""
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.readyState === 'complete' && document.body !== null;")
+    )
+
+
 @pytest.fixture(scope="module")
 def browser():
     driver = _browser()
@@ -72,7 +80,7 @@ def test_every_page_renders_with_images_links_and_no_errors(smoke_book, browser)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     problems = []
     for page in pages:
-        browser.get(page.as_uri())
+        _open(browser, page)
         title = browser.title
         broken_images = browser.execute_script(
             "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
@@ -134,7 +142,7 @@ def test_no_page_or_table_overflows_its_column(smoke_book, browser, width):
     problems = []
     try:
         for page in _pages(project):
-            browser.get(page.as_uri())
+            _open(browser, page)
             page_width, window = browser.execute_script(
                 "return [document.documentElement.scrollWidth, window.innerWidth];"
             )
@@ -157,7 +165,7 @@ def test_equations_render_offline_with_the_books_mathjax(smoke_book, browser):
         ]
         assert not remote, f"{page.name} loads MathJax from the network: {remote}"
     page = project / "_build" / "html" / "chapters" / "02_background.html"
-    browser.get(page.as_uri())
+    _open(browser, page)
     sources = browser.execute_script(
         "return Array.from(document.scripts).map(s => s.src).filter(s => s.toLowerCase().includes('mathjax'));"
     )
