@@ -278,3 +278,139 @@ def test_provenance_names_the_seeds_inside_the_experiment_settings():
         "**Seeds:** none"
         in presentation.provenance_cell(dict(RECORD, parameters={"profile": "demo"}), "synthetic").source
     )
+
+
+def _chapter(prose: str, code: str = "y = 2") -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell(prose),
+        nbformat.v4.new_code_cell(code),
+    ]
+    return notebook
+
+
+def test_prose_edit_is_merged_with_the_outputs_of_the_last_execution():
+    executed = _chapter("The old sentence.")
+    injected = nbformat.v4.new_code_cell("x = 3", metadata={"tags": ["injected-parameters"]})
+    executed.cells.insert(2, injected)
+    executed.cells[4].outputs = [nbformat.v4.new_output("display_data", data={"text/plain": "0.812"})]
+    executed.cells[4].execution_count = 4
+    executed.metadata["papermill"] = {"parameters": {"x": 3}}
+    edited = _chapter("The new sentence.\n\nAnd a second paragraph.")
+    assert presentation.code_cells(edited) == presentation.code_cells(executed)
+
+    merged = presentation.merge_outputs(edited, executed)
+    assert [c.source for c in merged.cells] == [
+        "# A chapter",
+        "x = 1",
+        "x = 3",
+        "The new sentence.\n\nAnd a second paragraph.",
+        "y = 2",
+    ]
+    assert merged.cells[4].outputs[0]["data"]["text/plain"] == "0.812" and merged.cells[4].execution_count == 4
+    assert merged.metadata["papermill"] == {"parameters": {"x": 3}}
+    assert edited.cells[3].outputs == []  # the text itself is left as it was
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda nb: setattr(nb.cells[3], "source", "y = 3"),  # changed code
+        lambda nb: nb.cells.append(nbformat.v4.new_code_cell("z = 1")),  # a new cell
+        lambda nb: nb.cells[3].metadata.update(tags=["remove-input"]),  # a changed tag
+    ],
+)
+def test_changed_code_is_never_merged_with_old_outputs(edit):
+    executed, edited = _chapter("Text."), _chapter("Text.")
+    edit(edited)
+    assert presentation.code_cells(edited) != presentation.code_cells(executed)
+    with pytest.raises(presentation.StaleOutputs):
+        presentation.merge_outputs(edited, executed)
+
+
+def _glued(name: str, value: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_output(
+        "display_data",
+        data={"application/papermill.record/text/plain": repr(value)},
+        metadata={"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}},
+    )
+
+
+def _with_passages(text: str, **glued) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("glue(...)")
+    code.outputs = [_glued(name.replace("_", "-"), value) for name, value in glued.items()]
+    notebook.cells = [code, nbformat.v4.new_markdown_cell(textwrap.dedent(text).strip())]
+    return notebook
+
+
+PASSAGES = """
+    Dropout was tested.
+
+    :::{passage} reg-dropout
+    :when: lower
+    Dropout helped.
+    :::
+
+    :::{passage} reg-dropout
+    :when: higher, undetermined
+    Dropout did not help, its interval reaching {glue:text}`reg-high`.
+    :::
+
+    The end.
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("lower", "Dropout was tested.\n\nDropout helped.\n\nThe end."),
+        (
+            "undetermined",
+            "Dropout was tested.\n\nDropout did not help, its interval reaching {glue:text}`reg-high`.\n\nThe end.",
+        ),
+    ],
+)
+def test_passages_keep_the_variant_the_glued_value_names(value, expected):
+    notebook = presentation.resolve_passages(_with_passages(PASSAGES, reg_dropout=value))
+    assert notebook.cells[1].source == expected
+
+
+def test_a_passage_inside_a_paragraph_joins_it():
+    text = """
+        The network scored 0.8.
+        :::{passage} reg-data
+        :when: synthetic
+        On synthetic data this says little.
+        :::
+        :::{passage} reg-data
+        :when: mura
+        :::
+        Next sentence.
+    """
+    notebook = presentation.resolve_passages(_with_passages(text, reg_data="synthetic"))
+    assert notebook.cells[1].source == "The network scored 0.8.\nOn synthetic data this says little.\nNext sentence."
+    notebook = presentation.resolve_passages(_with_passages(text, reg_data="mura"))
+    assert notebook.cells[1].source == "The network scored 0.8.\nNext sentence."
+
+
+@pytest.mark.parametrize(
+    ("text", "glued", "message"),
+    [
+        (PASSAGES, {"reg_dropout": "absent"}, "offer only"),  # a value no passage names
+        (PASSAGES, {"reg_other": "lower"}, "does not glue"),  # the key is never glued
+        (":::{passage} reg-dropout\nDropout helped.\n:::", {"reg_dropout": "lower"}, ":when:"),
+        (":::{passage} reg-dropout\n:when: lower\nDropout helped.", {"reg_dropout": "lower"}, "no closing"),
+    ],
+)
+def test_passage_mistakes_fail_the_build_with_the_reason(text, glued, message):
+    with pytest.raises(presentation.PassageError, match=message):
+        presentation.resolve_passages(_with_passages(text, **glued))
+
+
+def test_passages_inside_a_list_item_keep_its_indentation():
+    text = "- *Size*.\n  :::{passage} reg-data\n  :when: synthetic\n  At 64 pixels it was higher.\n  :::\n- *Next*."
+    notebook = presentation.resolve_passages(_with_passages(text, reg_data="synthetic"))
+    assert notebook.cells[1].source == "- *Size*.\n  At 64 pixels it was higher.\n- *Next*."

@@ -5,15 +5,17 @@ A build (``mura-thesis build``) goes through these steps:
 
 1. Read the profile (``params/<name>.yaml``) and make sure its data exist (a synthetic
    dataset is generated on first use; a real MURA copy is validated).
-2. For each chapter of ``_toc.yml`` that is a notebook: compute its key from its source, its
-   parameters, the library's source and the data manifest.  If the key matches the last
-   successful execution, reuse it; otherwise convert it with jupytext, execute it with
-   papermill, and present it (run-configuration box on top, provenance box at the end).
+2. For each chapter of ``_toc.yml`` that is a notebook: compute its key from its code cells, its
+   parameters, the library's source and the data manifest (not from its prose).  If the key
+   matches the last successful execution, reuse it; otherwise convert it with jupytext and
+   execute it with papermill.
    The first failing chapter stops the build: its name, cell and traceback are printed and
    the failed notebook is kept in ``build/failed/``.
 3. Gather the build's results (the comparisons and metrics each chapter read, the values it
    glued) into a manifest (:mod:`mura_lib.book.manifest`).
-4. Stage the executed notebooks with the book's configuration and a generated status page
+4. Stage the chapters: each chapter's current text with the outputs of its execution (so a
+   prose edit shows without executing anything), presented (run-configuration box on top,
+   provenance box at the end), with the book's configuration and a generated status page
    (which checks the verdicts against the profile's reference build, if one is kept), run
    ``jupyter-book build -W -n --keep-going``, and only if that is clean publish the HTML to
    ``_build/html`` (the previous good HTML stays until then) and the manifest to
@@ -33,6 +35,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import nbformat
+import yaml
+
 from ..files import atomic_write_text, short_hash
 from ..parallel import partial_name, remove_stale_partials
 from ..plan import RUNS_USED_ENV_VAR
@@ -44,10 +49,19 @@ from .manifest import (
     reference_section,
     write_manifest,
 )
+from .presentation import (
+    PassageError,
+    StaleOutputs,
+    code_cells,
+    merge_outputs,
+    present,
+    present_notebook,
+    resolve_passages,
+)
 from .profiles import Profile, load_profile, resolve_data  # noqa: F401 (load_profile, resolve_data: re-exported)
 from .project import AUTOMATIC_PARAMETERS, BuildError, chapter_name, is_notebook, project_root, toc_entries  # noqa: F401
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: executed notebooks are kept as executed; presentation happens when staged
 
 
 # --- profiles --------------------------------------------------------------------------------
@@ -291,7 +305,9 @@ class Builder:
         chosen = self.automatic_parameters() | settings | wanted | {"settings": settings}
         parameters = {k: v for k, v in chosen.items() if k in declared}
         parts = {
-            "source": _sha(source.read_bytes()),
+            # What the chapter executes: its code cells only.  A prose edit re-renders the chapter
+            # with the outputs of its last execution (see Builder.stage).
+            "code": _sha(code_cells(nbformat.read(self._converted(source), as_version=4))),
             "parameters": _sha(parameters),
             "library": library_hash(),
             "data": self.data[2],
@@ -419,9 +435,6 @@ class Builder:
             "commit": git_commit(self.root),
             "environment": build_environment(),
         }
-        from .presentation import present_notebook
-
-        present_notebook(temporary, record, data_source=self.data[0])
         os.replace(temporary, output)
         return record
 
@@ -508,38 +521,74 @@ class Builder:
         from .presentation import status_page
 
         staging = self.work / "book" / self.profile.name
-        if staging.exists():
-            # Keep Sphinx's doctrees of the last render (incremental); replace the sources.
-            for child in staging.iterdir():
-                if child.name != "_build":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         staging.mkdir(parents=True, exist_ok=True)
+        # Files are written only where their content changed, and what is no longer part of the
+        # book is removed, so that Sphinx (whose doctrees in _build are kept) re-reads only the
+        # pages that changed.
+        files: dict[Path, bytes] = {}
         for name in ("_config.yml", "_toc.yml", "references.bib"):
             if (self.root / name).exists():
-                shutil.copy2(self.root / name, staging / name)
-        if (self.root / "chapters" / "images").is_dir():
-            shutil.copytree(self.root / "chapters" / "images", staging / "chapters" / "images")
+                files[staging / name] = (self.root / name).read_bytes()
+        images = self.root / "chapters" / "images"
+        for path in sorted(images.rglob("*")) if images.is_dir() else []:
+            if path.is_file():
+                files[staging / path.relative_to(self.root)] = path.read_bytes()
         for entry in entries:
             source = self.root / f"{entry}.md"
             target = staging / entry
-            target.parent.mkdir(parents=True, exist_ok=True)
             if is_notebook(source):
-                shutil.copy2(self.executed_dir / f"{chapter_name(entry)}.ipynb", target.with_suffix(".ipynb"))
+                files[target.with_suffix(".ipynb")] = self._presented(entry)
             elif chapter_name(entry) == "status":
                 if results is None:
                     results = self.results_manifest(records)
                 reference = reference_section(
                     results, self.profile.name, reference_manifest(self.profile.name, self.root), root=self.root
                 )
-                target.with_suffix(".md").write_text(
-                    status_page(records, self.profile, self.data[0], self.data[1], reference=reference)
-                )
+                files[target.with_suffix(".md")] = status_page(
+                    records, self.profile, self.data[0], self.data[1], reference=reference
+                ).encode()
             else:
-                shutil.copy2(source, target.with_suffix(".md"))
+                files[target.with_suffix(".md")] = source.read_bytes()
+        for path in sorted(staging.rglob("*"), reverse=True):
+            if path.relative_to(staging).parts[0] == "_build" or path in files:
+                continue
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink()
+        for path, content in files.items():
+            if path.name == "_config.yml" and path.parent == staging and path.is_file():
+                # The staged configuration also holds the word count: compare without it.
+                staged = yaml.safe_load(path.read_text()) or {}
+                staged.get("parse", {}).get("myst_substitutions", {}).pop("word_count", None)
+                if staged == yaml.safe_load(content):
+                    continue
+            if not path.is_file() or path.read_bytes() != content:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
         from .frontmatter import stage_front_matter
 
         stage_front_matter(staging)  # the word count, shown in the front matter
         return staging
+
+    def _presented(self, entry: str) -> bytes:
+        """The chapter's current text with the outputs of its last execution, presented."""
+        name = chapter_name(entry)
+        executed = nbformat.read(self.executed_dir / f"{name}.ipynb", as_version=4)
+        text = nbformat.read(self._converted(self.root / f"{entry}.md"), as_version=4)
+        try:
+            notebook = merge_outputs(text, executed)
+        except StaleOutputs:
+            raise BuildError(
+                f"Chapter {name}'s code changed after it was executed; run the build again to execute it."
+            ) from None
+        try:
+            resolve_passages(notebook)
+        except PassageError as error:
+            raise BuildError(f"Chapter {name} ({entry}.md): {error}") from None
+        record = json.loads((self.state_dir / f"{name}.json").read_text())
+        return nbformat.writes(present(notebook, record, data_source=self.data[0])).encode()
 
     def render(self, staging: Path) -> Path:
         """Run jupyter-book; publish to ``_build/html`` only if the build is clean."""
@@ -761,6 +810,7 @@ def run_single_chapter(
             f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ..."
         )
         record = builder.execute(plan, output)
+        present_notebook(output, record, data_source=builder.data[0])
         builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")
         summary = builder.exclusion_summary()
         if summary:

@@ -136,5 +136,7 @@ def stage_front_matter(staging: Path) -> int:
     config_path = staging / "_config.yml"
     config = yaml.safe_load(config_path.read_text())
     config.setdefault("parse", {}).setdefault("myst_substitutions", {})["word_count"] = f"{count:,}"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    if config_path.read_text() != text:  # unchanged files keep their time: Sphinx rebuilds less
+        config_path.write_text(text)
     return count

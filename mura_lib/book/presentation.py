@@ -1,9 +1,12 @@
-"""How executed chapters are presented: a run-configuration box instead of raw parameter
-cells, a provenance box at the end of every chapter, and the generated status page."""
+"""How executed chapters are presented: the chapter's current text merged with the outputs of
+its last execution, the passages chosen by what the build found, a run-configuration box
+instead of raw parameter cells, a provenance box at the end of every chapter, and the
+generated status page."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -89,10 +92,51 @@ def computes_something(notebook: nbformat.NotebookNode) -> bool:
     return False
 
 
-def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
+def code_cells(notebook: nbformat.NotebookNode) -> list[list]:
+    """What a chapter executes: the source and tags of its code cells, in order, without the
+    cell papermill injects.  Its prose is not part of it (see :func:`merge_outputs`)."""
+    return [
+        [cell.source, sorted(cell.metadata.get("tags", []))]
+        for cell in notebook.cells
+        if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", [])
+    ]
+
+
+class StaleOutputs(ValueError):
+    """The executed notebook's code cells are not those of the chapter's text."""
+
+
+def merge_outputs(text: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The chapter's current text with the outputs of its executed code cells, as jupyter-cache
+    merges a cached execution into an edited notebook: the Markdown cells come from ``text``, each
+    code cell's outputs from ``executed`` (matched in order; their code must be the same), and
+    papermill's injected parameters cell follows the parameters cell as it did when executed.
+    A prose edit is thus rendered without executing the chapter again."""
+    if code_cells(text) != code_cells(executed):
+        raise StaleOutputs("the chapter's code cells differ from those of its executed notebook")
+    merged = nbformat.from_dict(json.loads(json.dumps(text)))
+    merged.metadata = nbformat.from_dict(json.loads(json.dumps(executed.metadata)))
+    ran = iter(
+        c for c in executed.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])
+    )
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    cells = []
+    for cell in merged.cells:
+        cells.append(cell)
+        if cell.cell_type != "code":
+            continue
+        done = next(ran)
+        cell.outputs, cell.execution_count = done.outputs, done.execution_count
+        cell.metadata = done.metadata
+        if "parameters" in cell.metadata.get("tags", []):
+            cells += injected
+    merged.cells = cells
+    return merged
+
+
+def present(notebook: nbformat.NotebookNode, record: dict, *, data_source: str) -> nbformat.NotebookNode:
     """Hide the parameter cells; on a page that computes something (``computes_something``),
     add the run-configuration box under the title and the provenance box at the end."""
-    notebook = nbformat.read(path, as_version=4)
     boxes = computes_something(notebook)
     title_index = None
     for index, cell in enumerate(notebook.cells):
@@ -102,8 +146,7 @@ def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
         if title_index is None and cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             title_index = index
     if not boxes:
-        nbformat.write(notebook, path)
-        return
+        return notebook
     position = 0 if title_index is None else title_index + 1
     # The box goes right after the title (a title cell with more text gets split first).
     if title_index is not None:
@@ -115,8 +158,13 @@ def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
             position = title_index + 1
     notebook.cells.insert(position, run_configuration_cell(record, data_source))
     notebook.cells.append(provenance_cell(record, data_source))
-    # Strip papermill's execution-progress metadata noise but keep its timing fields.
-    nbformat.write(notebook, path)
+    return notebook
+
+
+def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
+    """:func:`present` applied to the notebook file at ``path``, in place."""
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.write(present(notebook, record, data_source=data_source), path)
 
 
 def format_duration(seconds: float) -> str:
@@ -186,3 +234,78 @@ def status_page(
     if reference:
         lines += [reference.rstrip("\n"), ""]
     return "\n".join(lines)
+
+
+# --- passages: the text that depends on what a build found ----------------------------------
+
+_PASSAGE_OPEN = re.compile(r"^\s*(?P<fence>:{3,}|`{3,})\{passage\}\s+(?P<key>\S+)\s*$")
+_WHEN = re.compile(r"^\s*:when:\s*(?P<values>.+?)\s*$")
+
+
+class PassageError(ValueError):
+    """A passage names a value the chapter does not glue, or none of a key's passages fits it."""
+
+
+def glued_values(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """The plain text of every value a chapter glued (``mura_lib.book.glue``), by name."""
+    values = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            scrapbook = output.get("metadata", {}).get("scrapbook")
+            if not scrapbook:
+                continue
+            text = output.get("data", {}).get(f"{scrapbook.get('mime_prefix', '')}text/plain")
+            if text is not None:
+                values[scrapbook["name"]] = text.strip().strip("'\"")
+    return values
+
+
+def resolve_passages(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Keep, of every group of passages in the chapter's Markdown, the one whose ``:when:`` names
+    the value the chapter glued under the passage's key; drop the others.
+
+    A chapter holds every variant of a sentence that depends on the build (a verdict's direction,
+    real or synthetic data) in its own text::
+
+        :::{passage} reg-no-dropout-verdict
+        :when: lower
+        Dropout helped: ...
+        :::
+
+    and its code glues only the value that chooses (``"lower"``).  Each key's passages must
+    between them name every value the build glued for it (write an empty passage for a value
+    that needs no words), so that a misspelt value fails the build instead of losing text."""
+    values = glued_values(notebook)
+    offered: dict[str, set[str]] = {}
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown" or "{passage}" not in cell.source:
+            continue
+        lines, kept, index = cell.source.splitlines(), [], 0
+        while index < len(lines):
+            opening = _PASSAGE_OPEN.match(lines[index])
+            if not opening:
+                kept.append(lines[index])
+                index += 1
+                continue
+            key, fence = opening["key"], opening["fence"]
+            end = next((j for j in range(index + 1, len(lines)) if lines[j].strip() == fence), None)
+            if end is None:
+                raise PassageError(f"The passage for {key!r} ({lines[index]!r}) has no closing {fence}.")
+            body = lines[index + 1 : end]
+            when = _WHEN.match(body[0]) if body else None
+            if not when:
+                raise PassageError(f"The passage for {key!r} must start with a ':when: VALUE[, VALUE]' line.")
+            if key not in values:
+                raise PassageError(f"A passage reads {key!r}, which the chapter does not glue.")
+            wanted = {value.strip() for value in when["values"].split(",")}
+            offered.setdefault(key, set()).update(wanted)
+            if values[key] in wanted:
+                kept += body[1:]
+            index = end + 1
+        cell.source = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
+    for key, wanted in offered.items():
+        if values[key] not in wanted:
+            raise PassageError(
+                f"The chapter glued {key!r} = {values[key]!r}, but its passages offer only {sorted(wanted)}."
+            )
+    return notebook
