@@ -132,15 +132,11 @@ class RuleComparison:
     comparisons: dict
 
     def facts(self) -> dict:
-        """The numbers and sentences the chapter quotes, by name."""
-        from .narrative import comparison_sentences, rule_choice_sentence
-
+        """The numbers the chapter quotes, by name."""
         return {
             "mean-auroc": self.table.loc[("studies", "mean"), "AUROC"],
             "image-auroc": self.table.loc[("single images", "none"), "AUROC"],
             "validation-studies": len(self.studies["mean"]),
-            "details": comparison_sentences(self.comparisons.values()),
-            "choice": rule_choice_sentence(self.comparisons),
         }
 
 

@@ -44,23 +44,26 @@ def same():
     return compare_configurations(_arm(0.2), _arm(0.2), n_resamples=300, seed=0, name_a="C", name_b="D")
 
 
-def test_rule_choice_keeps_the_mean_and_names_a_better_rule():
-    # The aggregation rules are compared on the studies of one run: paired comparisons of two rules.
-    better = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="A", name_b="B")
-    same = compare_paired(_studies(0.2), _studies(0.2), n_resamples=300, seed=0, name_a="C", name_b="D")
-    assert better.verdict == "higher" and same.verdict == "no detectable difference"
-    assert narrative.rule_choice_sentence({"max": same}) == (
-        "No rule scored detectably higher than the mean, so the thesis keeps the paper's rule."
-    )
-    text = narrative.rule_choice_sentence({"max": better, "vote": same})
-    assert text.startswith("The max scored higher than the mean") and "nevertheless keeps the mean" in text
+def test_verdict_lists_read_single_run_and_configuration_comparisons(better, same):
+    """The lists the chapters glue: a single-run comparison's "no detectable difference" counts as
+    undetermined, and each name can carry its difference and interval."""
+    from mura_lib.book import values
 
-
-def test_development_choice_names_the_alternatives_that_did_better(better, same):
+    paired_better = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="the max", name_b="B")
+    paired_same = compare_paired(_studies(0.2), _studies(0.2), n_resamples=300, seed=0, name_a="the vote", name_b="D")
+    assert paired_better.verdict == "higher" and paired_same.verdict == "no detectable difference"
+    rules = values.verdict_lists([paired_better, paired_same], lambda c: c.name_a.removeprefix("the "))
+    assert rules == {
+        "higher": "max",
+        "any-higher": "yes",
+        "lower": "none",
+        "any-lower": "no",
+        "undetermined": "vote",
+        "any-undetermined": "yes",
+    }
     assert better.verdict == "higher" and same.verdict == "undetermined"
-    assert narrative.development_choice_sentence({"x": same}).startswith("None of the alternatives did detectably")
-    text = narrative.development_choice_sentence({"x": better, "y": same})
-    assert text.startswith("On the validation subset A did better") and "limitation" in text
+    lists = values.verdict_lists([better, same], differences=True)
+    assert lists["higher"].startswith("A (+") and " to " in lists["higher"] and lists["undetermined"].startswith("C (")
 
 
 def _plan(pretraining="source", backbones=("cnn",), groups=None, **settings):
@@ -70,40 +73,6 @@ def _plan(pretraining="source", backbones=("cnn",), groups=None, **settings):
         pretraining=pretraining,
         comparisons=lambda group: groups.get(group, {}),
     )
-
-
-def test_backbone_words_and_pretraining_sentence_follow_the_build():
-    assert narrative.backbone_words(PlanSettings(backbones=("vgg16", "resnet50"))) == "VGG16 and ResNet-50"
-    source = narrative.pretraining_sentence(_plan(backbones=("resnet50",)))
-    assert "ResNet-50 is first trained from random weights" in source and "source task" in source
-    two = narrative.pretraining_sentence(_plan(backbones=("cnn", "vgg16")))
-    assert "Ab-initio CNN and VGG16 are first trained" in two
-    imagenet = narrative.pretraining_sentence(_plan("ImageNet", backbones=("densenet169",)))
-    assert imagenet.startswith("In this build DenseNet-169 start from their ImageNet weights.")
-    weights = narrative.pretraining_sentence(_plan("weights", pretrained_weights="w.h5"))
-    assert "start from the weights in w.h5" in weights
-
-
-def test_transfer_modes_and_architecture_sentences(better, same):
-    assert narrative.transfer_modes_sentence(_plan()) == "Only one mode was trained, so the modes are not compared."
-    modes = narrative.transfer_modes_sentence(_plan(groups={"transfer modes": {"m": better}}))
-    assert modes.startswith("A against B (over 3 seeds each): AUROC higher")
-    assert narrative.architecture_sentence(_plan(groups={"architecture": {"r": same}})).startswith("C against D")
-    other_size = _plan(backbones=("vgg16",), image_size=32, backbone_image_size=64)
-    assert "another input size" in narrative.architecture_sentence(other_size)
-    assert narrative.architecture_sentence(_plan(backbones=("vgg16",), image_size=32)) == ""
-    assert narrative.architecture_sentence(_plan(backbones=("cnn",), image_size=32, backbone_image_size=64)) == ""
-
-
-def test_comparison_sentences_after_other_sentences_start_with_a_capital(better):
-    lower = compare_configurations(_arm(0.5), _arm(0.05), n_resamples=300, seed=0, name_a="ab-initio CNN", name_b="B")
-    assert narrative.transfer_modes_sentence(_plan(groups={"transfer modes": {"m": lower}})).startswith("Ab-initio CNN")
-    assert narrative.architecture_sentence(_plan(groups={"architecture": {"r": lower}})).startswith("Ab-initio CNN")
-
-
-def test_backbone_cautions_depend_on_the_backbones():
-    assert "224-pixel colour photographs" in narrative.backbone_cautions(PlanSettings(backbones=("cnn", "vgg16")))
-    assert "the ab-initio CNN itself" in narrative.backbone_cautions(PlanSettings(backbones=("cnn",)))
 
 
 def test_multiview_facts_read_the_run_the_data_and_the_comparison(better, same):

@@ -140,32 +140,6 @@ def test_verdict_sentences_speak_of_configurations_over_their_seeds():
     assert held_back.verdict == "undetermined" and "AUROC undetermined" in narrative.verdict_sentence(held_back)
 
 
-def test_seed_sentence_reports_the_spread_with_its_interval_and_the_paired_seed_differences():
-    summary = {"n": 3, "mean": 0.81, "sd": 0.012, "sd_low": 0.006, "sd_high": 0.075}
-    seeds = {
-        "seed 1 vs seed 0": _run_comparison(0.02, 0.005, 0.035),
-        "seed 2 vs seed 0": _run_comparison(-0.01, -0.02, 0.001),
-    }
-    text = narrative.seed_sentence(summary, seeds)
-    assert "3 seeds" in text and "0.012" in text and "0.006 to 0.075" in text
-    assert "the paired interval of 1 of 2 of these differences excludes zero" in text
-    assert "every configuration is trained with every seed" in text
-    undecided = {"seed 1 vs seed 0": _run_comparison(0.01, -0.01, 0.03)}
-    assert "interval of none of these differences" in narrative.seed_sentence(summary, undecided)
-    assert "single seed" in narrative.seed_sentence({"n": 1}, {})
-
-
-def test_surprising_regularisation_results_are_named_not_skipped():
-    raised = _comparison(0.05, 0.02, 0.08, name_a="no augmentation", name_b="baseline")
-    runs = {"baseline": SimpleNamespace(hit_cap=True), "no augmentation": SimpleNamespace(hit_cap=False)}
-    text = narrative.regularisation_surprises({"x": raised}, runs)
-    assert "One result runs against expectation: no augmentation scored a higher AUROC" in text
-    assert "slower convergence" in text
-    kappa_fell = _comparison(0.01, -0.01, 0.03, name_a="no L2", kappa=(-0.08, -0.12, -0.04))
-    assert "kappa fell while AUROC did not" in narrative.regularisation_surprises({"x": kappa_fell}, {})
-    assert "No regulariser's removal improved" in narrative.regularisation_surprises({"x": _comparison(0, -1, 1)}, {})
-
-
 def test_stopping_sentence_says_when_runs_hit_their_cap():
     runs = {"a": SimpleNamespace(hit_cap=True), "b": SimpleNamespace(hit_cap=False)}
     assert narrative.stopping_sentence(runs).startswith(
@@ -178,23 +152,6 @@ def test_stopping_sentence_says_when_runs_hit_their_cap():
         == "Every training ran its fixed budget of 20 epochs, with no early stopping."
     )
     assert tables.plural(1, "epoch") == "1 epoch" and tables.plural(3, "epoch") == "3 epochs"
-
-
-def test_research_answer_reads_the_verdicts_of_configurations():
-    comparisons = {
-        "seeds": {"s1": _run_comparison(0.03, 0.01, 0.05)},
-        "image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px")},
-        "regularisation": {
-            "aug": _comparison(0.02, 0.005, 0.035, name_a="no augmentation"),
-            "bn": _comparison(-0.08, -0.1, -0.06, name_a="no batch normalisation"),
-        },
-        "transfer": {"ft": _comparison(0.0, -0.02, 0.02, name_a="CNN source, fine-tuned")},
-    }
-    plan = SimpleNamespace(comparisons=lambda group: comparisons.get(group, {}))
-    text = narrative.research_answer(plan, {"auroc_low": 0.7, "auroc_high": 0.75})
-    assert "Over 3 seeds each, the mean AUROC was higher with 64 px and batch normalisation (removing it" in text
-    assert "lower with augmentation (removing it raised the mean AUROC)" in text
-    assert "undetermined for CNN source, fine-tuned" in text
 
 
 def test_collapsed_predictions_are_flagged():
@@ -219,8 +176,6 @@ def test_every_narrative_function_a_chapter_calls_exists():
     for chapter in (REPO / "chapters").glob("*.md"):
         called |= set(re.findall(r"narrative\.([a-z_]+)\(", chapter.read_text()))
     assert called and all(callable(getattr(narrative, name, None)) for name in called), called
-    sources = {"CNN source task": SimpleNamespace(metrics={"accuracy": 0.95})}
-    assert "CNN source task 0.950" in narrative.source_sentence(sources)
 
 
 def _run(auroc, kappa, epochs, best, cap, seconds=10.0, image_size=32):
@@ -252,26 +207,26 @@ def test_runs_table_has_one_row_per_run_in_the_order_asked():
     assert list(plain.index) == ["64 px", "baseline"] and "Training time (s)" not in plain
 
 
-def test_training_texts_say_how_a_run_ended():
+def test_training_values_say_how_a_run_ended():
+    from mura_lib.book import values
+
     capped, stopped = _run(0.7, 0.4, 8, 8, 8), _run(0.7, 0.4, 1, 1, 8)
-    assert narrative.training_texts(capped) == {
-        "epochs": "8 epochs",
+    assert values.training_values(capped) == {
+        "epochs": 8,
+        "cap": 8,
+        "ended": "cap",
+        "kept": "best",
+        "kept-from": 0,
+        "kept-to": 0,
         "best-epoch": 8,
-        "kept": "the weights of epoch 8, the best by the smoothed study-level validation AUROC",
-        "stopping": "Training ran to its cap of 8 epochs without reaching a plateau, so a longer training might "
-        "still improve it",
     }
     budget = _run(0.7, 0.4, 20, 12, 20)
     budget.training |= {"schedule": "cosine", "kept_epochs": [20]}
-    texts = narrative.training_texts(budget)
-    assert texts["kept"] == "the weights after its last epoch"
-    assert texts["stopping"] == "Training ran its fixed budget of 20 epochs, the learning rate decaying to zero"
+    assert values.training_values(budget)["ended"] == "budget" and values.training_values(budget)["kept"] == "last"
     budget.training["kept_epochs"] = [18, 19, 20]
-    assert narrative.training_texts(budget)["kept"] == "the average of the weights after epochs 18 to 20"
-    assert narrative.training_texts(stopped)["epochs"] == "1 epoch"
-    assert (
-        narrative.training_texts(stopped)["stopping"] == "The plateau rules stopped training before the cap of 8 epochs"
-    )
+    averaged = values.training_values(budget)
+    assert (averaged["kept"], averaged["kept-from"], averaged["kept-to"]) == ("average", 18, 20)
+    assert values.training_values(stopped)["ended"] == "plateau"
 
 
 def test_headline_values_and_data_words():
@@ -286,34 +241,15 @@ def test_headline_values_and_data_words():
         narrative.data_words("imagenet")
 
 
-def test_pretraining_sentence_follows_the_weights():
-    assert "pretrained on ImageNet" in narrative.pretraining_announcement(["VGG16", "ResNet-50"], "imagenet")
-    assert "weights in w.h5" in narrative.pretraining_announcement(["VGG16"], "w.h5")
-    offline = narrative.pretraining_announcement(["ab-initio CNN"], None)
-    assert "ImageNet weights cannot be obtained" in offline and "ab-initio CNN is pretrained" in offline
-    assert "VGG16 and ResNet-50 are pretrained" in narrative.pretraining_announcement(["VGG16", "ResNet-50"], None)
-
-
-def test_conclusion_and_group_texts_use_the_plans_comparisons():
-    comparisons = {
-        "seeds": {"s1": _run_comparison(0.03, 0.01, 0.05)},
-        "image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px", name_b="32 px")},
-        "regularisation": {},
-        "transfer": {},
-    }
-    runs = {0: _run(0.72, 0.4, 3, 3, 3), 1: _run(0.75, 0.4, 3, 2, 3)}
+def test_group_texts_use_the_plans_comparisons():
+    comparisons = {"image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px", name_b="32 px")}}
+    runs = {0: _run(0.72, 0.4, 3, 3, 3)}
     plan = SimpleNamespace(
-        comparisons=lambda group: comparisons.get(group, {}),
-        seed_runs=lambda: runs,
-        seed_summary=lambda: {"n": 2, "mean": 0.735, "sd": 0.02, "sd_low": 0.01, "sd_high": 0.2},
-        settings=SimpleNamespace(seed=0, image_size=32),
+        comparisons=lambda group: comparisons.get(group, {}), settings=SimpleNamespace(seed=0, image_size=32)
     )
-    texts = narrative.conclusion_texts(plan, {"auroc": 0.72, "auroc_low": 0.7, "auroc_high": 0.75})
-    assert texts["transfer-text"] == "This build compared no pretrained backbones."
-    assert texts["size-text"] == narrative.finding(plan, "image size") and "64 px" in texts["size-text"]
     group = narrative.group_texts(plan, "image size", {"baseline": runs[0]})
     assert set(group) == {"summary", "details", "stopping", "collapse"}
-    assert group["summary"] == texts["size-text"]
+    assert group["summary"] == narrative.finding(plan, "image size") and "64 px" in group["summary"]
 
 
 def test_a_run_of_verdict_sentences_starts_each_later_sentence_with_a_capital():

@@ -1,0 +1,315 @@
+"""The values a chapter's text is built from: verdict words, differences with their intervals,
+counts and short lists of names, never sentences.
+
+A chapter glues these values and holds its sentences, and every variant of a sentence that
+depends on what the build found, in its own Markdown (``{passage}`` blocks, resolved when the
+book is staged: :func:`mura_lib.book.presentation.resolve_passages`).  The verdict words are
+those of :class:`mura_lib.configurations.ConfigurationComparison`: ``higher``, ``lower`` and
+``undetermined``; an arm that this build does not train is ``absent``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+MINUS = "\u2212"
+ABSENT = "absent"
+
+
+def signed(value: float | None, digits: int = 3) -> str:
+    """``+0.012`` or ``−0.012`` (a true minus sign); ``n/a`` for a missing value."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:+.{digits}f}".replace("-", MINUS)
+
+
+def join_words(words) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    words = list(words)
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def slug(name: str) -> str:
+    """The part of a glue name that stands for an arm: ``"no L2"`` -> ``"no-l2"``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def comparison_values(comparison) -> dict:
+    """What a chapter's text says about one comparison of two configurations: the verdicts for
+    AUROC and kappa, the mean differences (A - B) with their 95% intervals, the share of pairs of
+    seeds in which A's seed scored the higher AUROC, and the seeds per arm."""
+    return {
+        "verdict": comparison.verdict,
+        "kappa-verdict": comparison.kappa_verdict,
+        "diff": signed(comparison.auroc_diff),
+        "low": signed(comparison.auroc_low),
+        "high": signed(comparison.auroc_high),
+        "kappa-diff": signed(comparison.kappa_diff),
+        "kappa-low": signed(comparison.kappa_low),
+        "kappa-high": signed(comparison.kappa_high),
+        "beats": f"{comparison.p_seed_beats:.0%}",
+        "seeds": len(comparison.seeds_a),
+    }
+
+
+def group_values(comparisons: dict, arms: list[str]) -> dict:
+    """:func:`comparison_values` of each comparison, named ``<arm>-<value>`` after its A arm
+    (:func:`slug`); an arm of ``arms`` that this build did not compare has the verdict
+    ``absent``.  Also ``kappa-differs``: the arms whose kappa verdict differs from their AUROC
+    verdict (``none`` if all agree), and ``kappa-agrees`` (``yes``/``no``)."""
+    values = {}
+    by_arm = {comparison.name_a: comparison for comparison in comparisons.values()}
+    for arm in arms:
+        comparison = by_arm.get(arm)
+        if comparison is None:
+            values[f"{slug(arm)}-verdict"] = ABSENT
+            continue
+        values |= {f"{slug(arm)}-{name}": value for name, value in comparison_values(comparison).items()}
+    differing = [c.name_a for c in comparisons.values() if c.kappa_verdict != c.verdict]
+    values["kappa-differs"] = join_words(differing) or "none"
+    values["kappa-agrees"] = "no" if differing else "yes"
+    return values
+
+
+def how_training_ended(runs: dict) -> dict:
+    """``ended``: ``budget`` when every run trained its fixed budget (cosine schedule), else
+    ``plateau`` (all stopped early), ``cap`` (all ran to the epoch cap) or ``mixed``;
+    ``budget``: the budgets in epochs (``20`` or ``20 or 30``); ``capped``: the runs that ran
+    to their cap without a plateau (``none``)."""
+    fixed = [run for run in runs.values() if getattr(run, "training", {}).get("schedule") == "cosine"]
+    capped = [label for label, run in runs.items() if run not in fixed and run.hit_cap]
+    if fixed and len(fixed) == len(runs):
+        ended = "budget"
+    elif not fixed and not capped:
+        ended = "plateau"
+    elif not fixed and len(capped) == len(runs):
+        ended = "cap"
+    else:
+        ended = "mixed"
+    budgets = sorted({run.training["cap"] for run in fixed})
+    return {"ended": ended, "budget": " or ".join(map(str, budgets)) or "none", "capped": join_words(capped) or "none"}
+
+
+def collapsed(runs: dict, threshold: float = 0.5, margin: float = 0.05) -> dict:
+    """Runs whose test predictions collapsed: the same probability for every study, or (nearly)
+    every study called one way at ``threshold`` (fewer than ``margin`` of them the other way),
+    which makes kappa measure calibration rather than ranking.  ``collapsed``: their names
+    (``none``); ``any-collapsed``: ``yes``/``no``."""
+    names = []
+    for label, run in runs.items():
+        probability = run.study_predictions("test")["probability"].to_numpy(dtype=float)
+        abnormal = float((probability > threshold).mean())
+        if probability.max() - probability.min() < 1e-6 or not margin <= abnormal <= 1 - margin:
+            names.append(label)
+    return {"collapsed": join_words(names) or "none", "any-collapsed": "yes" if names else "no"}
+
+
+def _lists(prefix: str, comparisons, name) -> dict:
+    """:func:`verdict_lists` with every name prefixed: ``PREFIX-higher``, ``PREFIX-any-higher``..."""
+    return {f"{prefix}-{key}": value for key, value in verdict_lists(comparisons, name).items()}
+
+
+def _transfer_name(comparison, pretraining: str) -> str:
+    """``"ab-initio CNN source, fine-tuned"`` -> ``"ab-initio CNN (fine-tuned)"``."""
+    backbone, _, mode = comparison.name_a.partition(f" {pretraining}, ")
+    return f"{backbone} ({mode})" if mode else comparison.name_a
+
+
+def _size_sides(plan) -> dict:
+    """The smallest and the largest input size against the baseline's: ``size-smaller`` (pixels,
+    0 if none), ``size-smaller-verdict`` (``absent`` if none), ``size-smaller-diff``; the same
+    for ``size-larger``."""
+    base = plan.settings.image_size
+    sizes = {int(c.name_a.split()[0]): c for c in plan.comparisons("image size").values()}
+    values = {}
+    for side, chosen in (
+        ("smaller", min((s for s in sizes if s < base), default=None)),
+        ("larger", max((s for s in sizes if s > base), default=None)),
+    ):
+        comparison = sizes.get(chosen)
+        values[f"size-{side}"] = chosen or 0
+        values[f"size-{side}-verdict"] = comparison.verdict if comparison else ABSENT
+        values[f"size-{side}-diff"] = signed(comparison.auroc_diff) if comparison else "n/a"
+    return values
+
+
+def findings(plan, headline) -> dict:
+    """What the abstract and the conclusions say the build found, as values: whether the
+    baseline separates the classes (``signal``: ``above`` chance or ``chance``), the seeds per
+    configuration, the verdicts of the smallest and the largest input size against the
+    baseline's, the regularisers whose removal lowered / raised the AUROC or left it
+    undetermined, and the backbones (and modes) whose pretrained weights beat random initial
+    weights (or not), with where the pretrained weights come from (``pretraining``)."""
+    settings = plan.settings
+    values = {
+        "signal": "above" if headline["auroc_low"] > 0.5 else "chance",
+        "seeds": len(settings.arm_seeds),
+    }
+    values |= _size_sides(plan)
+    values |= _lists("reg", plan.comparisons("regularisation").values(), lambda c: c.name_a.removeprefix("no "))
+    values["reg-trained"] = "yes" if plan.comparisons("regularisation") else "no"
+    transfer = list(plan.comparisons("transfer").values())
+    values |= _lists("transfer", transfer, lambda c: _transfer_name(c, plan.pretraining))
+    values["pretraining"] = plan.pretraining if transfer else ABSENT
+    # The recommended choices that measurably improved / worsened the baseline, by short names.
+    improved, worsened = [], []
+    for comparison in plan.comparisons("image size").values():
+        # The recommendation is the larger input: at a smaller size "lower" speaks for it.
+        size, base = int(comparison.name_a.split()[0]), settings.image_size
+        larger, smaller = max(size, base), min(size, base)
+        name = f"a {larger}-pixel input rather than {smaller}"
+        speaks_for = "higher" if size > base else "lower"
+        if comparison.verdict != "undetermined":
+            (improved if comparison.verdict == speaks_for else worsened).append(name)
+    for comparison in plan.comparisons("regularisation").values():
+        name = comparison.name_a.removeprefix("no ")
+        {"lower": improved, "higher": worsened}.get(comparison.verdict, []).append(name)
+    for comparison in transfer:
+        name = f"pretrained weights for {_transfer_name(comparison, plan.pretraining)}"
+        {"higher": improved, "lower": worsened}.get(comparison.verdict, []).append(name)
+    values |= {"improved": join_words(improved) or "none", "any-improved": "yes" if improved else "no"}
+    values |= {"worsened": join_words(worsened) or "none", "any-worsened": "yes" if worsened else "no"}
+    return values
+
+
+def seed_values(summary: dict, pairs: dict) -> dict:
+    """The baseline over its seeds (``seeds``, ``mean``, ``sd`` with its 95% interval
+    ``sd-low``/``sd-high``; ``several``: ``yes`` when there are two seeds or more) and the
+    paired comparisons of single seeds against the first (``pairs``, how many of them
+    ``detected`` a difference, ``pairs-detected``: ``none``, ``some`` or ``all``, and the
+    differences, ``pair-diffs``)."""
+    detected = sum(c.verdict != "no detectable difference" for c in pairs.values())
+    share = "none" if detected == 0 else "all" if detected == len(pairs) else "some"
+    return {
+        "seeds": summary["n"],
+        "several": "yes" if summary["n"] >= 2 else "no",
+        "mean": summary["mean"],
+        "sd": summary.get("sd", float("nan")),
+        "sd-low": summary.get("sd_low", float("nan")),
+        "sd-high": summary.get("sd_high", float("nan")),
+        "pairs": len(pairs),
+        "detected": detected,
+        "pairs-detected": share if pairs else ABSENT,
+        "pair-diffs": join_words([signed(c.auroc_diff) for c in pairs.values()]) or "none",
+    }
+
+
+def pretraining_values(plan) -> dict:
+    """Where this build's pretrained weights come from (``pretraining``: ``source``,
+    ``ImageNet`` or ``weights``), the backbones by name (``names``), the weights file
+    (``weights-file``) and whether any backbone is a keras.applications network (``keras``)."""
+    from ..plan import BACKBONE_NAMES
+
+    settings = plan.settings
+    return {
+        "pretraining": plan.pretraining,
+        "names": join_words([BACKBONE_NAMES[backbone] for backbone in settings.backbones]),
+        "weights-file": str(settings.pretrained_weights or "none"),
+        "keras": "yes" if any(backbone != "cnn" for backbone in settings.backbones) else "no",
+    }
+
+
+def transfer_values(plan, runs: dict, sources: dict) -> dict:
+    """The transfer section's findings as values: the pretrained arms against random initial
+    weights (``transfer-higher`` etc., :func:`findings`' names), fine-tuned against frozen by
+    backbone (``modes-…``), each backbone from random weights against the baseline CNN
+    (``architecture-…``; ``architecture-other-size``: ``yes`` when the backbones trained at
+    another input size than the baseline and so are not compared with it), how training ended and which predictions collapsed (of ``runs``), and
+    the source runs' study-type accuracy on their own test split (``source-accuracy``: one value,
+    or the lowest ``to`` the highest) and whether every source run beat chance
+    (``source-learned``, :func:`source_learned`)."""
+    pretraining = plan.pretraining
+    transfer = plan.comparisons("transfer").values()
+    values = _lists("transfer", transfer, lambda c: _transfer_name(c, pretraining))
+    modes = plan.comparisons("transfer modes").values()
+    values |= _lists("modes", modes, lambda c: c.name_a.partition(f" {pretraining}, ")[0])
+    architecture = plan.comparisons("architecture").values()
+    values |= _lists("architecture", architecture, lambda c: c.name_a.removesuffix(" random init"))
+    values |= how_training_ended(runs) | collapsed(runs)
+    settings = plan.settings
+    other_size = settings.backbone_size != settings.image_size
+    values["architecture-other-size"] = (
+        "yes" if other_size and any(b != "cnn" for b in settings.backbones) and not architecture else "no"
+    )
+    accuracies = sorted(run.metrics["accuracy"] for run in sources.values() if "accuracy" in run.metrics)
+    values["source-learned"] = source_learned(sources)
+    if not accuracies:
+        values["source-accuracy"] = "n/a"
+    elif accuracies[0] == accuracies[-1]:
+        values["source-accuracy"] = f"{accuracies[0]:.3f}"
+    else:
+        values["source-accuracy"] = f"{accuracies[0]:.3f} to {accuracies[-1]:.3f}"
+    return values
+
+
+def source_learned(sources: dict, classes: int = 7, level: float = 0.05) -> str:
+    """``yes`` when every source run's study-type accuracy on its test studies beats chance
+    (``1/classes``) by a one-sided binomial test at ``level``; ``no`` otherwise; ``absent``
+    without source runs."""
+    from scipy.stats import binomtest
+
+    if not sources:
+        return ABSENT
+    for run in sources.values():
+        studies = int(run.metrics.get("studies", 0))
+        if not studies or "accuracy" not in run.metrics:
+            return "no"
+        correct = round(run.metrics["accuracy"] * studies)
+        if binomtest(correct, studies, 1 / classes, alternative="greater").pvalue >= level:
+            return "no"
+    return "yes"
+
+
+def verdict_lists(comparisons, name=None, *, differences: bool = False) -> dict:
+    """The A arms of ``comparisons`` by verdict, as word lists: ``higher``, ``lower`` and
+    ``undetermined`` (a single-run comparison's "no detectable difference" counts as
+    undetermined), ``none`` when empty, each with ``any-…`` (``yes``/``no``).  ``name`` names an
+    arm (its ``name_a`` by default); with ``differences`` each name is followed by the mean
+    difference in AUROC and its 95% interval: ``3 blocks (−0.073; −0.181 to +0.028)``."""
+    lists = {"higher": [], "lower": [], "undetermined": []}
+    for comparison in comparisons:
+        text = name(comparison) if name else comparison.name_a
+        if differences:
+            text += (
+                f" ({signed(comparison.auroc_diff)}; {signed(comparison.auroc_low)} to {signed(comparison.auroc_high)})"
+            )
+        lists[comparison.verdict if comparison.verdict in lists else "undetermined"].append(text)
+    values = {}
+    for verdict, names in lists.items():
+        values[verdict] = join_words(names) or "none"
+        values[f"any-{verdict}"] = "yes" if names else "no"
+    return values
+
+
+def size_values(plan) -> dict:
+    """The input sizes against the baseline's (:func:`verdict_lists` with differences, each size
+    named ``32 pixels``), and the smallest and largest size's verdicts under ``smaller-…`` and
+    ``larger-…`` (as in :func:`findings`)."""
+    comparisons = sorted(plan.comparisons("image size").values(), key=lambda c: int(c.name_a.split()[0]))
+    lists = verdict_lists(comparisons, lambda c: f"{c.name_a.split()[0]} pixels", differences=True)
+    return lists | {key.removeprefix("size-"): value for key, value in _size_sides(plan).items()}
+
+
+def training_values(run) -> dict:
+    """How one run's training went: ``epochs`` trained, the ``cap`` (its budget or epoch cap),
+    how it ``ended`` (``budget``, ``cap`` or ``plateau``), which weights it ``kept`` (``last``,
+    ``average`` of epochs ``kept-from`` to ``kept-to``, or ``best``) and its ``best-epoch``."""
+    training = run.training
+    if training.get("schedule") == "cosine":
+        ended = "budget"
+    else:
+        ended = "cap" if run.hit_cap else "plateau"
+    kept_epochs = training.get("kept_epochs") or []
+    kept = ("last" if len(kept_epochs) == 1 else "average") if kept_epochs else "best"
+    return {
+        "epochs": len(run.history),
+        "cap": training["cap"],
+        "ended": ended,
+        "kept": kept,
+        "kept-from": kept_epochs[0] if kept_epochs else 0,
+        "kept-to": kept_epochs[-1] if kept_epochs else 0,
+        "best-epoch": training["best_epoch"],
+    }
