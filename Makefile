@@ -8,7 +8,7 @@ EXTRAS  ?= cpu,dev,cluster
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: book pdf test status clean help lint format
+.PHONY: book pdf test test-e2e status clean help lint format
 
 # Debian packages for `make pdf` (mura_lib/book/pdf.py names the same set).
 TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
@@ -17,7 +17,8 @@ TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texli
 help:
 	@echo "make book [PROFILE=demo|smoke|full] [DATA=/path/to/MURA-v1.1]  build the thesis"
 	@echo "make pdf [PROFILE=...]                                         the thesis as _build/latex/thesis.pdf"
-	@echo "make test                                                       run the test suite"
+	@echo "make test                                                       the fast tests (a few minutes)"
+	@echo "make test-e2e                                                   the end-to-end tests: smoke book, PDF, browser"
 	@echo "make status [PROFILE=...]                                       which chapters would re-run"
 	@echo "make lint / make format                                         check / apply the code style (ruff)"
 
@@ -47,8 +48,14 @@ format: $(STAMP)
 	$(BIN)/ruff format mura_lib tests benchmarks
 	$(BIN)/ruff check --fix mura_lib tests benchmarks
 
+# The fast tier: the library, the statistics, training, the pipeline's parts, Ray and faults.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+# The end-to-end tier: the smoke book built and rebuilt, its PDF, every page in a browser, and
+# the reproduction check of two builds (tests marked `slow`).
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 clean:
 	rm -rf _build build

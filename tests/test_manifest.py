@@ -280,8 +280,11 @@ def test_build_records_a_chapters_results_and_reuses_them_from_its_state(tmp_pat
     monkeypatch.delenv(manifest.RESULTS_ENV_VAR, raising=False)
     builder = Builder(tmp_path, Profile("demo", "", {"source": "synthetic"}), progress=False, out=open(os.devnull, "w"))
     builder._data = ("synthetic", tmp_path / "data", "m1")
+    trained = []
+    monkeypatch.setattr(builder, "train_ahead", lambda: trained.append(True))  # no runs: the chapter is a stand-in
 
     (record,) = builder.run_chapters(["chapters/c1"])
+    assert trained == [True]  # a stale chapter has the plan's missing runs trained first
     assert seen and seen[0].endswith(".results.jsonl") and not Path(seen[0]).exists()
     assert manifest.RESULTS_ENV_VAR not in os.environ  # restored after the chapter
     assert record["cached"] is False and record["results"][0] == result
