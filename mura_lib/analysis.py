@@ -34,8 +34,8 @@ from scipy import stats
 
 from .evaluation import percentile_bootstrap
 from .files import short_hash
-from .narrative import join_words, plain, signed
 from .synthetic.findings import FINDINGS
+from .tables import join_words, plain, signed
 
 FINDING_NAMES = {
     "fracture": "fractures",

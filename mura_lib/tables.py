@@ -16,6 +16,31 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
+MINUS = "\u2212"
+
+
+def signed(value: float | None, digits: int = 3) -> str:
+    """``+0.012`` or ``−0.012`` (a true minus sign); ``n/a`` for a missing value."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:+.{digits}f}".replace("-", MINUS)
+
+
+def plain(value: float | None, digits: int = 3) -> str:
+    """``0.812`` or ``−0.012``; ``n/a`` for a missing value."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value + 0.0:.{digits}f}".replace("-", MINUS)
+
+
+def join_words(words) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    words = list(words)
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
 # The library's and the chapters' column names, as words.  Names are looked up with
 # underscores read as spaces; names not listed are shown with a capital first letter.
 COLUMN_WORDS = {

@@ -1,11 +1,10 @@
 """The experiment plan and the sentences drawn from it: fast, no training."""
 
-import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
-from mura_lib import narrative, tables
+from mura_lib import tables
 from mura_lib.book.profiles import profile_settings
 from mura_lib.configurations import ConfigurationComparison
 from mura_lib.evaluation import Comparison
@@ -122,62 +121,6 @@ def _run_comparison(diff, low, high):
     )  # fmt: skip
 
 
-def test_verdict_sentences_speak_of_configurations_over_their_seeds():
-    lower = _comparison(-0.04, -0.06, -0.02, name_a="32 px")
-    sentence = narrative.verdict_sentence(lower)
-    assert sentence.startswith("32 px against B (over 3 seeds each): AUROC lower, mean difference")
-    assert "\u22120.040 (95% interval \u22120.060 to \u22120.020)" in sentence
-    assert "a seed of 32 px beat a seed of B in 75% of pairs" in sentence
-    none = _comparison(0.01, -0.01, 0.03)
-    assert "AUROC undetermined" in narrative.verdict_sentence(none)
-    summary = narrative.group_summary({"a": lower, "b": none}, reference="the baseline")
-    assert summary.startswith(
-        "32 px scored a lower mean AUROC than the baseline; for A the difference from the baseline is undetermined"
-    )
-    assert "over 3 seeds each" in summary and "adjusted for the 2 comparisons" in summary
-    # The verdict follows the adjusted interval, not the plain one.
-    held_back = dataclasses.replace(lower, auroc_adj_low=-0.07, auroc_adj_high=0.001)
-    assert held_back.verdict == "undetermined" and "AUROC undetermined" in narrative.verdict_sentence(held_back)
-
-
-def test_stopping_sentence_says_when_runs_hit_their_cap():
-    runs = {"a": SimpleNamespace(hit_cap=True), "b": SimpleNamespace(hit_cap=False)}
-    assert narrative.stopping_sentence(runs).startswith(
-        "a ran to the epoch cap without reaching a plateau (1 of 2); the other"
-    )
-    assert narrative.stopping_sentence({"b": runs["b"]}).startswith("All 1 trainings stopped on a plateau")
-    budget = {name: SimpleNamespace(hit_cap=True, training={"schedule": "cosine", "cap": 20}) for name in "ab"}
-    assert (
-        narrative.stopping_sentence(budget)
-        == "Every training ran its fixed budget of 20 epochs, with no early stopping."
-    )
-    assert tables.plural(1, "epoch") == "1 epoch" and tables.plural(3, "epoch") == "3 epochs"
-
-
-def test_collapsed_predictions_are_flagged():
-    import pandas as pd
-
-    def run(probabilities):
-        studies = pd.DataFrame({"probability": probabilities, "label": [0, 1] * (len(probabilities) // 2)})
-        return SimpleNamespace(study_predictions=lambda subset: studies)
-
-    text = narrative.collapse_sentence(
-        {"flat": run([0.3] * 4), "one side": run([0.1, 0.2, 0.3, 0.4]), "fine": run([0.1, 0.9, 0.2, 0.8])}
-    )
-    assert "flat gave every test study the same probability" in text
-    assert "one side called every test study normal" in text and "fine" not in text
-    assert narrative.collapse_sentence({"fine": run([0.1, 0.9, 0.2, 0.8])}) == ""
-
-
-def test_every_narrative_function_a_chapter_calls_exists():
-    import re
-
-    called = set()
-    for chapter in (REPO / "chapters").glob("*.md"):
-        called |= set(re.findall(r"narrative\.([a-z_]+)\(", chapter.read_text()))
-    assert called and all(callable(getattr(narrative, name, None)) for name in called), called
-
-
 def _run(auroc, kappa, epochs, best, cap, seconds=10.0, image_size=32):
     history = __import__("pandas").DataFrame({"epoch": range(epochs)})
     return SimpleNamespace(
@@ -227,37 +170,6 @@ def test_training_values_say_how_a_run_ended():
     averaged = values.training_values(budget)
     assert (averaged["kept"], averaged["kept-from"], averaged["kept-to"]) == ("average", 18, 20)
     assert values.training_values(stopped)["ended"] == "plateau"
-
-
-def test_headline_values_and_data_words():
-    headline = {"auroc": 0.8, "auroc_low": 0.7, "auroc_high": 0.9, "kappa": 0.5, "kappa_low": 0.4,
-                "kappa_high": 0.6, "studies": 121.0}  # fmt: skip
-    values = narrative.headline_values(headline)
-    assert values == {"auroc": 0.8, "auroc-low": 0.7, "auroc-high": 0.9, "kappa": 0.5, "kappa-low": 0.4,
-                      "kappa-high": 0.6, "studies": 121}  # fmt: skip
-    assert isinstance(values["studies"], int)
-    assert narrative.data_words("mura") == "real MURA-v1.1 radiographs"
-    with pytest.raises(ValueError, match="synthetic"):
-        narrative.data_words("imagenet")
-
-
-def test_group_texts_use_the_plans_comparisons():
-    comparisons = {"image size": {"64": _comparison(0.06, 0.04, 0.08, name_a="64 px", name_b="32 px")}}
-    runs = {0: _run(0.72, 0.4, 3, 3, 3)}
-    plan = SimpleNamespace(
-        comparisons=lambda group: comparisons.get(group, {}), settings=SimpleNamespace(seed=0, image_size=32)
-    )
-    group = narrative.group_texts(plan, "image size", {"baseline": runs[0]})
-    assert set(group) == {"summary", "details", "stopping", "collapse"}
-    assert group["summary"] == narrative.finding(plan, "image size") and "64 px" in group["summary"]
-
-
-def test_a_run_of_verdict_sentences_starts_each_later_sentence_with_a_capital():
-    text = narrative.comparison_sentences(
-        [_comparison(0.05, 0.01, 0.09, name_a="no dropout"), _comparison(0.0, -0.02, 0.02, name_a="no L2")]
-    )
-    assert text.startswith("no dropout against B (over 3 seeds each): AUROC higher")
-    assert " No L2 against B (over 3 seeds each): AUROC undetermined" in text
 
 
 def test_every_arm_is_trained_with_every_seed_with_common_random_numbers():

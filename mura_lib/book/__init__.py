@@ -82,13 +82,12 @@ def glue_all(prefix: str, values: dict) -> None:
         glue(f"{prefix}-{name}" if prefix else name, value)
 
 
-def glue_group(prefix: str, plan, group: str, runs: dict) -> None:
-    """Glue what every results group shows: the comparisons of its configurations as
-    ``tab-PREFIX-paired`` and ``fig-PREFIX-paired``, and the group's sentences as
-    ``PREFIX-summary``, ``-details``, ``-stopping`` and ``-collapse``."""
-    from .. import configurations, narrative, plots
+def glue_group(prefix: str, plan, group: str) -> None:
+    """Glue what every results group shows: the comparisons of its configurations as the table
+    ``tab-PREFIX-paired`` and the figure ``fig-PREFIX-paired``.  The chapter's text reads the
+    comparisons' values (:mod:`mura_lib.book.values`)."""
+    from .. import configurations, plots
 
     comparisons = list(plan.comparisons(group).values())
     glue(f"tab-{prefix}-paired", format_table(configurations.configuration_table(comparisons), index=False))
     glue_figure(f"fig-{prefix}-paired", plots.paired_differences(comparisons))
-    glue_all(prefix, narrative.group_texts(plan, group, runs))

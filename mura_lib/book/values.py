@@ -10,26 +10,28 @@ those of :class:`mura_lib.configurations.ConfigurationComparison`: ``higher``, `
 
 from __future__ import annotations
 
-import math
 import re
 
-MINUS = "\u2212"
+from ..tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
+
 ABSENT = "absent"
+# How a chapter names the data it was built on.
+DATA_WORDS = {"mura": "real MURA-v1.1 radiographs", "synthetic": "synthetic radiographs"}
 
 
-def signed(value: float | None, digits: int = 3) -> str:
-    """``+0.012`` or ``−0.012`` (a true minus sign); ``n/a`` for a missing value."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value + 0.0:+.{digits}f}".replace("-", MINUS)
+def data_words(data_source: str) -> str:
+    """``"real MURA-v1.1 radiographs"`` or ``"synthetic radiographs"``."""
+    if data_source not in DATA_WORDS:
+        raise ValueError(f"data_source must be 'synthetic' or 'mura', got {data_source!r}")
+    return DATA_WORDS[data_source]
 
 
-def join_words(words) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    words = list(words)
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+def headline_values(headline) -> dict:
+    """The overall row of a metrics table as glue values: AUROC and kappa with their intervals
+    and the number of studies."""
+    values = {name.replace("_", "-"): headline[name] for name in ("auroc", "auroc_low", "auroc_high")}
+    values |= {name.replace("_", "-"): headline[name] for name in ("kappa", "kappa_low", "kappa_high")}
+    return values | {"studies": int(headline["studies"])}
 
 
 def slug(name: str) -> str:
@@ -313,3 +315,28 @@ def training_values(run) -> dict:
         "kept-to": kept_epochs[-1] if kept_epochs else 0,
         "best-epoch": training["best_epoch"],
     }
+
+
+def multiview_values(run, comparison, images) -> dict:
+    """What the text quotes about the multi-view model: views per study (``max-views``) and how
+    many studies (of ``images``, the dataset's image table) have more (``truncated``), its input
+    size, epoch cap and epochs run (``8 epochs``), how training ended (``mv-ended``: ``budget``, ``plateau`` or
+    ``cap``), its mean test AUROC against the image model's with averaged views (``comparison``:
+    multi-view against the mean of views, over the seeds of each) and the comparison's values
+    (:func:`comparison_values`, named ``mv-…``)."""
+    config = run.config
+    views = images.groupby("study_path").size()
+    if run.training.get("schedule") == "cosine":
+        ended = "budget"
+    else:
+        ended = "plateau" if run.training["stopped_early"] else "cap"
+    return {
+        "max-views": config.max_views,
+        "truncated": int((views > config.max_views).sum()),
+        "mv-size": config.image_size,
+        "mv-epochs": config.epochs,
+        "mv-epochs-run": plural(run.training["epochs"], "epoch"),
+        "mv-ended": ended,
+        "mean-auroc": comparison.auroc_b,
+        "mv-auroc": comparison.auroc_a,
+    } | {f"mv-{name}": value for name, value in comparison_values(comparison).items()}

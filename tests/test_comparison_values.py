@@ -1,5 +1,5 @@
-"""The sentences of the model-development, pretrained-models and extensions chapters
-(mura_lib.narrative), from stand-in comparisons and plans."""
+"""The values the chapters glue from real comparisons (single runs and configurations over
+seeds): verdict lists and the multi-view model's values."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mura_lib import narrative
 from mura_lib.configurations import compare_configurations
 from mura_lib.evaluation import compare_paired
-from mura_lib.plan import PlanSettings
 
 
 def _studies(shift: float, seed: int = 0, n: int = 60) -> pd.DataFrame:
@@ -66,29 +64,18 @@ def test_verdict_lists_read_single_run_and_configuration_comparisons(better, sam
     assert lists["higher"].startswith("A (+") and " to " in lists["higher"] and lists["undetermined"].startswith("C (")
 
 
-def _plan(pretraining="source", backbones=("cnn",), groups=None, **settings):
-    groups = groups or {}
-    return SimpleNamespace(
-        settings=PlanSettings(backbones=backbones, **settings),
-        pretraining=pretraining,
-        comparisons=lambda group: groups.get(group, {}),
-    )
+def test_multiview_values_read_the_run_the_data_and_the_comparison(better):
+    from mura_lib.book import values
 
-
-def test_multiview_facts_read_the_run_the_data_and_the_comparison(better, same):
     config = SimpleNamespace(max_views=2, image_size=48, epochs=1)
     run = SimpleNamespace(config=config, training={"epochs": 1, "stopped_early": False})
     images = pd.DataFrame({"study_path": ["s1", "s1", "s1", "s2", "s3", "s3"]})
-    facts = narrative.multiview_facts(run, better, images)
+    facts = values.multiview_values(run, better, images)
     assert facts["max-views"] == 2 and facts["truncated"] == 1  # only s1 has more than 2 views
-    assert facts["mv-size"] == 48 and facts["mv-epochs"] == "1 epoch" and facts["mv-epochs-run"] == 1
-    assert facts["mv-stopping"] == "its cap; the plateau rules did not stop it"
+    assert facts["mv-size"] == 48 and facts["mv-epochs"] == 1 and facts["mv-epochs-run"] == "1 epoch"
+    assert facts["mv-ended"] == "cap" and facts["mv-verdict"] == better.verdict == "higher"
     assert facts["mv-auroc"] == better.auroc_a and facts["mean-auroc"] == better.auroc_b
-    assert facts["mv-verdict"] == narrative.verdict_sentence(better)
     run.training["stopped_early"] = True
-    assert (
-        narrative.multiview_facts(run, better, images)["mv-stopping"]
-        == "the plateau rules stopped it before its cap of 1 epoch"
-    )
+    assert values.multiview_values(run, better, images)["mv-ended"] == "plateau"
     run.training["schedule"] = "cosine"
-    assert narrative.multiview_facts(run, better, images)["mv-stopping"] == "its fixed budget"
+    assert values.multiview_values(run, better, images)["mv-ended"] == "budget"
