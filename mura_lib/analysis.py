@@ -235,70 +235,6 @@ def detection_table(table: pd.DataFrame | None, drop: str | None = None):
     return format_table(shown, index=False)
 
 
-def finding_sentences(table: pd.DataFrame | None) -> str:
-    """Which findings the network detects (AUROC interval above 0.5), which it does not (interval
-    including or below 0.5) and which had too few studies for an interval, from a table of
-    :func:`detection_by_finding`."""
-    if table is None:
-        return (
-            "This dataset records no ground truth of findings (real MURA labels a study only normal or "
-            "abnormal), so detection cannot be broken down by finding."
-        )
-    if table.empty:
-        return "The test studies hold no abnormal study with a recorded finding."
-
-    def named(rows):
-        return join_words(
-            [
-                f"{FINDING_NAMES.get(r[FINDING], r[FINDING])} (AUROC {plain(r[AUROC])}, interval "
-                f"{plain(r[LOW])} to {plain(r[HIGH])})"
-                for _, r in rows.iterrows()
-            ]
-        )
-
-    def these(rows, one="this finding", many="these findings"):
-        return one if len(rows) == 1 else many
-
-    def spread(values):
-        low, high = plain(values.min(), 2), plain(values.max(), 2)
-        return f"is {low}" if low == high else f"ranges from {low} to {high}"
-
-    detected = table.loc[table[LOW] > 0.5]
-    below = table.loc[table[HIGH] < 0.5]
-    undecided = table.loc[(table[LOW] <= 0.5) & (table[HIGH] >= 0.5)]
-    too_few = table.loc[table[LOW].isna()]
-    parts = []
-    if len(detected):
-        parts.append(
-            f"The network detects {named(detected)}: for {these(detected)} the AUROC against the normal "
-            "studies lies above 0.5 with its whole 95% interval."
-        )
-    if len(undecided):
-        intervals = these(undecided, "this interval", "these intervals")
-        parts.append(
-            f"It cannot be shown to detect {named(undecided)}: {intervals} "
-            f"include{'s' if len(undecided) == 1 else ''} 0.5, so the abnormal studies with "
-            f"{these(undecided)} are not told from normal ones better than chance."
-        )
-    if len(below):
-        parts.append(f"It scores {named(below)} lower than the normal studies (interval below 0.5).")
-    if len(too_few):
-        parts.append(
-            f"Too few test studies show {join_words([FINDING_NAMES.get(f, f) for f in too_few[FINDING]])} "
-            "for an interval."
-        )
-    subtle = table.loc[table[FINDING].isin(SUBTLE_FINDINGS)]
-    conspicuous = table.loc[table[FINDING].isin(CONSPICUOUS_FINDINGS)]
-    if len(subtle) and len(conspicuous) and table[SENSITIVITY].nunique() == 1:
-        parts.append(f"Its sensitivity at 0.5 is {plain(table[SENSITIVITY].iloc[0], 2)} on every finding.")
-    elif len(subtle) and len(conspicuous):
-        parts.append(
-            f"Its sensitivity at 0.5 {spread(subtle[SENSITIVITY])} on the subtle findings and "
-            f"{spread(conspicuous[SENSITIVITY])} on hardware and casts."
-        )
-    return " ".join(parts)
-
-
 def conspicuity_gap(
     studies: pd.DataFrame,
     truth: pd.DataFrame | None,
@@ -335,36 +271,6 @@ def conspicuity_gap(
         "high": float(gap_high),
         "confidence": confidence,
     }
-
-
-def conspicuity_sentence(table: pd.DataFrame | None, gap: dict | None = None) -> str:
-    """How detection changes from the least to the most conspicuous third (pooled table), judged
-    by the bootstrap interval of the difference (:func:`conspicuity_gap`), never by whether the
-    two thirds' own intervals overlap."""
-    if table is None:
-        return "This dataset records no conspicuity of its findings."
-    if table.empty:
-        return "Too few abnormal test studies with a subtle finding to cut them into conspicuity tertiles."
-    pooled = table.loc[table[FINDING] == table[FINDING].iloc[0]].set_index(CONSPICUITY)
-    low, high = pooled.loc["low"], pooled.loc["high"]
-    text = (
-        f"Among the subtle findings, the AUROC is {plain(low[AUROC])} ({plain(low[LOW])} to {plain(low[HIGH])}) in "
-        f"the least conspicuous third and {plain(high[AUROC])} ({plain(high[LOW])} to {plain(high[HIGH])}) in the "
-        "most conspicuous third"
-    )
-    if gap is None:
-        return text + "."
-    clause = (
-        f"a difference of {signed(gap['gap'])} (95% bootstrap interval of the unpaired difference "
-        f"{signed(gap['low'])} to {signed(gap['high'])})"
-    )
-    if gap["low"] > 0:
-        verdict = "the network finds conspicuous findings more reliably than faint ones"
-    elif gap["high"] < 0:
-        verdict = "the network finds faint findings more reliably than conspicuous ones, against expectation"
-    else:
-        verdict = "the interval includes zero, so these test studies show no dependence on conspicuity"
-    return f"{text}, {clause}: {verdict}."
 
 
 # --- reliance on hardware and casts --------------------------------------------------------------
@@ -444,39 +350,6 @@ def shortcut_table(result: dict) -> pd.DataFrame:
             },
         ]
     )
-
-
-def shortcut_sentence(result: dict | None) -> str:
-    """What :func:`shortcut_reliance` says about reliance on hardware and casts."""
-    if result is None:
-        return (
-            "Real MURA does not record which studies show hardware or a cast, so reliance on them cannot be "
-            "measured here."
-        )
-    percent = f"{result['confidence'] * 100:.4g}%"
-    text = (
-        f"Against the same {result['normal']} normal studies, the {result['with']} abnormal studies with hardware "
-        f"or a cast reach an AUROC of {plain(result['auroc_with'])} and the {result['without']} without either "
-        f"{plain(result['auroc_without'])}, a difference of {signed(result['gap'])} ({percent} bootstrap interval "
-        f"of the unpaired difference {signed(result['gap_low'])} to {signed(result['gap_high'])})."
-    )
-    if not np.isfinite(result["gap_low"]):
-        return text + " Too few studies in a group for an interval."
-    if result["gap_low"] > 0:
-        text += " The network finds hardware and casts more easily than the other abnormalities"
-        text += (
-            ", yet it also ranks the abnormal studies without them above the normal ones (interval above 0.5), "
-            "so it does not rely on hardware and casts alone."
-            if result["low_without"] > 0.5
-            else ", and it cannot be shown to tell the other abnormal studies from normal ones "
-            "(interval includes 0.5): "
-            "its performance rests on hardware and casts, a shortcut."
-        )
-    elif result["gap_high"] < 0:
-        text += " Against expectation, the network finds the other abnormalities more easily than hardware and casts."
-    else:
-        text += " The interval includes 0: these test studies show no detectable preference for hardware and casts."
-    return text
 
 
 # --- lead markers removed ------------------------------------------------------------------------
@@ -673,111 +546,6 @@ def marker_masking(
     return comparison, summary, changes
 
 
-def masking_sentence(comparison, summary: dict | None) -> str:
-    """What removing the lead markers did to the predictions, from :func:`marker_masking`."""
-    if summary is None:
-        return (
-            "The markers of real radiographs cannot be removed without changing other pixels, so this measurement "
-            "needs the synthetic data."
-        )
-    text = (
-        f"Removing the lead markers from the {summary['marked_images']} of {summary['images']} test images that "
-        f"carry one changed their abnormality probability by {plain(summary['marked_mean_abs_change'])} on average "
-        f"(95th percentile {plain(summary['marked_p95_abs_change'])}, mean signed change "
-        f"{signed(summary['marked_mean_change'])}), and changed the call at 0.5 of {summary['flipped']} of the "
-        f"{summary['studies']} test studies ({plain(100 * summary['flipped_share'], 1)}%). "
-    )
-    noise = summary["unmarked_max_abs_change"]
-    if noise == 0:
-        text += "The images without a marker, drawn again, got exactly their stored probabilities. "
-    elif np.isfinite(noise):
-        text += (
-            f"The images without a marker, drawn again, moved by at most {noise:.1e}, rounding noise: the "
-            "re-drawn films reproduce the stored predictions. "
-        )
-    text += f"On the studies, {comparison.sentence()}."
-    if comparison.verdict == "no detectable difference":
-        text += " The network's ranking of the studies does not depend detectably on the markers."
-    else:
-        text += " The markers carry part of the network's decision: a shortcut, since they say nothing about the limb."
-    return text
-
-
-def shortcut_reading(shortcut: dict | None, comparison, summary: dict | None, shown: pd.DataFrame | None = None) -> str:
-    """How to read Grad-CAM maps in the light of the measurements: whether a map over hardware, a
-    cast or a lead marker points to something the network relies on.  ``shown``: the truth of the
-    images in the figure (columns ``hardware``, ``cast``, ``marker``), to say what they show."""
-    if shortcut is None or summary is None:
-        return (
-            "Without ground truth, the maps remain the only look at what the network relies on; real MURA records "
-            "neither hardware, casts nor markers, so the measurements that would test them need the synthetic "
-            "data."
-        )
-    parts = []
-    if shown is not None and len(shown):
-        conspicuous = int((shown["hardware"].astype(bool) | shown["cast"].astype(bool)).sum())
-        marked = int(shown["marker"].astype(bool).sum())
-        parts.append(
-            f"Of the {len(shown)} views in the Grad-CAM figure, {conspicuous} "
-            f"show{'s' if conspicuous == 1 else ''} hardware or a cast and {marked} "
-            f"carr{'ies' if marked == 1 else 'y'} a lead marker."
-        )
-    if np.isfinite(shortcut["gap_low"]) and shortcut["gap_low"] > 0:
-        if shortcut["low_without"] > 0.5:
-            parts.append(
-                "A map that lights up a plate or a cast points to something the network does find more "
-                "easily than the other abnormalities, but not to all it relies on: it also tells the abnormal "
-                "studies without hardware or a cast from normal ones."
-            )
-        else:
-            parts.append(
-                "A map that lights up a plate or a cast shows the shortcut that the numbers confirm: the "
-                "network cannot be shown to find the abnormalities without them."
-            )
-    else:
-        parts.append(
-            "The maps that fall on hardware or a cast are not backed by a measurable preference: the network "
-            "finds the studies with and without them about equally well on these test studies."
-        )
-    if comparison.verdict == "no detectable difference":
-        parts.append(
-            f"A map that reaches a corner of the film is no evidence that the network reads the lead marker "
-            f"there: removing the markers moved the probabilities of the marked images by "
-            f"{plain(summary['marked_mean_abs_change'])} on average and made no detectable difference to "
-            "the AUROC."
-        )
-    else:
-        parts.append(
-            f"The lead markers do carry part of the decision: removing them changed the AUROC by "
-            f"{signed(comparison.auroc_diff)}, so maps over the corners of the film deserve suspicion."
-        )
-    return " ".join(parts)
-
-
-def detection_report(studies: pd.DataFrame, truth: pd.DataFrame | None, *, n_resamples: int, seed: int) -> dict:
-    """Everything the baseline chapter says about detection by finding: the two tables (by
-    finding, by conspicuity third of the subtle findings) for reading, the sentences, and the
-    number of normal test studies each finding is set against.  ``truth`` is None on real MURA."""
-    by_finding = detection_by_finding(studies, truth, n_resamples=n_resamples, seed=seed)
-    by_conspicuity = detection_by_conspicuity(studies, truth, n_resamples=n_resamples, seed=seed)
-    if truth is None:
-        conspicuity_text = conspicuity_sentence(by_conspicuity)
-    else:
-        conspicuity_text = (
-            "Fractures, lesions and degenerative change are drawn with a strength that varies from study to study, "
-            "recorded as a conspicuity between 0 and 1. The table below cuts the abnormal test studies with one of "
-            "these subtle findings into thirds by that conspicuity and sets each third against the normal studies. "
-            + conspicuity_sentence(by_conspicuity, conspicuity_gap(studies, truth, n_resamples=n_resamples, seed=seed))
-        )
-    return {
-        "findings": detection_table(by_finding),
-        "conspicuity": detection_table(by_conspicuity, drop=FINDING),
-        "finding-text": finding_sentences(by_finding),
-        "conspicuity-text": conspicuity_text,
-        "normal-studies": int((studies["label"] == 0).sum()),
-    }
-
-
 # --- the evidence on shortcuts, for the page that reports it -------------------------------------
 
 OMITTED = "*Omitted: real MURA records no hardware, casts or markers, and its markers cannot be removed.*"
@@ -794,15 +562,6 @@ class ShortcutEvidence:
     summary: dict | None = None
     changes: pd.DataFrame | None = None
     shown: pd.DataFrame | None = None
-
-    def sentences(self) -> dict[str, str]:
-        """The three readings, by name: reliance on hardware and casts, the markers removed, and how
-        the Grad-CAM maps read in their light."""
-        return {
-            "shortcut-text": shortcut_sentence(self.shortcut),
-            "masking-text": masking_sentence(self.comparison, self.summary),
-            "shortcut-reading": shortcut_reading(self.shortcut, self.comparison, self.summary, self.shown),
-        }
 
     def _omitted(self):
         from IPython.display import Markdown

@@ -4,6 +4,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mura_lib import analysis
+from mura_lib.book import values
 from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.preprocess import build_cache
@@ -83,7 +84,8 @@ def test_shortcut_reliance_sees_a_network_that_only_finds_hardware_and_casts(tru
     assert result["gap"] > 0.3
     assert result["gap_low"] > 0
     assert result["low_without"] <= 0.5 <= result["high_without"]
-    assert "a shortcut" in analysis.shortcut_sentence(result)
+    glued = values.shortcut_values(analysis.ShortcutEvidence(result))
+    assert glued["sc-verdict"] == "higher" and glued["sc-reading"] == "shortcut" and glued["mk"] == "absent"
     # A network that scores every abnormal study alike shows no gap.
     even = fabricated(truth, seed=1)
     even.loc[even["label"] == 1, "probability"] = 0.9
@@ -91,7 +93,7 @@ def test_shortcut_reliance_sees_a_network_that_only_finds_hardware_and_casts(tru
     assert balanced["gap"] == 0 and balanced["gap_low"] <= 0 <= balanced["gap_high"]
 
 
-def test_finding_sentences_sort_findings_by_their_intervals():
+def test_finding_values_sort_findings_by_their_intervals():
     table = pd.DataFrame(
         {
             analysis.FINDING: ["fracture", "hardware", "lesion"],
@@ -102,12 +104,13 @@ def test_finding_sentences_sort_findings_by_their_intervals():
             analysis.SENSITIVITY: [0.2, 0.9, 0.0],
         }
     )
-    text = analysis.finding_sentences(table)
-    detects, rest = text.split("It cannot be shown to detect")
-    assert "hardware (AUROC 0.970, interval 0.930 to 0.990)" in detects and "fracture" not in detects
-    assert "fractures (AUROC 0.550, interval 0.450 to 0.660)" in rest
-    assert "Too few test studies show lesions" in rest
-    assert "sensitivity at 0.5 ranges from 0.00 to 0.20 on the subtle findings and is 0.90 on hardware" in rest
+    glued = values.finding_values(table)
+    assert glued["findings"] == "measured"
+    assert glued["findings-detected"] == "hardware (AUROC 0.970; 0.930 to 0.990)"
+    assert glued["findings-undecided"] == "fractures (AUROC 0.550; 0.450 to 0.660)"
+    assert glued["findings-too-few"] == "lesions" and glued["findings-any-below"] == "no"
+    assert glued["sensitivity"] == "spread"
+    assert (glued["sensitivity-subtle"], glued["sensitivity-conspicuous"]) == ("0.00 to 0.20", "0.90")
 
 
 def test_no_truth_no_tables(truth):
@@ -115,7 +118,9 @@ def test_no_truth_no_tables(truth):
     assert analysis.detection_by_finding(studies, None) is None
     assert analysis.detection_by_conspicuity(studies, None) is None
     assert analysis.shortcut_reliance(studies, None) is None
-    assert "no ground truth" in analysis.finding_sentences(None)
+    assert values.finding_values(None)["findings"] == "absent"
+    assert values.conspicuity_values(None, None)["conspicuity"] == "absent"
+    assert values.shortcut_values(analysis.ShortcutEvidence(None))["sc"] == "absent"
 
 
 def test_predictions_from_another_dataset_are_refused(truth):
@@ -174,10 +179,12 @@ def test_marker_masking_on_a_trained_run(synthetic_root, tiny_run, tmp_path):
     differs = (masked != kept).reshape(len(masked), -1).any(axis=1)
     assert differs[marked].all() and not differs[~marked].any()
     assert len(list((tmp_path / "redrawn").glob("*.npy"))) == 1  # the masked films, kept on disk and reused
-    assert "lead markers" in analysis.masking_sentence(comparison, summary)
+    glued = values.shortcut_values(analysis.ShortcutEvidence(None, comparison, summary, changes))
+    assert glued["mk"] == "measured" and glued["mk-marked"] == summary["marked_images"]
+    assert glued["mk-noise"] in ("zero", "rounding") and glued["mk-verdict"] in ("higher", "lower", "undetermined")
 
 
-def test_shortcut_reading_follows_the_measurements(truth):
+def test_shortcut_values_follow_the_measurements(truth):
     from mura_lib.evaluation import compare_paired
 
     reliant = analysis.shortcut_reliance(fabricated(truth, shortcut=True), truth, n_resamples=300, seed=0)
@@ -188,11 +195,12 @@ def test_shortcut_reading_follows_the_measurements(truth):
     )
     summary = {"marked_mean_abs_change": 0.004}
     shown = truth[["hardware", "cast", "marker"]].head(6)
-    text = analysis.shortcut_reading(reliant, same, summary, shown)
-    assert f"Of the 6 views in the Grad-CAM figure, {int((shown['hardware'] | shown['cast']).sum())} show" in text
-    assert "the shortcut that the numbers confirm" in text and "no evidence that the network reads" in text
-    assert "do carry part of the decision" in analysis.shortcut_reading(reliant, moved, summary)
-    assert "need the synthetic data" in analysis.shortcut_reading(None, None, None)
+    summary |= {"marked_images": 3, "images": 6, "marked_p95_abs_change": 0.01, "marked_mean_change": 0.001,
+                "flipped": 0, "studies": 4, "flipped_share": 0.0, "unmarked_max_abs_change": 0.0}  # fmt: skip
+    glued = values.shortcut_values(analysis.ShortcutEvidence(reliant, same, summary, None, shown))
+    assert glued["shown-views"] == 6 and glued["shown-conspicuous"] == int((shown["hardware"] | shown["cast"]).sum())
+    assert glued["sc-reading"] == "shortcut" and glued["mk-verdict"] == "undetermined" and glued["mk-noise"] == "zero"
+    assert values.shortcut_values(analysis.ShortcutEvidence(reliant, moved, summary))["mk-verdict"] != "undetermined"
 
 
 def test_conspicuity_gap_judges_the_thirds_by_the_interval_of_their_difference(truth):
@@ -202,8 +210,10 @@ def test_conspicuity_gap_judges_the_thirds_by_the_interval_of_their_difference(t
     pooled = table.set_index(analysis.CONSPICUITY)[analysis.AUROC]
     assert gap["gap"] == pytest.approx(pooled["high"] - pooled["low"], abs=1e-12)
     assert gap["low"] <= gap["gap"] <= gap["high"]
-    text = analysis.conspicuity_sentence(table, gap)
-    assert "bootstrap interval of the unpaired difference" in text and "overlap" not in text
+    glued = values.conspicuity_values(table, gap)
+    expected = "higher" if gap["low"] > 0 else "lower" if gap["high"] < 0 else "undetermined"
+    assert glued["gap-verdict"] == expected and glued["low"] == values.plain(pooled["low"])
+    assert values.conspicuity_values(table, None)["gap-verdict"] == "absent"
     assert analysis.conspicuity_gap(studies, None) is None
 
 
@@ -218,17 +228,12 @@ def test_detection_table_always_has_a_row_to_caption(truth):
     assert "no abnormal test study" in empty
 
 
-def test_detection_report_gathers_the_tables_and_sentences(truth):
+def test_conspicuity_table_for_reading_drops_the_finding_column(truth):
     studies = fabricated(truth)
-    report = analysis.detection_report(studies, truth, n_resamples=50, seed=0)
-    assert report["normal-studies"] == int((studies["label"] == 0).sum())
-    by_finding = analysis.detection_by_finding(studies, truth, n_resamples=50, seed=0)
-    assert report["finding-text"] == analysis.finding_sentences(by_finding)
-    assert report["conspicuity-text"].startswith("Fractures, lesions and degenerative change")
-    assert "Conspicuity range" in report["conspicuity"].to_html() and ">Finding<" not in report["conspicuity"].to_html()
-    on_mura = analysis.detection_report(studies, None, n_resamples=50, seed=0)
-    assert "not recorded" in on_mura["findings"].to_html()
-    assert on_mura["finding-text"] == analysis.finding_sentences(None)
+    table = analysis.detection_by_conspicuity(studies, truth, n_resamples=50, seed=0)
+    html = analysis.detection_table(table, drop=analysis.FINDING).to_html()
+    assert "Conspicuity range" in html and ">Finding<" not in html
+    assert "not recorded" in analysis.detection_table(None).to_html()
 
 
 def test_shortcut_evidence_gathers_both_measurements_for_the_page(synthetic_root, tiny_run, tmp_path):
@@ -253,15 +258,9 @@ def test_shortcut_evidence_gathers_both_measurements_for_the_page(synthetic_root
     assert list(evidence.shown.index) == list(views) and list(evidence.shown.columns) == ["hardware", "cast", "marker"]
     assert evidence.shown["marker"].tolist() == truth.loc[views, "marker"].tolist()
 
-    sentences = evidence.sentences()
-    assert sentences == {
-        "shortcut-text": analysis.shortcut_sentence(evidence.shortcut),
-        "masking-text": analysis.masking_sentence(evidence.comparison, evidence.summary),
-        "shortcut-reading": analysis.shortcut_reading(
-            evidence.shortcut, evidence.comparison, evidence.summary, evidence.shown
-        ),
-    }
-    assert "Of the 4 views in the Grad-CAM figure" in sentences["shortcut-reading"]
+    glued = values.shortcut_values(evidence)
+    assert glued["sc"] == glued["mk"] == "measured" and glued["shown-views"] == 4
+    assert glued["sc-with"] == direct["with"] and glued["sc-gap"] == values.signed(direct["gap"])
     table = evidence.shortcut_table()
     assert isinstance(table, Styler) and table.data["Studies"].tolist()[:2] == [direct["with"], direct["without"]]
     markers = evidence.marker_table()
@@ -279,6 +278,6 @@ def test_shortcut_evidence_without_ground_truth_omits_the_tables(mura_copy, tiny
     (mura_copy / TRUTH_FILENAME).unlink()
     evidence = analysis.shortcut_evidence(run, mura_copy, views=["x"], n_resamples=200, seed=0)
     assert evidence.shortcut is None and evidence.comparison is None and evidence.shown is None
-    assert "Real MURA does not record" in evidence.sentences()["shortcut-text"]
+    assert values.shortcut_values(evidence)["sc"] == values.shortcut_values(evidence)["mk"] == "absent"
     for shown in (evidence.shortcut_table(), evidence.marker_table(), evidence.marker_figure()):
         assert isinstance(shown, Markdown) and shown.data == analysis.OMITTED

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from ..tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
 
 ABSENT = "absent"
@@ -340,3 +342,159 @@ def multiview_values(run, comparison, images) -> dict:
         "mean-auroc": comparison.auroc_b,
         "mv-auroc": comparison.auroc_a,
     } | {f"mv-{name}": value for name, value in comparison_values(comparison).items()}
+
+
+# --- detection by finding and the evidence on shortcuts (synthetic data only) -----------------
+
+
+def _interval(low, high) -> str:
+    return f"{plain(low)} to {plain(high)}"
+
+
+def _spread(values) -> str:
+    low, high = plain(min(values), 2), plain(max(values), 2)
+    return low if low == high else f"{low} to {high}"
+
+
+def finding_values(table) -> dict:
+    """Detection by finding (:func:`mura_lib.analysis.detection_by_finding`): ``findings``
+    (``measured``, ``empty`` when no abnormal test study has a recorded finding, ``absent`` on
+    data without ground truth), the findings whose AUROC interval against the normal studies lies
+    above 0.5 (``detected``), includes it (``undecided``) or lies below it (``below``), each named
+    with its AUROC and interval (``fractures (AUROC 0.812; 0.760 to 0.861)``), those with too few
+    studies for an interval (``too-few``), each with ``any-…``; and the sensitivity at 0.5
+    (``sensitivity``: ``same`` on every finding, ``spread`` between the subtle and the
+    conspicuous findings, or ``absent``)."""
+    from ..analysis import AUROC, CONSPICUOUS_FINDINGS, FINDING, FINDING_NAMES, HIGH, LOW, SENSITIVITY, SUBTLE_FINDINGS
+
+    values = {"findings": ABSENT if table is None else "empty" if table.empty else "measured"}
+    groups = {"detected": [], "undecided": [], "below": [], "too-few": []}
+    sensitivity = {"sensitivity": ABSENT, "sensitivity-all": "n/a", "sensitivity-subtle": "n/a"}
+    sensitivity["sensitivity-conspicuous"] = "n/a"
+    if values["findings"] == "measured":
+        for _, row in table.iterrows():
+            name = FINDING_NAMES.get(row[FINDING], row[FINDING])
+            if not np.isfinite(row[LOW]):
+                groups["too-few"].append(name)
+                continue
+            named = f"{name} (AUROC {plain(row[AUROC])}; {_interval(row[LOW], row[HIGH])})"
+            group = "detected" if row[LOW] > 0.5 else "below" if row[HIGH] < 0.5 else "undecided"
+            groups[group].append(named)
+        subtle = table.loc[table[FINDING].isin(SUBTLE_FINDINGS), SENSITIVITY]
+        conspicuous = table.loc[table[FINDING].isin(CONSPICUOUS_FINDINGS), SENSITIVITY]
+        if len(subtle) and len(conspicuous):
+            same = table[SENSITIVITY].nunique() == 1
+            sensitivity = {
+                "sensitivity": "same" if same else "spread",
+                "sensitivity-all": plain(table[SENSITIVITY].iloc[0], 2),
+                "sensitivity-subtle": _spread(subtle),
+                "sensitivity-conspicuous": _spread(conspicuous),
+            }
+    for group, names in groups.items():
+        values[f"findings-{group}"] = join_words(names) or "none"
+        values[f"findings-any-{group}"] = "yes" if names else "no"
+    return values | sensitivity
+
+
+def conspicuity_values(table, gap: dict | None) -> dict:
+    """Detection by conspicuity third of the subtle findings
+    (:func:`mura_lib.analysis.detection_by_conspicuity`, :func:`mura_lib.analysis.conspicuity_gap`):
+    ``conspicuity`` (``measured``, ``too-few`` or ``absent``), the AUROC and interval of the least
+    (``low-…``) and the most conspicuous third (``high-…``), and the verdict on their difference
+    (``gap-verdict``: ``higher`` when the most conspicuous third scores higher, ``lower``,
+    ``undetermined``, or ``absent`` without an interval) with ``gap``, ``gap-low``, ``gap-high``."""
+    from ..analysis import AUROC, CONSPICUITY, FINDING, HIGH, LOW
+
+    values = {"conspicuity": ABSENT if table is None else "too-few" if table.empty else "measured"}
+    values |= {key: "n/a" for key in ("low", "low-interval", "high", "high-interval", "gap", "gap-low", "gap-high")}
+    values["gap-verdict"] = ABSENT
+    if values["conspicuity"] == "measured":
+        pooled = table.loc[table[FINDING] == table[FINDING].iloc[0]].set_index(CONSPICUITY)
+        for level in ("low", "high"):
+            row = pooled.loc[level]
+            values[level] = plain(row[AUROC])
+            values[f"{level}-interval"] = _interval(row[LOW], row[HIGH])
+    if gap is not None:
+        values |= {"gap": signed(gap["gap"]), "gap-low": signed(gap["low"]), "gap-high": signed(gap["high"])}
+        values["gap-verdict"] = "higher" if gap["low"] > 0 else "lower" if gap["high"] < 0 else "undetermined"
+    return values
+
+
+def _paired_verdict(comparison) -> str:
+    return "undetermined" if comparison.verdict == "no detectable difference" else comparison.verdict
+
+
+def shortcut_values(evidence) -> dict:
+    """The evidence on shortcuts (:class:`mura_lib.analysis.ShortcutEvidence`) as values.
+
+    Hardware and casts (``sc-…``): ``sc`` (``measured`` or ``absent``), the studies compared, the
+    AUROC of the abnormal studies with and without them against the normal studies, their
+    difference with its interval, the verdict (``sc-verdict``: ``higher`` when the studies with
+    hardware or a cast score higher, ``lower``, ``undetermined``, or ``too-few``) and whether the
+    studies without them are still told from normal ones (``sc-without-detected``), and what that
+    means for a map over hardware or a cast (``sc-reading``: ``partial`` when the network finds
+    them more easily but also the other abnormalities, ``shortcut`` when it cannot be shown to
+    find the others, ``none`` without a preference, ``absent``).
+    The markers removed (``mk-…``): ``mk`` (``measured`` or ``absent``), how many images carry one,
+    how far their probabilities moved, how many studies' calls flipped, whether the images without
+    a marker reproduced their stored probabilities (``mk-noise``: ``zero``, ``rounding`` or
+    ``none``), and the paired comparison of the AUROC (``mk-verdict``, ``mk-diff``...).
+    The views of the Grad-CAM figure (``shown``: ``yes``/``no``; ``shown-views``,
+    ``shown-conspicuous``, ``shown-marked``)."""
+    shortcut, comparison, summary, shown = evidence.shortcut, evidence.comparison, evidence.summary, evidence.shown
+    values = {"sc": ABSENT, "sc-verdict": ABSENT, "sc-without-detected": "no", "sc-reading": ABSENT}
+    values |= {f"sc-{key}": "n/a" for key in ("normal", "with", "without", "auroc-with", "auroc-without")}
+    values |= {f"sc-{key}": "n/a" for key in ("gap", "gap-low", "gap-high")}
+    if shortcut is not None:
+        values |= {
+            "sc": "measured",
+            "sc-normal": shortcut["normal"],
+            "sc-with": shortcut["with"],
+            "sc-without": shortcut["without"],
+            "sc-auroc-with": plain(shortcut["auroc_with"]),
+            "sc-auroc-without": plain(shortcut["auroc_without"]),
+            "sc-gap": signed(shortcut["gap"]),
+            "sc-gap-low": signed(shortcut["gap_low"]),
+            "sc-gap-high": signed(shortcut["gap_high"]),
+            "sc-without-detected": "yes" if shortcut["low_without"] > 0.5 else "no",
+        }
+        low, high = shortcut["gap_low"], shortcut["gap_high"]
+        values["sc-verdict"] = (
+            "too-few" if not np.isfinite(low) else "higher" if low > 0 else "lower" if high < 0 else "undetermined"
+        )
+        if values["sc-verdict"] == "higher":
+            values["sc-reading"] = "partial" if values["sc-without-detected"] == "yes" else "shortcut"
+        else:
+            values["sc-reading"] = "none"
+    values |= {"mk": ABSENT, "mk-verdict": ABSENT, "mk-noise": ABSENT}
+    values |= {f"mk-{key}": "n/a" for key in ("marked", "images", "mean-abs", "p95", "mean", "flipped", "studies")}
+    values |= {f"mk-{key}": "n/a" for key in ("flipped-share", "noise-value", "diff", "low", "high", "p")}
+    if summary is not None and comparison is not None:
+        noise = summary["unmarked_max_abs_change"]
+        values |= {
+            "mk": "measured",
+            "mk-marked": summary["marked_images"],
+            "mk-images": summary["images"],
+            "mk-mean-abs": plain(summary["marked_mean_abs_change"]),
+            "mk-p95": plain(summary["marked_p95_abs_change"]),
+            "mk-mean": signed(summary["marked_mean_change"]),
+            "mk-flipped": summary["flipped"],
+            "mk-studies": summary["studies"],
+            "mk-flipped-share": f"{100 * summary['flipped_share']:.1f}%",
+            "mk-noise": "zero" if noise == 0 else "rounding" if np.isfinite(noise) else "none",
+            "mk-noise-value": f"{noise:.1e}" if np.isfinite(noise) else "n/a",
+            "mk-verdict": _paired_verdict(comparison),
+            "mk-diff": signed(comparison.auroc_diff),
+            "mk-low": signed(comparison.auroc_low),
+            "mk-high": signed(comparison.auroc_high),
+            "mk-p": "< 0.001" if comparison.delong_p < 0.001 else f"= {comparison.delong_p:.3f}",
+        }
+    values |= {"shown": "no", "shown-views": 0, "shown-conspicuous": 0, "shown-marked": 0}
+    if shown is not None and len(shown):
+        values |= {
+            "shown": "yes",
+            "shown-views": len(shown),
+            "shown-conspicuous": int((shown["hardware"].astype(bool) | shown["cast"].astype(bool)).sum()),
+            "shown-marked": int(shown["marker"].astype(bool).sum()),
+        }
+    return values
