@@ -5,7 +5,7 @@ returns what the chapter shows: a DataFrame for a table (the chapter formats it 
 :func:`mura_lib.tables.format_table`), a matplotlib Figure, a sentence, or a dict of the facts that
 the chapter's text quotes, keyed by the glue name without its ``data-`` prefix.
 
-For a synthetic dataset :func:`synthetic_description` describes, from the generator's recorded
+For a synthetic dataset :func:`synthetic_facts` gives, from the generator's recorded
 truth, how the radiographs were made: the findings and their conspicuity, the lead markers, and why
 the test split has the size it has.
 """
@@ -28,16 +28,6 @@ from .synthetic.findings import FINDINGS
 TYPE_NAMES = {t: t.removeprefix("XR_").lower() for t in STUDY_TYPES}
 LABEL_NAMES = {0: "normal", 1: "abnormal"}
 ASSUMED_AUROC = 0.85  # the AUROC at which the split-size reasoning quotes confidence intervals
-
-
-def source_description(data_source: str) -> str:
-    """What the loaded dataset is, as a phrase for the chapter's first paragraph."""
-    if data_source == "mura":
-        return "a copy of the real MURA-v1.1 dataset"
-    return (
-        "a synthetic dataset that reproduces MURA-v1.1's folder layout, CSV files, study types and "
-        "label proportions, but whose radiographs are generated images rather than real ones"
-    )
 
 
 def overview(dataset: MuraDataset) -> dict:
@@ -208,27 +198,16 @@ def patient_facts(dataset: MuraDataset) -> dict:
 
 
 def exclusion_facts(dataset: MuraDataset) -> dict:
-    """How many files the reader left out, and sentences on why and on the CSV quirks it tolerated."""
+    """How many files the reader left out (``excluded``), by reason (``excluded-reasons``:
+    ``"macOS '._' sidecar file (not an image): 9"``, ``none``), and the CSV quirks it tolerated
+    (``quirks``: a list, ``none``)."""
     exclusions = dataset.exclusion_counts()
-    if len(exclusions):
-        reasons = "; ".join(f"{count:,d} files as {reason}" for reason, count in exclusions.items())
-        excluded_text = f"It left out {int(exclusions.sum()):,d} files in all: {reasons}."
-    else:
-        excluded_text = "In this copy of the data it found nothing to leave out."
-    if dataset.csv_quirks:
-        quirks = "; ".join(dataset.csv_quirks)
-        quirks_text = f"It also tolerated these departures from the documented CSV format: {quirks}."
-    else:
-        quirks_text = "The CSV files followed the documented format exactly."
-    return {"excluded": int(exclusions.sum()), "excluded-text": excluded_text, "quirks-text": quirks_text}
-
-
-def undecodable_sentence(undecodable: pd.DataFrame) -> str:
-    """The end of the sentence on images that could not be decoded (``undecodable`` from
-    :func:`mura_lib.preprocess.exclusions`)."""
-    if len(undecodable):
-        return f"{len(undecodable):,d} images, listed below with the reason."
-    return "in this copy every listed image could be decoded."
+    reasons = "; ".join(f"{reason}: {count:,d}" for reason, count in exclusions.items())
+    return {
+        "excluded": int(exclusions.sum()),
+        "excluded-reasons": reasons or "none",
+        "quirks": "; ".join(dataset.csv_quirks) or "none",
+    }
 
 
 def undecodable_table(undecodable: pd.DataFrame) -> pd.DataFrame | None:
@@ -264,21 +243,18 @@ def finding_table(truth: pd.DataFrame, image_truth: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def marker_paragraph(image_truth: pd.DataFrame, image_size: int) -> str:
-    """How often lead markers appear, that they are independent of the label, and how large they are."""
+def marker_facts(image_truth: pd.DataFrame) -> dict:
+    """How often lead markers appear (``marker-share``), in normal and abnormal images (they are
+    drawn independently of the label), and the median side of their boxes in pixels."""
     marker_share = image_truth.groupby("label")["marker"].mean()
     boxes = image_truth.loc[image_truth["marker"]]
     box_side = np.sqrt((boxes["marker_x1"] - boxes["marker_x0"]) * (boxes["marker_y1"] - boxes["marker_y0"]))
-    return (
-        f"Lead markers appear on {image_truth['marker'].mean():.0%} of the images: an *L* or *R*, on some films "
-        f"with a technologist's initials or a square lead frame, burnt into one of the corners of the "
-        f"collimated field, a little inside its edge. They are drawn independently of the label: "
-        f"{marker_share.get(0, np.nan):.0%} of the normal and {marker_share.get(1, np.nan):.0%} of the abnormal "
-        f"images carry one. A marker covers a box of about {box_side.median():.0f} pixels square (median) of the "
-        f"stored {image_size}-pixel images. The generator records each marker's box, and can draw any "
-        f"image again without its marker, identical in every other pixel, so that a later chapter can test "
-        f"whether a network has learned to look at the markers rather than at the bones."
-    )
+    return {
+        "marker-share": float(image_truth["marker"].mean()),
+        "marker-share-normal": float(marker_share.get(0, np.nan)),
+        "marker-share-abnormal": float(marker_share.get(1, np.nan)),
+        "marker-side": float(box_side.median()) if len(boxes) else float("nan"),
+    }
 
 
 def auroc_halfwidth(n_abnormal: int, n_normal: int, auroc: float = ASSUMED_AUROC) -> float:
@@ -295,85 +271,37 @@ def proportional_test_counts(scale: float) -> dict[int, int]:
     return {label: sum(max(1, round(counts[label] * scale)) for counts in mura_valid) for label in (0, 1)}
 
 
-def split_paragraph(truth: pd.DataFrame, spec: dict) -> str:
-    """The sizes of the synthetic splits, and why the test split is larger than MURA's proportion."""
+def split_facts(truth: pd.DataFrame, spec: dict) -> dict:
+    """The sizes of the synthetic splits against MURA's, and the half-width of a 95% interval of an
+    AUROC near ``ASSUMED_AUROC`` with this test split and with one at MURA's proportion
+    (``test-larger``: ``yes`` when the test split was drawn larger than MURA's proportion)."""
     test = truth.loc[truth["split"] == "valid"]
-    test_width = auroc_halfwidth(int(test["label"].sum()), int((test["label"] == 0).sum()))
-    if spec["valid_scale"] > spec["scale"]:
-        proportional = proportional_test_counts(spec["scale"])
-        proportional_width = auroc_halfwidth(proportional[1], proportional[0])
-        reason = (
-            f"The test split is larger than MURA's proportion because its size sets how small a difference "
-            f"between two networks it can resolve, and the following chapters compare networks that differ by a "
-            f"few AUROC points. At MURA's proportion it would have only {sum(proportional.values()):,d} studies, "
-            f"and the 95% confidence interval of an AUROC near {ASSUMED_AUROC} would reach about "
-            f"±{proportional_width:.3f} either side {{cite}}`hanley1982auroc`; with {len(test):,d} test studies it "
-            f"reaches about ±{test_width:.3f}."
-        )
-    else:
-        reason = (
-            f"The test split keeps MURA's proportion; with {len(test):,d} test studies the 95% confidence interval "
-            f"of an AUROC near {ASSUMED_AUROC} reaches about ±{test_width:.3f} either side {{cite}}`hanley1982auroc`."
-        )
-    return (
-        f"The training split has {int((truth['split'] == 'train').sum()):,d} studies, {spec['scale']:.0%} of "
-        f"MURA's, and the test split (MURA's `valid` split) has {len(test):,d}, {spec['valid_scale']:.0%} of "
-        f"MURA's, drawn from random numbers of their own so that the training images do not depend on the "
-        f"size of the test split. {reason} On the real data MURA's own `valid` split is used unchanged."
-    )
+    proportional = proportional_test_counts(spec["scale"])
+    return {
+        "train-studies": int((truth["split"] == "train").sum()),
+        "train-scale": spec["scale"],
+        "test-studies": len(test),
+        "test-scale": spec["valid_scale"],
+        "test-width": auroc_halfwidth(int(test["label"].sum()), int((test["label"] == 0).sum())),
+        "test-larger": "yes" if spec["valid_scale"] > spec["scale"] else "no",
+        "proportional-studies": sum(proportional.values()),
+        "proportional-width": auroc_halfwidth(proportional[1], proportional[0]),
+        "assumed-auroc": ASSUMED_AUROC,
+    }
 
 
-FINDING_CAPTION = (
-    "Findings of the abnormal studies in the synthetic dataset: studies per split, the share of all abnormal "
-    "studies, the share of the studies' views that show the finding, and the median conspicuity of the views "
-    "that show it."
-)
-NOT_SYNTHETIC = (
-    "This section describes how the synthetic stand-in for MURA is generated; this build uses the real "
-    "MURA-v1.1 radiographs and MURA's own split, so it does not apply here."
-)
-
-
-def synthetic_description(data_root: str | os.PathLike, data_source: str = "synthetic") -> str:
-    """How the synthetic radiographs are made, as MyST Markdown with a numbered findings table
-    (``tab-data-synthetic-findings``), computed from the generator's recorded truth; for real MURA
-    (``data_source="mura"``, or no truth file) a sentence that the section does not apply."""
+def synthetic_facts(data_root: str | os.PathLike, data_source: str = "synthetic") -> dict:
+    """What the chapter says of how the synthetic data were made: the kinds of finding, the
+    markers (:func:`marker_facts`), the splits (:func:`split_facts`) and the image size; with
+    ``synthetic`` (``yes``/``no``: a real MURA copy has no ground truth).  The findings table is
+    :func:`finding_table`."""
     truth = synthetic.study_truth(data_root) if data_source != "mura" else None
     if truth is None:
-        return NOT_SYNTHETIC
+        return {"synthetic": "no"}
     spec = synthetic.dataset_spec(data_root)
     image_truth = synthetic.image_truth(data_root)
-    table = finding_table(truth, image_truth).to_markdown(
-        index=False, colalign=["left"] + ["right"] * 5, disable_numparse=True
+    return (
+        {"synthetic": "yes", "finding-kinds": len(FINDINGS), "image-size": spec["image_size"]}
+        | marker_facts(image_truth)
+        | split_facts(truth, spec)
     )
-    return f"""\
-Every synthetic radiograph is drawn by a procedural model of the upper limb. Bones, joints and soft
-tissue are laid out in centimetres, posed for the projection (the first view of a study is usually
-anteroposterior, the second lateral, the third oblique) and projected onto a film whose field of
-view, rotation and side (left or right) depend on the study type. Exposure, contrast, detector blur,
-noise, the collimated field and burnt-in lead markers vary from image to image independently of the
-label. A normal study shows no finding. Each abnormal study is given one of {len(FINDINGS)} kinds of finding,
-at random with equal probability: a fracture line, orthopaedic hardware, a cast, a focal bone lesion
-or degenerative joint change. Hardware and casts are on the limb and show in every view; a fracture,
-a lesion or a narrowed joint shows in a random subset of the study's views, at least one, as a
-projection can hide it. {{numref}}`tab-data-synthetic-findings` counts the findings of this dataset.
-
-:::{{table}} {FINDING_CAPTION}
-:name: tab-data-synthetic-findings
-
-{table}
-:::
-
-How strongly a finding is drawn varies, and the generator records it as a *conspicuity* between 0
-and 1: where the finding's random draws fall within their ranges, averaged. For a fracture these are
-the width of the lucent line (as a share of the film) and the depth of bone it removes; for a lesion
-its radius (as a share of the film) and its depth; for degenerative change the narrowing of the
-joint space, the extra density of the bone ends and the size of the osteophytes; for a cast its
-thickness and density. Hardware is metal that burns out to white and is always drawn at full
-strength (conspicuity 1). Fractures, lesions and degenerative change are a few pixels across at the
-stored size, so they blur away when images are reduced, whereas hardware and casts stay conspicuous.
-
-{marker_paragraph(image_truth, spec["image_size"])}
-
-{split_paragraph(truth, spec)}
-"""

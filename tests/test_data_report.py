@@ -49,8 +49,6 @@ def test_overview_counts_match_the_files(dataset, synthetic_root):
     assert facts["train-studies"] + facts["valid-studies"] == facts["studies"]
     assert facts["train-studies"] == sum(path.startswith("train/") for path in labels)
     assert facts["abnormal-share"] == pytest.approx(sum(labels.values()) / len(labels))
-    assert "real MURA" in data_report.source_description("mura")
-    assert "synthetic" in data_report.source_description("synthetic")
 
 
 def test_counts_table_counts_studies_and_images_per_type_split_and_label(dataset):
@@ -173,14 +171,10 @@ def test_patients_table_and_facts_on_a_hand_built_dataset():
     assert table.to_dict() == {"train": {1: 0, 2: 1, 3: 1}, "valid": {1: 1, 2: 0, 3: 0}}
     facts = data_report.patient_facts(dataset)
     assert facts == {"multi-study": 2, "multi-type": 1, "multi-type-share": pytest.approx(1 / 3), "both-splits": 1}
-    assert data_report.exclusion_facts(dataset) == {
-        "excluded": 0,
-        "excluded-text": "In this copy of the data it found nothing to leave out.",
-        "quirks-text": "The CSV files followed the documented format exactly.",
-    }
-    dataset.csv_quirks = ["a header row in train_labeled_studies.csv"]
-    assert data_report.exclusion_facts(dataset)["quirks-text"].endswith(
-        "format: a header row in train_labeled_studies.csv."
+    assert data_report.exclusion_facts(dataset) == {"excluded": 0, "excluded-reasons": "none", "quirks": "none"}
+    dataset.csv_quirks = ["a header row in train_labeled_studies.csv", "Windows line endings"]
+    assert data_report.exclusion_facts(dataset)["quirks"] == (
+        "a header row in train_labeled_studies.csv; Windows line endings"
     )
 
 
@@ -189,16 +183,15 @@ def test_exclusion_facts_count_the_sidecar_files(dataset, synthetic_root):
     assert sidecars > 0
     facts = data_report.exclusion_facts(dataset)
     assert facts["excluded"] == len(dataset.exclusions) >= sidecars
-    assert facts["excluded-text"].startswith(f"It left out {facts['excluded']:,d} files in all: ")
-    assert "sidecar" in facts["excluded-text"]
+    counts = dataset.exclusion_counts()
+    assert facts["excluded-reasons"] == "; ".join(f"{reason}: {count:,d}" for reason, count in counts.items())
+    assert "sidecar" in facts["excluded-reasons"]
 
 
-def test_undecodable_sentence_and_table():
+def test_undecodable_table():
     none = pd.DataFrame({"relpath": pd.Series(dtype=str), "reason": pd.Series(dtype=str)})
-    assert data_report.undecodable_sentence(none) == "in this copy every listed image could be decoded."
     assert data_report.undecodable_table(none) is None
     two = pd.DataFrame({"relpath": ["a.png", "b.png"], "reason": ["truncated", "not an image"], "error": ["", ""]})
-    assert data_report.undecodable_sentence(two).startswith("2 images, ")
     assert data_report.undecodable_table(two).to_dict("list") == {
         "image": ["a.png", "b.png"],
         "reason": ["truncated", "not an image"],
@@ -234,10 +227,10 @@ def test_finding_table_and_marker_paragraph_on_hand_built_truth():
     assert table.loc["fracture", "median conspicuity"] == "0.30"
     assert table.loc["cast", "views showing it"] == "100%"
     assert table.loc["lesion"].tolist() == [0, 0, "0.0%", "n/a", "n/a"]
-    text = data_report.marker_paragraph(images, 64)
-    assert "Lead markers appear on 50% of the images" in text
-    assert "50% of the normal and 50% of the abnormal" in text
-    assert "about 6 pixels square (median) of the stored 64-pixel images" in text
+    markers = data_report.marker_facts(images)
+    assert markers["marker-share"] == 0.5
+    assert markers["marker-share-normal"] == markers["marker-share-abnormal"] == 0.5
+    assert round(markers["marker-side"]) == 6
 
 
 def test_auroc_halfwidth_matches_a_simulation():
@@ -268,25 +261,21 @@ def test_proportional_test_counts_are_what_the_generator_makes(synthetic_root):
         assert data_report.proportional_test_counts(scale) == planned.groupby("label").size().to_dict()
 
 
-def test_split_paragraph_says_why_the_test_split_is_larger(synthetic_root):
+def test_split_facts_say_why_the_test_split_is_larger(synthetic_root):
     truth = study_truth(synthetic_root)
     spec = dataset_spec(synthetic_root)
-    tests = int((truth["split"] == "valid").sum())
-    same = data_report.split_paragraph(truth, spec)
-    assert "keeps MURA's proportion" in same and f"with {tests:,d} test studies" in same
-    larger = data_report.split_paragraph(truth, {**spec, "valid_scale": 10 * spec["scale"]})
+    same = data_report.split_facts(truth, spec)
+    assert same["test-larger"] == "no" and same["test-studies"] == int((truth["split"] == "valid").sum())
+    larger = data_report.split_facts(truth, {**spec, "valid_scale": 10 * spec["scale"]})
     proportional = sum(data_report.proportional_test_counts(spec["scale"]).values())
-    assert "larger than MURA's proportion" in larger and f"would have only {proportional:,d} studies" in larger
-    assert f"{10 * spec['scale']:.0%} of MURA's" in larger
+    assert larger["test-larger"] == "yes" and larger["proportional-studies"] == proportional
+    assert larger["test-scale"] == 10 * spec["scale"]
 
 
-def test_synthetic_description(synthetic_root):
-    text = data_report.synthetic_description(synthetic_root)
+def test_synthetic_facts(synthetic_root):
+    facts = data_report.synthetic_facts(synthetic_root)
     truth = study_truth(synthetic_root)
-    assert ":name: tab-data-synthetic-findings" in text and "{numref}`tab-data-synthetic-findings`" in text
-    assert f"one of {len(FINDINGS)} kinds of finding" in text
-    for finding in FINDINGS:
-        assert f"| {finding} " in text
-    assert data_report.marker_paragraph(image_truth(synthetic_root), 64) in text
-    assert data_report.split_paragraph(truth, dataset_spec(synthetic_root)) in text
-    assert data_report.synthetic_description(synthetic_root, "mura") == data_report.NOT_SYNTHETIC
+    assert facts["synthetic"] == "yes" and facts["finding-kinds"] == len(FINDINGS)
+    assert facts.items() >= data_report.marker_facts(image_truth(synthetic_root)).items()
+    assert facts.items() >= data_report.split_facts(truth, dataset_spec(synthetic_root)).items()
+    assert data_report.synthetic_facts(synthetic_root, "mura") == {"synthetic": "no"}

@@ -414,3 +414,14 @@ def test_passages_inside_a_list_item_keep_its_indentation():
     text = "- *Size*.\n  :::{passage} reg-data\n  :when: synthetic\n  At 64 pixels it was higher.\n  :::\n- *Next*."
     notebook = presentation.resolve_passages(_with_passages(text, reg_data="synthetic"))
     assert notebook.cells[1].source == "- *Size*.\n  At 64 pixels it was higher.\n- *Next*."
+
+
+def test_a_passage_may_hold_passages_of_its_own():
+    text = "::::{passage} reg-data\n:when: synthetic\nMade.\n:::{passage} reg-split\n:when: larger\nLarger.\n:::\n::::"
+    notebook = presentation.resolve_passages(_with_passages(text, reg_data="synthetic", reg_split="larger"))
+    assert notebook.cells[1].source == "Made.\nLarger."
+    # Dropped with its parent, an inner passage's key is never read (here it is not glued at all).
+    notebook = presentation.resolve_passages(
+        _with_passages(text + "\n:::{passage} reg-data\n:when: mura\n:::", reg_data="mura")
+    )
+    assert notebook.cells[1].source == ""

@@ -260,6 +260,33 @@ def glued_values(notebook: nbformat.NotebookNode) -> dict[str, str]:
     return values
 
 
+def _resolve_once(source: str, values: dict, offered: dict) -> str:
+    """One pass over a Markdown cell: every outermost passage replaced by its body or removed."""
+    lines, kept, index = source.splitlines(), [], 0
+    while index < len(lines):
+        opening = _PASSAGE_OPEN.match(lines[index])
+        if not opening:
+            kept.append(lines[index])
+            index += 1
+            continue
+        key, fence = opening["key"], opening["fence"]
+        end = next((j for j in range(index + 1, len(lines)) if lines[j].strip() == fence), None)
+        if end is None:
+            raise PassageError(f"The passage for {key!r} ({lines[index]!r}) has no closing {fence}.")
+        body = lines[index + 1 : end]
+        when = _WHEN.match(body[0]) if body else None
+        if not when:
+            raise PassageError(f"The passage for {key!r} must start with a ':when: VALUE[, VALUE]' line.")
+        if key not in values:
+            raise PassageError(f"A passage reads {key!r}, which the chapter does not glue.")
+        wanted = {value.strip() for value in when["values"].split(",")}
+        offered.setdefault(key, set()).update(wanted)
+        if values[key] in wanted:
+            kept += body[1:]
+        index = end + 1
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
+
+
 def resolve_passages(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Keep, of every group of passages in the chapter's Markdown, the one whose ``:when:`` names
     the value the chapter glued under the passage's key; drop the others.
@@ -274,35 +301,17 @@ def resolve_passages(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
     and its code glues only the value that chooses (``"lower"``).  Each key's passages must
     between them name every value the build glued for it (write an empty passage for a value
-    that needs no words), so that a misspelt value fails the build instead of losing text."""
+    that needs no words), so that a misspelt value fails the build instead of losing text.  A
+    passage may hold passages of its own, fenced with fewer colons (``::::`` around ``:::``);
+    those inside a passage that is dropped are not read."""
     values = glued_values(notebook)
     offered: dict[str, set[str]] = {}
     for cell in notebook.cells:
-        if cell.cell_type != "markdown" or "{passage}" not in cell.source:
+        if cell.cell_type != "markdown":
             continue
-        lines, kept, index = cell.source.splitlines(), [], 0
-        while index < len(lines):
-            opening = _PASSAGE_OPEN.match(lines[index])
-            if not opening:
-                kept.append(lines[index])
-                index += 1
-                continue
-            key, fence = opening["key"], opening["fence"]
-            end = next((j for j in range(index + 1, len(lines)) if lines[j].strip() == fence), None)
-            if end is None:
-                raise PassageError(f"The passage for {key!r} ({lines[index]!r}) has no closing {fence}.")
-            body = lines[index + 1 : end]
-            when = _WHEN.match(body[0]) if body else None
-            if not when:
-                raise PassageError(f"The passage for {key!r} must start with a ':when: VALUE[, VALUE]' line.")
-            if key not in values:
-                raise PassageError(f"A passage reads {key!r}, which the chapter does not glue.")
-            wanted = {value.strip() for value in when["values"].split(",")}
-            offered.setdefault(key, set()).update(wanted)
-            if values[key] in wanted:
-                kept += body[1:]
-            index = end + 1
-        cell.source = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
+        # A chosen passage may hold passages of its own (with a shorter fence): resolve again.
+        while any(_PASSAGE_OPEN.match(line) for line in cell.source.splitlines()):
+            cell.source = _resolve_once(cell.source, values, offered)
     for key, wanted in offered.items():
         if values[key] not in wanted:
             raise PassageError(
