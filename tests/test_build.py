@@ -404,3 +404,16 @@ def test_every_figure_and_table_has_a_numbered_caption(smoke_book):
             if not number:
                 missing.append(f"{page.name}: {element.name} {element.get('src') or element.get_text(' ', True)[:60]}")
     assert not missing, "\n".join(missing)
+
+
+def test_chapters_show_the_code_they_describe(smoke_book):
+    """The model, the training loop of the background chapter and the regularisation variants are
+    shown from the library's own source (``literalinclude`` of the staged ``/_code`` copy)."""
+    project, _ = smoke_book
+    for page, names in {
+        "02_background": ["train_two_moons", "hidden_activations"],
+        "04_model_development": ["build_cnn", "GlobalAveragePooling2D"],
+        "05_3_regularisation": ["REGULARISATION_VARIANTS", "batch_norm"],
+    }.items():
+        text = re.sub(r"<[^>]+>", "", html(project, page))
+        assert all(name in text for name in names), page

@@ -529,6 +529,11 @@ class Builder:
         for name in ("_config.yml", "_toc.yml", "references.bib"):
             if (self.root / name).exists():
                 files[staging / name] = (self.root / name).read_bytes()
+        # The library's source, for the chapters that show its code with ``literalinclude``
+        # (``/_code/mura_lib/models.py``, ``:pyobject: build_cnn``).
+        for path in sorted(PACKAGE.rglob("*.py")):
+            if "static" not in path.relative_to(PACKAGE).parts:
+                files[staging / "_code" / "mura_lib" / path.relative_to(PACKAGE)] = path.read_bytes()
         images = self.root / "chapters" / "images"
         for path in sorted(images.rglob("*")) if images.is_dir() else []:
             if path.is_file():
