@@ -47,6 +47,13 @@ def test_book_builds_and_says_where(smoke_book):
     index = project / "_build" / "html" / "index.html"
     assert index.exists()
     assert str(index) in result.stdout
+    # The terminal shows the build's progress and result, not what native code and kernels print
+    # (TensorFlow's C++ start-up lines, ipykernel's shutdown noise): that goes to build/logs/.
+    terminal = result.stdout + result.stderr
+    for noise in ("oneDNN", "absl::InitializeLog", "Task was destroyed", "port.cc"):
+        assert noise not in terminal, noise
+    logs = project / "build" / "logs"
+    assert (logs / "native.log").is_file() and (logs / "smoke" / "05_1_baseline.log").is_file()
 
 
 def test_results_page_has_figure_table_and_glued_number(smoke_book):

@@ -358,7 +358,10 @@ class Builder:
         # ... and every result it reads (comparisons, metrics), for the build's results manifest.
         results_used = temporary.with_suffix(".results.jsonl")
         results_used.unlink(missing_ok=True)
+        kernel_log = self.work / "logs" / self.profile.name / f"{plan.name}.log"
+        kernel_log.unlink(missing_ok=True)
         environment = {
+            KERNEL_LOG_ENV_VAR: str(kernel_log),
             RUNS_USED_ENV_VAR: str(runs_used),
             RESULTS_ENV_VAR: str(results_used),
             "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -392,7 +395,7 @@ class Builder:
                 f"The kernel executing chapter {plan.name} ({plan.source.relative_to(self.root)}) died: it was "
                 "killed, most often for lack of memory (try a smaller image size or batch). Re-running the same "
                 "command resumes: finished chapters and trained runs are kept, and an interrupted training "
-                "continues from its last completed epoch."
+                f"continues from its last completed epoch.{_log_tail(kernel_log)}"
             ) from None
         except PapermillExecutionError as error:
             runs_used.unlink(missing_ok=True)
@@ -693,8 +696,14 @@ def _load_kernel_manager_base():
     return AsyncKernelManager
 
 
+# Where a chapter's kernel process writes its own output (set by Builder.execute).
+KERNEL_LOG_ENV_VAR = "MURA_KERNEL_LOG"
+
+
 class ChapterKernelManager(_load_kernel_manager_base()):
-    """The kernel manager of chapter execution: shuts an idle kernel down without a SIGINT.
+    """The kernel manager of chapter execution: shuts an idle kernel down without a SIGINT, and
+    sends what the kernel process writes outside its cells to the chapter's log
+    (``build/logs/<chapter>.log``).
 
     jupyter_client interrupts a kernel before asking it to shut down, in case it is still busy.
     A chapter's kernel is shut down only once its last cell has finished, so the interrupt only
@@ -705,6 +714,26 @@ class ChapterKernelManager(_load_kernel_manager_base()):
         if self.shutting_down:
             return
         await super()._async_interrupt_kernel()
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw) -> None:
+        # What the kernel process itself writes (TensorFlow's C++ start-up lines, ipykernel's
+        # shutdown noise) goes to the chapter's log, not the build's terminal; cell outputs and
+        # errors travel over the kernel's messages and are unaffected.
+        log = os.environ.get(KERNEL_LOG_ENV_VAR)
+        if log:
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+            stream = open(log, "ab")  # noqa: SIM115 (the kernel process holds it; closed at shutdown)
+            kw["stdout"] = kw["stderr"] = stream
+            self._kernel_log = stream
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        try:
+            await super()._async_shutdown_kernel(now=now, restart=restart)
+        finally:
+            stream = getattr(self, "_kernel_log", None)
+            if stream is not None:
+                stream.close()
 
 
 # Exceptions raised in a chapter for a known cause: their message is the whole story.
@@ -763,6 +792,14 @@ def build_environment() -> dict:
         gpus = [line.strip() for line in result.stdout.splitlines() if line.strip()]
     device = f"{len(gpus)} x {gpus[0]}" if gpus else f"CPU: {cpu_name()} ({os.cpu_count()} cores)"
     return {"versions": versions, "device": device, "backend": os.environ.get("KERAS_BACKEND", "tensorflow")}
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a chapter's kernel log, for an error message (empty if there are none)."""
+    if not path.is_file():
+        return ""
+    tail = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    return f"\nThe kernel's last words ({path}):\n" + _indent("\n".join(tail)) if tail else ""
 
 
 def _indent(text: str) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -240,6 +242,33 @@ def cmd_compare(args) -> int:
     return 1 if result["counts"]["flips"] else 0
 
 
+# Commands that import TensorFlow, whose native start-up lines the terminal does not need.
+NATIVE_LOG_COMMANDS = ("build", "train", "run")
+
+
+@contextmanager
+def native_output_to(path: Path):
+    """Send what native code writes to this process's standard error (TensorFlow's C++ start-up
+    lines, here and in the worker processes it starts) to ``path``, while Python's own
+    ``sys.stderr`` (progress, warnings, error messages) still reaches the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    previous = sys.stderr
+    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, errors="backslashreplace")
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = previous
+        os.dup2(terminal, 2)
+        os.close(terminal)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mura-thesis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -360,6 +389,17 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_compare)
 
     args = parser.parse_args(argv)
+    try:
+        root = project_root() if args.command in NATIVE_LOG_COMMANDS else None
+    except BuildError:
+        root = None
+    if root is None:
+        return _run(args)
+    with native_output_to(root / "build" / "logs" / "native.log"):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except BuildError as error:
