@@ -378,9 +378,11 @@ def test_missing_files_policy_from_profile_and_command_line(mura_copy, monkeypat
         ),
         (
             lambda text: text.replace("  image_size: 32", "  image_size: abc"),
-            r"parameters.image_size: 'abc' is not valid; expected an integer in \[8, 1024\]",
+            r"parameters.image_size: 'abc' is not valid; expected an integer in \[16, 1024\]",
         ),
         (lambda text: text.replace("  image_size: 32", "  image_size: 4"), r"parameters.image_size: 4 is not valid"),
+        # Sizes 8-15 passed the schema and then failed every run ("too small for 4 pooling blocks").
+        (lambda text: text.replace("  image_size: 32", "  image_size: 12"), r"parameters.image_size: 12 is not valid"),
         (lambda text: text.replace("  seeds: [0, 1]", "  seeds: [0, -1]"), r"parameters.seeds\[1\]: -1 is not valid"),
         (
             lambda text: text.replace("  scale: 0.01", "  scale: 2"),
@@ -391,7 +393,7 @@ def test_missing_files_policy_from_profile_and_command_line(mura_copy, monkeypat
             r"params/bad.yaml:\d+:\d+: YAML syntax error",
         ),
     ],
-    ids=["epoch", "chapter-key", "chapter-name", "type", "range", "list-item", "data-section", "yaml-syntax"],
+    ids=["epoch", "chapter-key", "chapter-name", "type", "range", "below-pooling", "list-item", "data-section", "yaml-syntax"],
 )
 def test_profile_errors_name_file_key_and_expectation(tmp_path, edit, message):
     project = small_project(tmp_path / "thesis")
@@ -405,7 +407,7 @@ def test_run_parameters_are_checked_before_any_kernel_starts(tmp_path):
     started = time.perf_counter()
     result = run_cli(project, "run", "05_1_baseline", "-p", "image_size", "abc", "--profile", "smoke")
     assert result.returncode == 2
-    assert "-p: image_size: 'abc' is not valid; expected an integer in [8, 1024]" in result.stderr
+    assert "-p: image_size: 'abc' is not valid; expected an integer in [16, 1024]" in result.stderr
     assert "Traceback" not in result.stderr
     (project / "mine.yaml").write_text("epochs: 3\nimage_sizez: [16]\n")
     result = run_cli(project, "run", "05_1_baseline", "-f", "mine.yaml", "--profile", "smoke")

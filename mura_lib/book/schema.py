@@ -43,7 +43,9 @@ def _int(minimum=None, maximum=None, *, zero: str | None = None) -> dict:
     return rule | {"description": text}
 
 
-IMAGE_SIZE = _int(8, 1024)
+# The ab-initio CNN's four 2x2 pooling blocks need at least 16 pixels; a smaller size would pass
+# here and fail every run later.
+IMAGE_SIZE = _int(16, 1024)
 # Limits of the experiment settings (mura_lib.plan.PlanSettings) and of the chapters' own
 # parameters (JSON Schema).  Chapter parameters not listed here are checked against the type of
 # their default value only.
@@ -75,14 +77,14 @@ RULES: dict[str, dict] = {
         "type": "array",
         "items": IMAGE_SIZE,
         "minItems": 1,
-        "description": "a non-empty list of image sizes in [8, 1024]",
+        "description": "a non-empty list of image sizes in [16, 1024]",
     },
     "regularisation": {"type": "boolean", "description": "true or false"},
     "development": {"type": "boolean", "description": "true or false"},
     "backbone_image_size": _int(32, 1024, zero="the baseline's size"),
     "backbone_epochs": _int(1, zero="the baseline's epoch cap"),
     "source_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1]"},
-    "multiview_image_size": _int(8, 1024, zero="the baseline's size"),
+    "multiview_image_size": _int(16, 1024, zero="the baseline's size"),
     "multiview_epochs": _int(1, zero="the baseline's cap"),
     "architecture_image_size": _int(32, 1024),
     "multiview_max_views": _int(1),
