@@ -393,7 +393,17 @@ def test_missing_files_policy_from_profile_and_command_line(mura_copy, monkeypat
             r"params/bad.yaml:\d+:\d+: YAML syntax error",
         ),
     ],
-    ids=["epoch", "chapter-key", "chapter-name", "type", "range", "below-pooling", "list-item", "data-section", "yaml-syntax"],
+    ids=[
+        "epoch",
+        "chapter-key",
+        "chapter-name",
+        "type",
+        "range",
+        "below-pooling",
+        "list-item",
+        "data-section",
+        "yaml-syntax",
+    ],
 )
 def test_profile_errors_name_file_key_and_expectation(tmp_path, edit, message):
     project = small_project(tmp_path / "thesis")
