@@ -78,23 +78,28 @@ def group_values(comparisons: dict, arms: list[str]) -> dict:
     return values
 
 
+def _ended(run) -> str:
+    """How one run's training ended: ``budget`` (the fixed budget of the cosine schedule),
+    ``cap`` (ran to the epoch cap without a plateau) or ``plateau`` (stopped early)."""
+    if run.training.get("schedule") == "cosine":
+        return "budget"
+    return "cap" if run.hit_cap else "plateau"
+
+
 def how_training_ended(runs: dict) -> dict:
     """``ended``: ``budget`` when every run trained its fixed budget (cosine schedule), else
     ``plateau`` (all stopped early), ``cap`` (all ran to the epoch cap) or ``mixed``;
     ``budget``: the budgets in epochs (``20`` or ``20 or 30``); ``capped``: the runs that ran
     to their cap without a plateau (``none``)."""
-    fixed = [run for run in runs.values() if getattr(run, "training", {}).get("schedule") == "cosine"]
-    capped = [label for label, run in runs.items() if run not in fixed and run.hit_cap]
-    if fixed and len(fixed) == len(runs):
-        ended = "budget"
-    elif not fixed and not capped:
-        ended = "plateau"
-    elif not fixed and len(capped) == len(runs):
-        ended = "cap"
-    else:
-        ended = "mixed"
-    budgets = sorted({run.training["cap"] for run in fixed})
-    return {"ended": ended, "budget": " or ".join(map(str, budgets)) or "none", "capped": join_words(capped) or "none"}
+    endings = {label: _ended(run) for label, run in runs.items()}
+    kinds = set(endings.values())
+    budgets = sorted({runs[label].training["cap"] for label, ended in endings.items() if ended == "budget"})
+    capped = [label for label, ended in endings.items() if ended == "cap"]
+    return {
+        "ended": kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "plateau",
+        "budget": " or ".join(map(str, budgets)) or "none",
+        "capped": join_words(capped) or "none",
+    }
 
 
 def collapsed(runs: dict, threshold: float = 0.5, margin: float = 0.05) -> dict:
@@ -302,16 +307,12 @@ def training_values(run) -> dict:
     how it ``ended`` (``budget``, ``cap`` or ``plateau``), which weights it ``kept`` (``last``,
     ``average`` of epochs ``kept-from`` to ``kept-to``, or ``best``) and its ``best-epoch``."""
     training = run.training
-    if training.get("schedule") == "cosine":
-        ended = "budget"
-    else:
-        ended = "cap" if run.hit_cap else "plateau"
     kept_epochs = training.get("kept_epochs") or []
     kept = ("last" if len(kept_epochs) == 1 else "average") if kept_epochs else "best"
     return {
         "epochs": len(run.history),
         "cap": training["cap"],
-        "ended": ended,
+        "ended": _ended(run),
         "kept": kept,
         "kept-from": kept_epochs[0] if kept_epochs else 0,
         "kept-to": kept_epochs[-1] if kept_epochs else 0,
