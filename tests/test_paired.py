@@ -15,6 +15,8 @@ from sklearn import metrics as skm
 from mura_lib import evaluation, plots
 from mura_lib.plots import FIGURE_WIDTH
 
+from .conftest import REPO
+
 
 def _correlated(n=400, seed=0, strength_a=1.2, strength_b=1.0, shared=1.0, own=0.5):
     """Labels and two models' scores that share most of their noise (as two networks trained on
@@ -66,6 +68,28 @@ def test_delong_matches_scikit_learn_and_placement_values(decimals):
     assert result["p_value"] == pytest.approx(2 * stats.norm.sf(abs(result["z"])))
     assert result["low"] == pytest.approx(result["difference"] - 1.959964 * result["se"], abs=1e-6)
     assert result["high"] == pytest.approx(result["difference"] + 1.959964 * result["se"], abs=1e-6)
+
+
+# pROC's `roc.test(roc1, roc2)` (DeLong, two-sided) on its aSAH data, as its own test suite
+# (tests/testthat/test-roc.test.R) expects them: Z, p and the 95% interval of the difference.
+PROC_REFERENCE = [
+    ("wfns", "s100b", 2.20898359144091, 0.0271757822291882, (0.0104061769564846, 0.174214419249478)),
+    ("wfns", "ndka", 2.79777591868904, 0.00514557970691098, (0.0634011709339876, 0.3600405634833566)),
+    ("ndka", "s100b", -1.39077002573558, 0.164295175223054, (-0.2876917446341914, 0.0488706064228094)),
+]
+
+
+@pytest.mark.parametrize("a, b, z, p, interval", PROC_REFERENCE, ids=[f"{a}-{b}" for a, b, *_ in PROC_REFERENCE])
+def test_delong_matches_proc_on_its_reference_data(a, b, z, p, interval):
+    data = pd.read_csv(REPO / "tests" / "data" / "asah.csv")
+    assert len(data) == 113 and (data["outcome"] == "Poor").sum() == 41
+    result = evaluation.delong_test((data["outcome"] == "Poor").astype(int), data[a], data[b])
+    # WFNS is a grade from 1 to 5: most of its values are tied, which the midrank algorithm must
+    # handle as pROC does.
+    assert result["z"] == pytest.approx(z, rel=1e-9)
+    assert result["p_value"] == pytest.approx(p, rel=1e-9)
+    assert (result["low"], result["high"]) == pytest.approx(interval, rel=1e-9)
+    assert result["se"] == pytest.approx(result["difference"] / z, rel=1e-9)
 
 
 def test_delong_standard_error_agrees_with_paired_bootstrap():
