@@ -242,6 +242,20 @@ def cmd_compare(args) -> int:
     return 1 if result["counts"]["flips"] else 0
 
 
+def cmd_citation(args) -> int:
+    from .citation import stale_files, write_files
+
+    root = project_root()
+    if args.check:
+        stale = stale_files(root)
+        for name in stale:
+            print(f"{name} differs from _config.yml and pyproject.toml: run `mura-thesis citation`.", file=sys.stderr)
+        return 1 if stale else 0
+    written = write_files(root)
+    print(f"Wrote {', '.join(written)}." if written else "CITATION.cff and .zenodo.json are up to date.")
+    return 0
+
+
 # Commands that import TensorFlow, whose native start-up lines the terminal does not need.
 NATIVE_LOG_COMMANDS = ("build", "train", "run")
 
@@ -387,6 +401,13 @@ def main(argv=None) -> int:
     p.add_argument("b", metavar="B", help="the other build's, e.g. benchmarks/results/reference_demo_results.json")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "citation",
+        help="write CITATION.cff and .zenodo.json from _config.yml and pyproject.toml (--check: exit 1 if stale)",
+    )
+    p.add_argument("--check", action="store_true", help="only check that both files are up to date")
+    p.set_defaults(func=cmd_citation)
 
     args = parser.parse_args(argv)
     try:
