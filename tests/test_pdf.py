@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import zipfile
 
 import nbformat
 import pandas as pd
@@ -167,7 +168,7 @@ def _pdftext(path, *options) -> str:
     bool(pdf.missing_tex()) or shutil.which("pdftotext") is None,
     reason="needs XeLaTeX, latexmk and poppler-utils (apt-get install " + " ".join(pdf.TEX_PACKAGES) + ")",
 )
-def test_smoke_thesis_pdf(smoke_book):
+def test_smoke_thesis_pdf(smoke_book, tmp_path):
     from .test_build import mura_thesis
 
     project, _ = smoke_book
@@ -180,6 +181,27 @@ def test_smoke_thesis_pdf(smoke_book):
     assert re.findall(r"\] (\S+): executing", result.stdout) == stale
     assert result.stdout.count("up to date") >= 5
     check_thesis_pdf(path, project)
+
+    # The LaTeX source bundle beside the PDF compiles on its own, to the same pages.
+    bundle = path.with_name("thesis-latex.zip")
+    assert str(bundle) in result.stdout
+    with zipfile.ZipFile(bundle) as sources:
+        names = sources.namelist()
+        sources.extractall(tmp_path)
+    assert "thesis.tex" in names and "README.txt" in names and any(n.endswith(".pdf") for n in names)
+    assert not any(n.endswith((".aux", ".log", ".xdv")) or n == "thesis.pdf" for n in names)
+    subprocess.run(
+        ["latexmk", "-pdfxe", "-interaction=nonstopmode", "-halt-on-error", "thesis.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=True,
+    )
+    assert _pages(tmp_path / "thesis.pdf") == _pages(path)
+
+
+def _pages(path) -> int:
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"Pages:\s+(\d+)", info).group(1))
 
 
 def check_thesis_pdf(path, project) -> None:

@@ -256,8 +256,15 @@ def cmd_citation(args) -> int:
     return 0
 
 
+def cmd_archive(args) -> int:
+    from .archive import write_archive
+
+    write_archive(project_root(), args.output, with_weights=args.with_weights)
+    return 0
+
+
 # Commands that import TensorFlow, whose native start-up lines the terminal does not need.
-NATIVE_LOG_COMMANDS = ("build", "train", "run")
+NATIVE_LOG_COMMANDS = ("build", "train", "run", "archive")
 
 
 @contextmanager
@@ -408,6 +415,16 @@ def main(argv=None) -> int:
     )
     p.add_argument("--check", action="store_true", help="only check that both files are up to date")
     p.set_defaults(func=cmd_citation)
+
+    p = sub.add_parser(
+        "archive",
+        help="one zip file of the last build: HTML, PDF, results manifest, runs, source, package lock, README",
+    )
+    p.add_argument("-o", "--output", help="the archive's file (default _build/mura-thesis-PROFILE-COMMIT.zip)")
+    p.add_argument(
+        "--with-weights", action="store_true", help="include every run's weights, so the book rebuilds without training"
+    )
+    p.set_defaults(func=cmd_archive)
 
     args = parser.parse_args(argv)
     try:

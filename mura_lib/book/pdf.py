@@ -520,7 +520,61 @@ def render_pdf(target: Path, published: Path, *, say=print) -> Path:
         say(f"LaTeX warnings (see {log}):\n  " + "\n  ".join(problems[:20]))
     published.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(latex_dir / f"{TARGET_NAME}.pdf", published)
+    bundle = latex_bundle(latex_dir, published.with_name(f"{TARGET_NAME}-latex.zip"))
+    say(f"LaTeX sources: {bundle}")
     return published
+
+
+# What latexmk writes beside the sources: not part of the source bundle.
+LATEX_PRODUCTS = {
+    ".aux",
+    ".log",
+    ".fls",
+    ".fdb_latexmk",
+    ".xdv",
+    ".toc",
+    ".lof",
+    ".lot",
+    ".out",
+    ".idx",
+    ".ilg",
+    ".ind",
+}
+BUNDLE_README = """The LaTeX sources of the thesis "{title}", as `make pdf` typeset them.
+
+Compile with XeLaTeX (twice, or with latexmk, which repeats until references settle):
+
+    latexmk -pdfxe -interaction=nonstopmode {target}.tex
+
+On Debian or Ubuntu the TeX Live packages needed are:
+
+    apt-get install --no-install-recommends {packages}
+
+The figures are the PDF files named by their content hash; the bibliography is typeset into
+{target}.tex (no BibTeX run is needed); bbm.sty is a stand-in that maps \\mathbbm to \\mathbb, so
+that texlive-fonts-extra is not needed.
+"""
+
+
+def latex_bundle(latex_dir: Path, output: Path) -> Path:
+    """A zip file of the LaTeX sources in ``latex_dir`` (the .tex file, classes and styles, the
+    figures, a README), without latexmk's products: what a submission system asks for."""
+    import zipfile
+
+    title = re.search(r"\\title\{(.*?)\}", (latex_dir / f"{TARGET_NAME}.tex").read_text())
+    readme = BUNDLE_README.format(
+        title=title.group(1) if title else TARGET_NAME,
+        target=TARGET_NAME,
+        packages=" ".join(p for p in TEX_PACKAGES if p != "poppler-utils"),
+    )
+    partial = output.with_name(output.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("README.txt", readme)
+        for path in sorted(latex_dir.iterdir()):
+            if path.is_file() and path.suffix not in LATEX_PRODUCTS and path.name != f"{TARGET_NAME}.pdf":
+                bundle.write(path, path.name)
+    partial.replace(output)
+    return output
 
 
 def build_pdf(builder: Builder, *, force: bool = False) -> Path:
