@@ -72,8 +72,8 @@ PIPELINE_VERSION = 2  # 2: executed notebooks are kept as executed; presentation
 
 # Modules that never change what a chapter computes: typesetting the PDF, the command line, the
 # cluster executor, the build's results manifest and the comparison of two builds, the archive
-# and the citation files (paths inside the package).  Editing them re-executes no chapter; every other source file of the package, in
-# any folder, is part of every chapter's key.
+# and the citation files (paths inside the package).  Editing them re-executes no chapter; every
+# other source file of the package, in any folder, is part of every chapter's key.
 NOT_IN_CHAPTERS = (
     "book/pdf.py",
     "book/frontmatter.py",
