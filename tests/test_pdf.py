@@ -12,6 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
+from markdown_it import MarkdownIt
 
 from mura_lib.book import pdf
 from mura_lib.book.frontmatter import body_entries, count_words, notebook_prose
@@ -82,7 +83,7 @@ def test_glued_table_becomes_a_list_table():
     markdown = pdf.html_table_to_markdown(frame.style.format(precision=3).to_html(), "Scores.", "tab-s")
     lines = markdown.splitlines()
     # Three header rows: the column group (once, not repeated), the columns, the index name.
-    assert lines[:5] == ["```{list-table} Scores.", ":header-rows: 3", ":name: tab-s", ":align: center", ""]
+    assert lines[:5] == ["~~~{list-table} Scores.", ":header-rows: 3", ":name: tab-s", ":align: center", ""]
     assert lines[5:] == [
         "* -",
         "  - scores",
@@ -99,7 +100,7 @@ def test_glued_table_becomes_a_list_table():
         "* - overall",
         "  - 0.700",
         "  - z",
-        "```",
+        "~~~",
     ]
 
 
@@ -126,7 +127,9 @@ def test_glued_table_directive_in_printable_notebook():
             nbformat.v4.new_code_cell(
                 "print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")]
             ),
-            nbformat.v4.new_markdown_cell("```{glue:figure} tab-n\n:name: tab-n\n\nCounts of\nthings.\n```"),
+            nbformat.v4.new_markdown_cell(
+                "```{glue:figure} tab-n\n:name: tab-n\n\nCounts behind {numref}`fig-n`, of\nthings.\n```"
+            ),
             nbformat.v4.new_markdown_cell("box", metadata={"tags": ["provenance"]}),
         ]
     )
@@ -134,8 +137,14 @@ def test_glued_table_directive_in_printable_notebook():
     assert len(notebook.cells) == 3
     assert all("remove-input" in cell.metadata["tags"] for cell in notebook.cells[:2])
     assert notebook.cells[1].outputs == []
-    assert notebook.cells[2].source.startswith("```{list-table} Counts of things.\n:header-rows: 1\n:name: tab-n\n")
-    assert "* - a\n  - 1\n" in notebook.cells[2].source
+    source = notebook.cells[2].source
+    assert source.startswith(
+        "~~~{list-table} Counts behind {numref}`fig-n`, of things.\n:header-rows: 1\n:name: tab-n\n"
+    )
+    assert "* - a\n  - 1\n" in source
+    # The caption's role does not break the fence: the whole cell is one directive, not text.
+    tokens = MarkdownIt("commonmark").parse(source)
+    assert [t.type for t in tokens] == ["fence"] and tokens[0].info.startswith("{list-table}")
 
 
 def test_missing_latex_names_the_packages(monkeypatch):
@@ -261,3 +270,23 @@ def check_thesis_pdf(path, project) -> None:
     )  # the style lowercases titles
     for noise in ("Run configuration", "from mura_lib", "book.setup_notebook", "glue("):
         assert noise not in flat, noise
+    # No MyST leaks into the text (a directive that failed to parse prints as it was written).
+    for leak in ("{glue", "```{", "~~~{", ":name:", ":header-rows:", "{numref}", "{cite}"):
+        assert leak not in flat, leak
+    # The PDF numbers its chapters' figures and tables as the HTML does (a table lost in the PDF
+    # would shift every later number). The build-status appendix is numbered only in the PDF.
+    assert _caption_numbers(flat) == _html_caption_numbers(project)
+
+
+def _caption_numbers(flat: str) -> set:
+    return {(kind, number) for kind, number in re.findall(r"(Figure|Table) ((?:\d+|A)\.\d+): ", flat)}
+
+
+def _html_caption_numbers(project) -> set:
+    numbers = set()
+    for page in (project / "_build" / "html").rglob("*.html"):
+        for kind, number in re.findall(
+            r'<span class="caption-number">(Fig\.|Figure|Table) ((?:\d+|A)\.\d+)', page.read_text()
+        ):
+            numbers.add(("Figure" if kind.startswith("Fig") else "Table", number))
+    return numbers

@@ -181,14 +181,16 @@ def _cell(text: str) -> str:
 def html_table_to_markdown(markup: str, caption: str = "", name: str | None = None) -> str:
     """A MyST ``list-table`` from an HTML table, every header row kept as a header row."""
     header, body = html_table_rows(markup)
-    lines = [f"```{{list-table}} {caption}".rstrip(), f":header-rows: {len(header)}"]
+    # A tilde fence: the caption may hold roles ({numref}`...`), and a backtick fence's info string
+    # may not contain backticks (the whole directive would then print as text).
+    lines = [f"~~~{{list-table}} {caption}".rstrip(), f":header-rows: {len(header)}"]
     if name:
         lines.append(f":name: {name}")
     lines += [":align: center", ""]
     for cells in header + body:
         lines.append(f"* - {_cell(cells[0])}".rstrip())
         lines += [f"  - {_cell(cell)}".rstrip() for cell in cells[1:]]  # an empty item: an empty cell
-    lines.append("```")
+    lines.append("~~~")
     return "\n".join(lines)
 
 
