@@ -142,10 +142,12 @@ def cmd_plan(args) -> int:
     )
     print(table.to_string(index=False, max_colwidth=48))
     missing = table.loc[~table["stored"], "cost (image-epochs at 64 px)"].sum()
-    print(
-        f"To train: {int((~table['stored']).sum())} runs, at most {int(missing):,} image-epochs at 64 px "
-        "(training usually stops earlier, on a plateau)."
+    budget = (
+        "every run trains for its fixed budget"
+        if plan.settings.schedule == "cosine"
+        else "training usually stops earlier, on a plateau"
     )
+    print(f"To train: {int((~table['stored']).sum())} runs, at most {int(missing):,} image-epochs at 64 px ({budget}).")
     return 0
 
 
