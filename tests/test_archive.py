@@ -128,3 +128,19 @@ def test_archive_round_trip_rebuilds_the_book_without_training(smoke_book, tmp_p
     assert counts["flips"] == 0 and counts["agree"] > 0, counts
     again = json.loads((rebuilt / "_build" / "results.json").read_text())
     assert again["comparisons"] == manifest["comparisons"]
+
+
+def test_a_pdf_is_archived_only_with_the_results_it_shows(tmp_path):
+    from mura_lib.book.pdf import pdf_identity
+
+    manifest = {"profile": "demo", "commit": "abc", "glued": {"05_1_baseline": {"baseline-auroc": "0.812"}}}
+    latex = tmp_path / "latex"
+    latex.mkdir()
+    (latex / "thesis.pdf").write_bytes(b"%PDF-1.5")
+    said = []
+    assert archive._published_pdf(latex, manifest, said.append) == {}  # no record of its build
+    (latex / "thesis.json").write_text(json.dumps(pdf_identity(dict(manifest, glued={"x": {"y": "1"}}))))
+    assert archive._published_pdf(latex, manifest, said.append) == {}  # another build's numbers
+    assert "make pdf PROFILE=demo" in said[-1]
+    (latex / "thesis.json").write_text(json.dumps(pdf_identity(manifest)))
+    assert archive._published_pdf(latex, manifest, said.append) == {"thesis.pdf": latex / "thesis.pdf"}

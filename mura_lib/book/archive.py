@@ -206,6 +206,26 @@ flips.
 """
 
 
+def _published_pdf(latex: Path, manifest: dict, say) -> dict[str, Path]:
+    """The PDF and its LaTeX bundle, if they show this build (the same profile and glued values)."""
+    from .pdf import TARGET_NAME, pdf_identity
+
+    pdf, identity = latex / f"{TARGET_NAME}.pdf", latex / f"{TARGET_NAME}.json"
+    if not pdf.is_file():
+        return {}
+    shown = json.loads(identity.read_text()) if identity.is_file() else {}
+    if shown.get("glued") != pdf_identity(manifest)["glued"]:
+        say(
+            f"Not archived: {pdf} shows another build than _build/results.json (profile "
+            f"{shown.get('profile', 'unknown')!r}); `make pdf PROFILE={manifest['profile']}` makes this build's."
+        )
+        return {}
+    files = {f"{TARGET_NAME}.pdf": pdf}
+    if (latex / f"{TARGET_NAME}-latex.zip").is_file():
+        files[f"{TARGET_NAME}-latex.zip"] = latex / f"{TARGET_NAME}-latex.zip"
+    return files
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -232,9 +252,8 @@ def write_archive(root: Path, output: Path | None = None, *, with_weights: bool 
 
     members: dict[str, Path] = {f"published/{MANIFEST_NAME}": manifest_path}
     members.update({f"published/html/{p.relative_to(html).as_posix()}": p for p in _walk(html)})
-    for name in ("thesis.pdf", "thesis-latex.zip"):
-        if (published / "latex" / name).is_file():
-            members[f"published/{name}"] = published / "latex" / name
+    for name, path in _published_pdf(published / "latex", manifest, say).items():
+        members[f"published/{name}"] = path
     runs = _plan_keys(root, manifest)
     store = "runs" if with_weights else "records"
     for key in sorted(set(runs.values())):

@@ -20,8 +20,10 @@ The PDF is written to ``_build/latex/<targetname>.pdf`` (``thesis.pdf``).
 from __future__ import annotations
 
 import ast
+import hashlib
 import html
 import itertools
+import json
 import re
 import shutil
 import subprocess
@@ -32,6 +34,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from ..files import atomic_write_text
 from .build import Builder
 from .frontmatter import GENERATED_TAGS
 from .project import BuildError, toc_entries
@@ -579,6 +582,16 @@ def latex_bundle(latex_dir: Path, output: Path) -> Path:
     return output
 
 
+def pdf_identity(results: dict) -> dict:
+    """What identifies the build a PDF shows: its profile, commit and a digest of its glued values."""
+    glued = json.dumps(results.get("glued", {}), sort_keys=True).encode()
+    return {
+        "profile": results.get("profile"),
+        "commit": results.get("commit"),
+        "glued": hashlib.sha256(glued).hexdigest(),
+    }
+
+
 def build_pdf(builder: Builder, *, force: bool = False) -> Path:
     """Execute stale chapters, stage them, and typeset ``_build/latex/thesis.pdf``."""
     check_tex()
@@ -587,8 +600,11 @@ def build_pdf(builder: Builder, *, force: bool = False) -> Path:
     source, path, manifest = builder.data
     builder.say(f"Profile {builder.profile.name!r} on {source} data at {path} (manifest {manifest})")
     records = builder.run_chapters(entries, force=force)
-    staging = builder.stage(entries, records)
+    results = builder.results_manifest(records)
+    staging = builder.stage(entries, records, results)
     target = stage_pdf(staging, builder.work / "pdf" / builder.profile.name)
     published = render_pdf(target, builder.root / "_build" / "latex" / f"{TARGET_NAME}.pdf", say=builder.say)
+    # Which build the PDF shows, so that an archive takes it only with the results it prints.
+    atomic_write_text(published.with_suffix(".json"), json.dumps(pdf_identity(results), indent=1) + "\n")
     builder.say(f"PDF built in {time.perf_counter() - started:.0f}s: {published}")
     return published
