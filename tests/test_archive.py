@@ -144,3 +144,12 @@ def test_a_pdf_is_archived_only_with_the_results_it_shows(tmp_path):
     assert "make pdf PROFILE=demo" in said[-1]
     (latex / "thesis.json").write_text(json.dumps(pdf_identity(manifest)))
     assert archive._published_pdf(latex, manifest, said.append) == {"thesis.pdf": latex / "thesis.pdf"}
+
+
+def test_archive_refuses_a_build_of_other_source(tmp_path, monkeypatch):
+    from mura_lib.book import build
+
+    project = _fake_build(tmp_path)  # its results manifest says commit abc1234
+    monkeypatch.setattr(build, "git_commit", lambda root: "def5678")
+    with pytest.raises(BuildError, match="commit abc1234 and the source is now def5678: build again"):
+        archive.write_archive(project, tmp_path / "out.zip", say=lambda *_: None)

@@ -245,6 +245,15 @@ def write_archive(root: Path, output: Path | None = None, *, with_weights: bool 
         raise BuildError(f"No build to archive in {published}: run `mura-thesis build` first.")
     manifest = json.loads(manifest_path.read_text())
     commit = manifest.get("commit") or "unknown"
+    from .build import git_commit
+
+    now = git_commit(root)
+    if "unknown" not in (commit, now) and commit != now:
+        raise BuildError(
+            f"The last build is of commit {commit} and the source is now {now}: build again "
+            f"(make book PROFILE={manifest['profile']}) before archiving, so that the archive holds the "
+            "source that made its results."
+        )
     folder = f"mura-thesis-{manifest['profile']}-{commit}"
     output = Path(output) if output else published / f"{folder}.zip"
     if output.is_dir():
