@@ -23,7 +23,7 @@ from mura_lib.book.build import Builder, ChapterPlan
 from mura_lib.book.profiles import load_profile
 from mura_lib.book.project import BuildError
 from mura_lib.book.schema import ParameterError
-from mura_lib.dataset import MuraFormatError, load_mura
+from mura_lib.dataset import MuraFormatError, load_mura, manifest_hash
 from mura_lib.files import atomic_write_text
 from mura_lib.parallel import partial_name, remove_stale_partials
 from mura_lib.preprocess import TooManyExcludedError, build_cache, exclusions
@@ -278,7 +278,10 @@ def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_
     first = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert first.failures[["relpath", "reason"]].values.tolist() == [[victim, "unreadable (permission denied)"]]
     monkeypatch.setattr(preprocess, "load_grayscale", original)  # the permission is fixed
-    # Same size, new content and modification time: the manifest (sizes) is unchanged, the entry is not.
+    again = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert again.directory == first.directory and again.failures.empty
+    assert again.images[again.rows_for([victim])[0]].max() > 0
+    # Same size, new content: the manifest covers the content, so this is another cache.
     path = mura_copy / changed
     size = path.stat().st_size
     white = Image.new("L", (40, 40), 255)
@@ -286,12 +289,9 @@ def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_
     with open(path, "ab") as handle:
         handle.write(b"\0" * (size - path.stat().st_size))
     assert path.stat().st_size == size
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
-    again = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
-    assert again.directory == first.directory and again.failures.empty
-    row = again.rows_for([victim, changed])
-    assert again.images[row[0]].max() > 0
-    assert (again.images[row[1]] == 255).any()
+    third = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert third.directory != first.directory and third.failures.empty
+    assert (third.images[third.rows_for([changed])[0]] == 255).any()
 
 
 def test_splits_are_checked_before_training(mura_copy):
@@ -569,3 +569,37 @@ def test_makefile_quotes_the_data_path():
         ["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"], capture_output=True, text=True
     )
     assert "--data '/my data/MURA-v1.1'" in result.stdout
+
+
+# --- 5. changed or damaged bytes ---------------------------------------------------------------
+
+
+def test_an_image_replaced_by_one_of_the_same_size_changes_the_manifest(mura_copy, monkeypatch):
+    import mura_lib.dataset as dataset_module
+    from mura_lib.config import ExperimentConfig, run_key
+
+    read = []
+    original = dataset_module.file_digest
+
+    def counting(path):
+        read.append(path)
+        return original(path)
+
+    monkeypatch.setattr(dataset_module, "file_digest", counting)
+    before = manifest_hash(mura_copy)
+    files = [p for split in ("train", "valid") for p in (mura_copy / split).rglob("*") if p.is_file()]
+    assert len(read) == len(files)  # the first use reads every file once
+    read.clear()
+    dataset_module._CONTENT_TABLES.clear()  # a new process: the hashes remembered on disk serve
+    assert manifest_hash(mura_copy) == before and read == []
+    path = mura_copy / load_mura(mura_copy).images["relpath"].iloc[4]
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size
+    after = manifest_hash(mura_copy)
+    assert after != before and read == [str(path)]
+
+    def key(data_hash):
+        return run_key(ExperimentConfig(), data_hash=data_hash, library="l", backend="b", precision="p", numerics={})
+
+    assert key(after) != key(before)
