@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 import pandas as pd
@@ -430,6 +431,9 @@ def manifest_hash(root: str | os.PathLike) -> str:
                     stat = os.stat(full)
                 except OSError:  # a dangling link: load_mura says what is wrong with it
                     entries.append(f"{relpath}:-1:")
+                    continue
+                if not S_ISREG(stat.st_mode):  # a pipe or a device: reading it could block
+                    entries.append(f"{relpath}:{stat.st_size}:not a regular file")
                     continue
                 identity = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
                 known = table.get(relpath)
