@@ -603,3 +603,62 @@ def test_an_image_replaced_by_one_of_the_same_size_changes_the_manifest(mura_cop
         return run_key(ExperimentConfig(), data_hash=data_hash, library="l", backend="b", precision="p", numerics={})
 
     assert key(after) != key(before)
+
+
+def _flip_middle(directory: Path) -> None:
+    path = directory / "images.npy"
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        handle.write(bytes(4096))
+
+
+def _cut(name: str):
+    def cut(directory: Path) -> None:
+        path = directory / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    return cut
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_flip_middle, "row(s) whose bytes changed"),
+        (lambda d: (d / "images.npy").write_bytes(os.urandom((d / "images.npy").stat().st_size)), "does not open"),
+        (_cut("images.npy"), "images.npy has"),
+        (_cut("index.csv"), "index.csv differs"),
+        (lambda d: (d / "meta.json").unlink(), "meta.json is missing"),
+        (lambda d: (d / "index.csv").unlink(), "index.csv is missing"),
+    ],
+    ids=["zeros-in-images", "random-images", "truncated-images", "cut-index", "no-meta", "no-index"],
+)
+def test_a_damaged_image_cache_is_repaired(mura_copy, tmp_path, capsys, damage, message):
+    import numpy as np
+
+    from mura_lib.preprocess import DamagedCacheError, open_cache
+
+    dataset = load_mura(mura_copy)
+    cache = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    reference, directory = np.array(cache.images), cache.directory
+    del cache
+    damage(directory)
+    if message != "row(s) whose bytes changed":
+        with pytest.raises(DamagedCacheError, match=message):
+            open_cache(directory)
+    capsys.readouterr()
+    repaired = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert message in capsys.readouterr().out
+    assert len(repaired.index) == len(dataset.images)
+    assert np.array_equal(np.array(repaired.images), reference)
+
+
+def test_an_unchanged_image_cache_is_not_hashed_again(mura_copy, tmp_path, monkeypatch):
+    import mura_lib.preprocess as preprocess
+
+    dataset = load_mura(mura_copy)
+    build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    hashed = []
+    original = preprocess.bytes_digest
+    monkeypatch.setattr(preprocess, "bytes_digest", lambda data: hashed.append(1) or original(data))
+    build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert hashed == []  # the rows were stamped as checked when they were written
