@@ -110,7 +110,7 @@ def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, 
     for name in ("config.json", "environment.json", "metrics.json"):
         atomic_write_text(directory / name, "{}")
     atomic_write_text(directory / "run.json", json.dumps({"status": "complete", "name": "baseline seed 0"}))
-    (directory / "model.weights.h5").write_bytes(b"weights")
+    write_weights(directory / "model.weights.h5")
     columns = "relpath,study_path,study_type,patient,view,label,subset,probability\n"
     atomic_write_text(directory / "predictions.csv", columns + "a,b,XR_HAND,p1,1,0,test,0.5\n")
     # Two processes appended to one history: the header repeats and the epochs interleave.
@@ -128,6 +128,15 @@ def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, 
     # The command the message names deletes the run.
     assert cli.main(["runs", "abc123", "--delete", "--store", str(store.root)]) == 0
     assert not directory.exists()
+
+
+def write_weights(path: Path) -> None:
+    """A small HDF5 file, as Keras writes weights."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as handle:
+        handle["kernel"] = np.arange(5000, dtype=np.float32)
 
 
 def test_run_store_files_are_readable_by_the_group(tmp_path):
@@ -662,3 +671,69 @@ def test_an_unchanged_image_cache_is_not_hashed_again(mura_copy, tmp_path, monke
     monkeypatch.setattr(preprocess, "bytes_digest", lambda data: hashed.append(1) or original(data))
     build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert hashed == []  # the rows were stamped as checked when they were written
+
+
+def _stored_run(store: RunStore, key: str = "k1") -> Path:
+    """A run stored by RunStore.finish, with a stand-in for the model (it writes a small HDF5 file)."""
+
+    class Model:
+        def save_weights(self, path):
+            write_weights(Path(path))
+
+    directory = store.start(key, {"model": "cnn"}, name="baseline", data_root="data")
+    (directory / "history.csv").write_text("epoch,loss\n" + "".join(f"{e},0.{70 - e}\n" for e in range(5)))
+    predictions = pd.DataFrame(
+        [(f"r{i}", f"s{i // 2}", "XR_HAND", "p", 1, (i // 2) % 2, "test", 0.3 + 0.1 * i) for i in range(8)],
+        columns=["relpath", "study_path", "study_type", "patient", "view", "label", "subset", "probability"],
+    )
+    store.finish(key, model=Model(), predictions=predictions, environment={}, data_summary={}, training={"epochs": 5})
+    return directory
+
+
+def _replace(name: str, edit):
+    def replace(directory: Path) -> None:
+        path = directory / name
+        path.write_bytes(edit(path.read_bytes()))
+
+    return replace
+
+
+RUN_DAMAGE = {
+    "history-cut-mid-row": (_replace("history.csv", lambda b: b[:-3]), "cut short"),
+    "history-last-rows-lost": (_replace("history.csv", lambda b: b"".join(b.splitlines(True)[:-2])), "records 5"),
+    "weights-truncated": (_replace("model.weights.h5", lambda b: b[: len(b) // 2]), "does not open as an HDF5"),
+    "predictions-same-size": (_replace("predictions.csv", lambda b: b.replace(b"0.3", b"0.9", 1)), None),
+}
+
+
+@pytest.mark.parametrize("case", RUN_DAMAGE, ids=list(RUN_DAMAGE))
+@pytest.mark.parametrize("checksums", [True, False], ids=["checksums", "old-run-without-checksums"])
+def test_a_damaged_run_fails_verification(tmp_path, case, checksums):
+    store = RunStore(tmp_path / "runs")
+    directory = _stored_run(store)
+    assert store.verify("k1") == []
+    if not checksums:  # a run stored before checksums were recorded: its structure is checked
+        info = json.loads((directory / "run.json").read_text())
+        del info["checksums"]
+        atomic_write_text(directory / "run.json", json.dumps(info))
+    damage, structural = RUN_DAMAGE[case]
+    damage(directory)
+    problems = " ".join(store.verify("k1"))
+    if checksums:
+        assert "were stored" in problems or "differs from what was stored" in problems
+    elif structural is None:
+        assert problems == ""  # a same-size edit keeps the structure: only a checksum finds it
+        return
+    else:
+        assert structural in problems
+    with pytest.raises(BrokenRunError, match="mura-thesis runs k1 --delete"):
+        store.load("k1")
+
+
+def test_changed_weights_of_the_same_size_are_refused_when_loaded(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    directory = _stored_run(store)
+    _replace("model.weights.h5", lambda b: b[:-100] + bytes([b[-100] ^ 0xFF]) + b[-99:])(directory)
+    run = store.load("k1")  # the weights' size is checked here, their bytes when they are read
+    with pytest.raises(BrokenRunError, match=r"model.weights.h5 differs.*mura-thesis runs k1 --delete"):
+        run.load_model()
