@@ -29,8 +29,8 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,7 @@ DEFAULT_CACHE_DIR = Path("data") / "cache"
 # above this is a damaged or malicious file (a "decompression bomb"), not a radiograph.
 MAX_IMAGE_PIXELS = 50_000_000
 DEFAULT_MAX_EXCLUDED_FRACTION = 0.01
+_OPEN_LOCK = threading.Lock()
 MAX_EXCLUDED_ENV_VAR = "MURA_MAX_EXCLUDED_FRACTION"
 INDEX_COLUMNS = ["relpath", "ok", "reason", "error", "size", "mtime_ns", "digest"]
 
@@ -62,6 +63,17 @@ class TooManyExcludedError(ValueError):
 
 class DamagedCacheError(OSError):
     """An image cache whose files are missing, cut short or changed; :func:`build_cache` builds it again."""
+
+
+# What PIL raises for a file it cannot decode (the decompression-bomb guard included).
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 def exclusion_reason(path: str | os.PathLike, error: BaseException) -> str:
@@ -86,35 +98,56 @@ def exclusion_reason(path: str | os.PathLike, error: BaseException) -> str:
     return "unreadable"
 
 
-def load_grayscale(path: str | os.PathLike) -> np.ndarray:
-    """Decode one image to a 2-D ``uint8`` array; RGB files (three equal channels) become gray.
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """The project's one way to open an image file: PIL's ``Image.open`` (which reads only the
+    header) with the project's decompression-bomb limit, :data:`MAX_IMAGE_PIXELS`.
 
-    Raises ``OSError`` or ``ValueError`` for files that cannot be decoded (PIL's errors).
+    Raises :class:`PIL.Image.DecompressionBombError` quoting that limit for a larger image, else
+    PIL's own errors (``OSError``, ``ValueError``, ...) for a file it cannot read; use it as a
+    context manager.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
+    # PIL's own guard quotes its limit or twice it, depending on the size: it is switched off
+    # while the header is read (under a lock, so no other thread opens an image unguarded) and
+    # the limit checked here instead.
+    with _OPEN_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             image = Image.open(path)
         finally:
             Image.MAX_IMAGE_PIXELS = limit
-        with image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError(
-                    f"{width} x {height} pixels is more than the limit of {MAX_IMAGE_PIXELS:,d}"
-                )
-            image.load()
-            if image.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(image.convert("RGB"))
-                if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-                    return np.ascontiguousarray(rgb[..., 0])
-                return np.asarray(image.convert("L"))
-            if image.mode == "I;16" or image.mode == "I":
-                array = np.asarray(image, dtype=np.float64)
-                span = max(array.max() - array.min(), 1.0)
-                return ((array - array.min()) / span * 255).astype(np.uint8)
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise Image.DecompressionBombError(
+            f"{width} x {height} = {width * height:,d} pixels is more than the limit of {MAX_IMAGE_PIXELS:,d}"
+        )
+    return image
+
+
+def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
+    """``(width, height, PIL mode)`` of an image, from its header, through :func:`open_image`."""
+    with open_image(path) as image:
+        return image.size[0], image.size[1], image.mode
+
+
+def load_grayscale(path: str | os.PathLike) -> np.ndarray:
+    """Decode one image to a 2-D ``uint8`` array; RGB files (three equal channels) become gray.
+
+    Raises ``OSError`` or ``ValueError`` for files that cannot be decoded (PIL's errors), and
+    :class:`PIL.Image.DecompressionBombError` for one above :data:`MAX_IMAGE_PIXELS`.
+    """
+    with open_image(path) as image:
+        image.load()
+        if image.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(image.convert("RGB"))
+            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+                return np.ascontiguousarray(rgb[..., 0])
             return np.asarray(image.convert("L"))
+        if image.mode == "I;16" or image.mode == "I":
+            array = np.asarray(image, dtype=np.float64)
+            span = max(array.max() - array.min(), 1.0)
+            return ((array - array.min()) / span * 255).astype(np.uint8)
+        return np.asarray(image.convert("L"))
 
 
 def resize_image(pixels: np.ndarray, size: int, policy: str = "pad") -> np.ndarray:
@@ -199,14 +232,7 @@ def _process_chunk(task: tuple) -> list[tuple]:
             pixels = np.ascontiguousarray(resize_image(load_grayscale(path), size, policy), dtype=np.uint8)
             target[row] = pixels
             results.append((row, True, "", "", file_size, mtime, bytes_digest(pixels)))
-        except (
-            OSError,
-            ValueError,
-            SyntaxError,
-            EOFError,
-            Image.DecompressionBombError,
-            Image.DecompressionBombWarning,
-        ) as error:
+        except DECODE_ERRORS as error:
             target[row] = 0
             reason, message = exclusion_reason(path, error), f"{type(error).__name__}: {error}"
             results.append((row, False, reason, message, file_size, mtime, blank))

@@ -737,3 +737,47 @@ def test_changed_weights_of_the_same_size_are_refused_when_loaded(tmp_path):
     run = store.load("k1")  # the weights' size is checked here, their bytes when they are read
     with pytest.raises(BrokenRunError, match=r"model.weights.h5 differs.*mura-thesis runs k1 --delete"):
         run.load_model()
+
+
+def test_the_data_chapter_never_opens_an_image_the_cache_left_out(mura_copy, tmp_path, monkeypatch):
+    import mura_lib.preprocess as preprocess
+    from mura_lib import data_report, development
+
+    expected = damage(load_mura(mura_copy), mura_copy)
+    dataset = load_mura(mura_copy)
+    huge = dataset.images["relpath"].iloc[30]
+    Image.new("1", (11000, 11000)).save(mura_copy / huge)  # above twice the limit, where PIL's own message differs
+    expected[huge] = "too large (decompression-bomb guard)"
+    table = exclusions(dataset, 16, cache_dir=tmp_path, progress=False)
+    assert dict(zip(table["relpath"], table["reason"])) == expected
+    for relpath in (huge, next(r for r, why in expected.items() if why.startswith("too large") and r != huge)):
+        error = table.loc[table["relpath"] == relpath, "error"].item()
+        assert error.endswith("is more than the limit of 50,000,000"), error
+    opened = []
+    original = preprocess.open_image
+    monkeypatch.setattr(preprocess, "open_image", lambda path: opened.append(str(path)) or original(path))
+    excluded = table["relpath"]
+    sizes = data_report.image_sizes(dataset, 10**6, excluded=excluded)
+    assert len(sizes) == len(dataset.images) - len(expected)
+    data_report.examples_figure(dataset, 0, excluded=excluded)
+    study = dataset.images.loc[dataset.images["relpath"] == huge, "study_path"].item()
+    data_report.study_figure(dataset, study, excluded=excluded)
+    assert data_report.example_study(dataset, 0, excluded=excluded)["study_path"] not in set(
+        dataset.images.loc[dataset.images["relpath"].isin(excluded), "study_path"]
+    )
+    for seed in range(20):
+        development.example_image(dataset, seed, excluded=excluded)
+    assert opened and not {str(mura_copy / relpath) for relpath in expected} & set(opened)
+    # Without the list, an image that cannot be read is a clear error, not PIL's.
+    with pytest.raises(ValueError, match="did not leave it out"):
+        data_report.image_sizes(dataset, 10**6)
+
+
+def test_every_image_is_opened_through_the_one_reader():
+    opened = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "mura_lib").rglob("*.py")
+        if "Image.open(" in path.read_text()
+    }
+    assert opened == {"mura_lib/preprocess.py"}
+    assert (REPO / "mura_lib" / "preprocess.py").read_text().count("Image.open(") == 1
