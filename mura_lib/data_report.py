@@ -8,6 +8,10 @@ the chapter's text quotes, keyed by the glue name without its ``data-`` prefix.
 For a synthetic dataset :func:`synthetic_facts` gives, from the generator's recorded
 truth, how the radiographs were made: the findings and their conspicuity, the lead markers, and why
 the test split has the size it has.
+
+Images that the preprocessing cache left out (zero-byte, truncated, too large, unreadable:
+:func:`mura_lib.preprocess.exclusions`) are passed as ``excluded`` and never opened again; every
+image that is opened goes through the project's one reader, :func:`mura_lib.preprocess.open_image`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from PIL import Image
 
 from . import plots, synthetic
 from .dataset import STUDY_TYPES, MuraDataset
-from .preprocess import load_grayscale
+from .preprocess import DECODE_ERRORS, exclusion_reason, load_grayscale, read_header
 from .synthetic.findings import FINDINGS
 
 TYPE_NAMES = {t: t.removeprefix("XR_").lower() for t in STUDY_TYPES}
@@ -43,9 +46,28 @@ def overview(dataset: MuraDataset) -> dict:
     }
 
 
-def examples_figure(dataset: MuraDataset, seed: int = 0) -> plt.Figure:
-    """For each label (rows) and study type (columns), the first view of one random study, as stored."""
+def _usable(dataset: MuraDataset, excluded) -> pd.DataFrame:
+    """The dataset's images less those in ``excluded`` (relative paths the cache left out)."""
     images = dataset.images
+    return images.loc[~images["relpath"].isin(list(excluded))]
+
+
+def _decoded(path: str, reader):
+    """``reader(path)``, or a clear error for an image the cache did not leave out but that cannot be
+    read now (changed or damaged since the cache was built)."""
+    try:
+        return reader(path)
+    except DECODE_ERRORS as error:
+        raise ValueError(
+            f"{path} cannot be read ({exclusion_reason(path, error)}: {error}), yet the image cache did not "
+            "leave it out: it changed since the cache was built. Build again, so that the cache sees it."
+        ) from error
+
+
+def examples_figure(dataset: MuraDataset, seed: int = 0, *, excluded=()) -> plt.Figure:
+    """For each label (rows) and study type (columns), the first view of one random study, as stored
+    (images in ``excluded`` left out)."""
+    images = _usable(dataset, excluded)
     first_views = images.loc[images["view"] == images.groupby("study_path")["view"].transform("min")]
     pictures, titles = [], []
     for label in (0, 1):
@@ -54,30 +76,41 @@ def examples_figure(dataset: MuraDataset, seed: int = 0) -> plt.Figure:
             if candidates.empty:
                 continue
             row = candidates.sample(1, random_state=seed).iloc[0]
-            pictures.append(load_grayscale(row["path"]))
+            pictures.append(_decoded(row["path"], load_grayscale))
             # Two short lines: "shoulder, abnormal" on one line overlaps its neighbours.
             titles.append(f"{TYPE_NAMES[study_type]}\n{LABEL_NAMES[label]}")
     return plots.image_grid(pictures, titles, columns=len(STUDY_TYPES), cell=1.0)
 
 
-def example_study(dataset: MuraDataset, seed: int = 0) -> pd.Series:
-    """One random abnormal study with at least three views (or as many as the largest study has)."""
+def example_study(dataset: MuraDataset, seed: int = 0, *, excluded=()) -> pd.Series:
+    """One random abnormal study with at least three views (or as many as the largest study has),
+    preferably one with no image in ``excluded``."""
     studies = dataset.studies
     many_views = studies["views"] >= min(3, studies["views"].max())
     candidates = studies.loc[(studies["label"] == 1) & many_views]
+    whole = ~candidates["study_path"].isin(
+        dataset.images.loc[dataset.images["relpath"].isin(list(excluded)), "study_path"]
+    )
+    if whole.any():
+        candidates = candidates.loc[whole]
     if candidates.empty:
         raise ValueError(f"{dataset.root} has no abnormal study to show: the dataset needs at least one")
     return candidates.sample(1, random_state=seed).iloc[0]
 
 
-def study_figure(dataset: MuraDataset, study_path: str) -> plt.Figure:
-    """Every view of one study, side by side, in view order."""
+def study_figure(dataset: MuraDataset, study_path: str, *, excluded=()) -> plt.Figure:
+    """Every view of one study, side by side, in view order; a view in ``excluded`` is a blank
+    square titled "left out"."""
     rows = dataset.images.loc[dataset.images["study_path"] == study_path].sort_values("view")
     if rows.empty:
         raise ValueError(f"{dataset.root} has no study {study_path!r}: pass a study_path of dataset.studies")
+    left_out = rows["relpath"].isin(list(excluded)).to_numpy()
     return plots.image_grid(
-        [load_grayscale(path) for path in rows["path"]],
-        [f"view {view}" for view in rows["view"]],
+        [
+            np.zeros((8, 8), dtype=np.uint8) if out else _decoded(path, load_grayscale)
+            for path, out in zip(rows["path"], left_out)
+        ],
+        [f"view {view}" + (" (left out)" if out else "") for view, out in zip(rows["view"], left_out)],
         columns=len(rows),
         cell=1.6,
     )
@@ -132,14 +165,15 @@ def view_facts(dataset: MuraDataset) -> dict:
     return {"mean-views": float(views.mean()), "max-views": int(views.max())}
 
 
-def image_sizes(dataset: MuraDataset, sample: int, seed: int = 0) -> pd.DataFrame:
-    """Stored width, height and PIL mode of a random sample of at most ``sample`` images, read from
-    the file headers, with the ``longest`` and ``shortest`` side."""
-    chosen = dataset.images.sample(min(sample, len(dataset.images)), random_state=seed)
+def image_sizes(dataset: MuraDataset, sample: int, seed: int = 0, *, excluded=()) -> pd.DataFrame:
+    """Stored width, height and PIL mode of a random sample of at most ``sample`` images (drawn from
+    those not in ``excluded``), read from the file headers, with the ``longest`` and ``shortest`` side."""
+    images = _usable(dataset, excluded)
+    chosen = images.sample(min(sample, len(images)), random_state=seed)
     records = []
     for path in chosen["path"]:
-        with Image.open(path) as handle:
-            records.append({"width": handle.size[0], "height": handle.size[1], "mode": handle.mode})
+        width, height, mode = _decoded(path, read_header)
+        records.append({"width": width, "height": height, "mode": mode})
     sizes = pd.DataFrame(records, columns=["width", "height", "mode"])
     sizes["longest"] = sizes[["width", "height"]].max(axis=1)
     sizes["shortest"] = sizes[["width", "height"]].min(axis=1)

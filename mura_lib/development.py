@@ -34,11 +34,13 @@ def environment_table(environment: dict | None = None, precision: str | None = N
     return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
 
 
-def example_image(dataset, seed: int) -> np.ndarray:
-    """One radiograph of ``dataset``, drawn with ``seed``, decoded to 8-bit greyscale at its stored size."""
+def example_image(dataset, seed: int, *, excluded=()) -> np.ndarray:
+    """One radiograph of ``dataset``, drawn with ``seed`` from those not in ``excluded`` (the relative
+    paths the preprocessing cache left out), decoded to 8-bit greyscale at its stored size."""
     from .preprocess import load_grayscale
 
-    return load_grayscale(dataset.images.sample(1, random_state=seed).iloc[0]["path"])
+    images = dataset.images.loc[~dataset.images["relpath"].isin(list(excluded))]
+    return load_grayscale(images.sample(1, random_state=seed).iloc[0]["path"])
 
 
 def layer_table(model) -> pd.DataFrame:

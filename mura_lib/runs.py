@@ -8,6 +8,15 @@ temporary name and renamed, so a crash never leaves a half-written file behind. 
 at a time trains a run (:meth:`RunStore.lock`, a lock file beside the run folder), and a stored
 run is verified (:meth:`RunStore.verify`) before it is reused.
 
+``run.json`` records, when the run is finished, the size and checksum (BLAKE2b) of every other
+file (``checksums``).  Verification compares the sizes of all of them and the checksums of all
+but the weights, which are small; the weights file (up to a few hundred MB) is checked for size
+and for an HDF5 file that opens when the run is verified, and against its checksum when
+:meth:`Run.load_model` reads it, which reads every byte anyway.  Runs stored before checksums
+were recorded have no ``checksums``: they are verified as before, by their structure (the
+history's rows and epochs against ``run.json``, the weights file opening), and are not upgraded,
+since a checksum written now would vouch for whatever damage they have.
+
 A run of the study-type task (a source task for pretraining) stores each image's study-type
 probabilities (``p_XR_ELBOW`` ... ``p_XR_WRIST``), its ``predicted_type`` and that type's
 ``probability``, and as metrics the test accuracy and macro one-vs-rest AUROC.
@@ -29,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from .files import FILE_MODE, atomic_write_text  # noqa: F401 (atomic_write_text: re-exported)
+from .files import FILE_MODE, atomic_write_text, file_digest  # noqa: F401 (atomic_write_text: re-exported)
 
 RUNS_ENV_VAR = "MURA_RUNS"
 RUN_FILES = (
@@ -41,6 +50,8 @@ RUN_FILES = (
     "metrics.json",
     "model.weights.h5",
 )
+CHECKED_FILES = RUN_FILES[1:]  # every file but run.json, which holds their checksums
+WEIGHTS = "model.weights.h5"
 PREDICTION_COLUMNS = ("relpath", "study_path", "study_type", "patient", "view", "label", "subset", "probability")
 
 
@@ -142,11 +153,19 @@ class Run:
         return aggregate_studies(self.predictions.loc[self.predictions["subset"] == subset], rule=rule)
 
     def load_model(self):
-        """The trained model, rebuilt from the configuration with the stored weights."""
+        """The trained model, rebuilt from the configuration with the stored weights (checked
+        against their checksum first: :class:`BrokenRunError` if they changed)."""
+        recorded = self.info.get("checksums", {}).get(WEIGHTS)
+        if recorded is not None and file_digest(self.directory / WEIGHTS) != recorded["blake2b"]:
+            store = RunStore(self.directory.parent)
+            raise BrokenRunError(
+                f"Run {self.key} ({self.name}) in {self.directory}: {WEIGHTS} differs from what was stored "
+                f"(checksum). Delete it with `{store.retrain_command(self.key)}`; the next build trains it again."
+            )
         from .models import build_model
 
         model = build_model(self.config)
-        model.load_weights(self.directory / "model.weights.h5")
+        model.load_weights(self.directory / WEIGHTS)
         return model
 
 
@@ -199,7 +218,17 @@ class RunStore:
                 json.loads((directory / name).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             return [f"a JSON file does not parse: {error}"]
-        problems += _history_problems(directory / "history.csv", resumes=int(info.get("resumed", 0)))
+        checksums = info.get("checksums")
+        if checksums is not None:
+            problems += _checksum_problems(directory, checksums)
+            if problems:
+                return problems
+        problems += _history_problems(
+            directory / "history.csv",
+            resumes=int(info.get("resumed", 0)),
+            recorded_epochs=info.get("training", {}).get("epochs"),
+        )
+        problems += _weights_problems(directory / WEIGHTS)
         try:
             columns = pd.read_csv(directory / "predictions.csv", nrows=5).columns
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -284,6 +313,10 @@ class RunStore:
         info.update({"status": "complete", "finished": _now(), "data": data_summary})
         if training is not None:
             info["training"] = training  # epochs run, the cap, whether the plateau rules stopped it, best epoch
+        info["checksums"] = {
+            name: {"bytes": (directory / name).stat().st_size, "blake2b": file_digest(directory / name)}
+            for name in CHECKED_FILES
+        }
         atomic_write_text(directory / "run.json", json.dumps(info, indent=1))
         shutil.rmtree(directory / "checkpoint", ignore_errors=True)
         # model.weights.h5 holds the best epoch's weights: the separate copy is not kept.
@@ -335,21 +368,57 @@ class RunStore:
         return pd.DataFrame(rows, columns=columns)
 
 
-def _history_problems(path: Path, *, resumes: int) -> list[str]:
-    """What is wrong with a run's ``history.csv``: one header, numeric epochs 0..n-1 in order.
+def _checksum_problems(directory: Path, checksums: dict) -> list[str]:
+    """The files whose size or checksum differ from those recorded when the run was stored
+    (the weights: size only, see :meth:`Run.load_model`)."""
+    problems = []
+    for name in CHECKED_FILES:
+        recorded = checksums.get(name)
+        if recorded is None:
+            problems.append(f"run.json records no checksum of {name}")
+            continue
+        size = (directory / name).stat().st_size
+        if size != recorded["bytes"]:
+            problems.append(f"{name} has {size:,d} bytes, {recorded['bytes']:,d} were stored")
+        elif name != WEIGHTS and file_digest(directory / name) != recorded["blake2b"]:
+            problems.append(f"{name} differs from what was stored (checksum)")
+    return problems
+
+
+def _weights_problems(path: Path) -> list[str]:
+    """An HDF5 file that does not open (cut short, overwritten): h5py reads only its superblock."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return []
+    except (OSError, ValueError) as error:
+        return [f"{path.name} does not open as an HDF5 file: {error}"]
+
+
+def _history_problems(path: Path, *, resumes: int, recorded_epochs: int | None = None) -> list[str]:
+    """What is wrong with a run's ``history.csv``: one header, numeric epochs 0..n-1 in order,
+    every row complete (as long as the header, ended by a line break) and, when ``run.json``
+    records it, ``recorded_epochs`` epochs.
 
     A resumed run may log the epoch it was interrupted in twice (once per resume); more
     repeated epochs mean that two processes wrote the file.
     """
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
     if not lines:
         return ["history.csv is empty"]
+    if not text.endswith("\n"):  # the CSV logger ends every row with a line break
+        return ["history.csv ends in the middle of a row (cut short)"]
     header = lines[0]
     if header.split(",")[0] != "epoch":
         return [f"history.csv does not start with an 'epoch' header: {header[:60]!r}"]
     repeated = sum(1 for line in lines[1:] if line == header)
     if repeated:
         return [f"history.csv repeats its header {repeated} time(s) (written by two processes at once)"]
+    short = [number for number, line in enumerate(lines[1:], 2) if line.count(",") != header.count(",")]
+    if short:
+        return [f"history.csv line {short[0]} has not as many fields as its header (cut short)"]
     try:
         epochs = pd.read_csv(path)["epoch"]
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -364,6 +433,8 @@ def _history_problems(path: Path, *, resumes: int) -> list[str]:
         problems.append(f"history.csv logs {duplicates} epoch(s) twice after {resumes} resume(s)")
     if sorted(set(epochs)) != list(range(int(epochs.max()) + 1)):
         problems.append("history.csv skips epochs")
+    if recorded_epochs is not None and epochs.nunique() != recorded_epochs:
+        problems.append(f"history.csv has {epochs.nunique()} epochs, run.json records {recorded_epochs}")
     return problems
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -14,6 +16,11 @@ import pytest
 from mura_lib.synthetic import generate_synthetic_mura
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The data's remembered content hashes (mura_lib.dataset.content_hash_dir): the session's own,
+# for this process and every process it starts, not the user's cache folder.
+os.environ["MURA_HASH_CACHE"] = tempfile.mkdtemp(prefix="mura-test-hashes-")
+atexit.register(shutil.rmtree, os.environ["MURA_HASH_CACHE"], True)
 
 
 @pytest.fixture(scope="session")

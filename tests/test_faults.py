@@ -23,7 +23,7 @@ from mura_lib.book.build import Builder, ChapterPlan
 from mura_lib.book.profiles import load_profile
 from mura_lib.book.project import BuildError
 from mura_lib.book.schema import ParameterError
-from mura_lib.dataset import MuraFormatError, load_mura
+from mura_lib.dataset import MuraFormatError, load_mura, manifest_hash
 from mura_lib.files import atomic_write_text
 from mura_lib.parallel import partial_name, remove_stale_partials
 from mura_lib.preprocess import TooManyExcludedError, build_cache, exclusions
@@ -110,7 +110,7 @@ def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, 
     for name in ("config.json", "environment.json", "metrics.json"):
         atomic_write_text(directory / name, "{}")
     atomic_write_text(directory / "run.json", json.dumps({"status": "complete", "name": "baseline seed 0"}))
-    (directory / "model.weights.h5").write_bytes(b"weights")
+    write_weights(directory / "model.weights.h5")
     columns = "relpath,study_path,study_type,patient,view,label,subset,probability\n"
     atomic_write_text(directory / "predictions.csv", columns + "a,b,XR_HAND,p1,1,0,test,0.5\n")
     # Two processes appended to one history: the header repeats and the epochs interleave.
@@ -128,6 +128,15 @@ def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, 
     # The command the message names deletes the run.
     assert cli.main(["runs", "abc123", "--delete", "--store", str(store.root)]) == 0
     assert not directory.exists()
+
+
+def write_weights(path: Path) -> None:
+    """A small HDF5 file, as Keras writes weights."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as handle:
+        handle["kernel"] = np.arange(5000, dtype=np.float32)
 
 
 def test_run_store_files_are_readable_by_the_group(tmp_path):
@@ -278,7 +287,10 @@ def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_
     first = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert first.failures[["relpath", "reason"]].values.tolist() == [[victim, "unreadable (permission denied)"]]
     monkeypatch.setattr(preprocess, "load_grayscale", original)  # the permission is fixed
-    # Same size, new content and modification time: the manifest (sizes) is unchanged, the entry is not.
+    again = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert again.directory == first.directory and again.failures.empty
+    assert again.images[again.rows_for([victim])[0]].max() > 0
+    # Same size, new content: the manifest covers the content, so this is another cache.
     path = mura_copy / changed
     size = path.stat().st_size
     white = Image.new("L", (40, 40), 255)
@@ -286,12 +298,9 @@ def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_
     with open(path, "ab") as handle:
         handle.write(b"\0" * (size - path.stat().st_size))
     assert path.stat().st_size == size
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
-    again = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
-    assert again.directory == first.directory and again.failures.empty
-    row = again.rows_for([victim, changed])
-    assert again.images[row[0]].max() > 0
-    assert (again.images[row[1]] == 255).any()
+    third = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert third.directory != first.directory and third.failures.empty
+    assert (third.images[third.rows_for([changed])[0]] == 255).any()
 
 
 def test_splits_are_checked_before_training(mura_copy):
@@ -569,3 +578,206 @@ def test_makefile_quotes_the_data_path():
         ["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"], capture_output=True, text=True
     )
     assert "--data '/my data/MURA-v1.1'" in result.stdout
+
+
+# --- 5. changed or damaged bytes ---------------------------------------------------------------
+
+
+def test_an_image_replaced_by_one_of_the_same_size_changes_the_manifest(mura_copy, monkeypatch):
+    import mura_lib.dataset as dataset_module
+    from mura_lib.config import ExperimentConfig, run_key
+
+    read = []
+    original = dataset_module.file_digest
+
+    def counting(path):
+        read.append(path)
+        return original(path)
+
+    monkeypatch.setattr(dataset_module, "file_digest", counting)
+    before = manifest_hash(mura_copy)
+    files = [p for split in ("train", "valid") for p in (mura_copy / split).rglob("*") if p.is_file()]
+    assert len(read) == len(files)  # the first use reads every file once
+    read.clear()
+    dataset_module._CONTENT_TABLES.clear()  # a new process: the hashes remembered on disk serve
+    assert manifest_hash(mura_copy) == before and read == []
+    path = mura_copy / load_mura(mura_copy).images["relpath"].iloc[4]
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size
+    after = manifest_hash(mura_copy)
+    assert after != before and read == [str(path)]
+
+    def key(data_hash):
+        return run_key(ExperimentConfig(), data_hash=data_hash, library="l", backend="b", precision="p", numerics={})
+
+    assert key(after) != key(before)
+
+
+def _flip_middle(directory: Path) -> None:
+    path = directory / "images.npy"
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        handle.write(bytes(4096))
+
+
+def _cut(name: str):
+    def cut(directory: Path) -> None:
+        path = directory / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    return cut
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_flip_middle, "row(s) whose bytes changed"),
+        (lambda d: (d / "images.npy").write_bytes(os.urandom((d / "images.npy").stat().st_size)), "does not open"),
+        (_cut("images.npy"), "images.npy has"),
+        (_cut("index.csv"), "index.csv differs"),
+        (lambda d: (d / "meta.json").unlink(), "meta.json is missing"),
+        (lambda d: (d / "index.csv").unlink(), "index.csv is missing"),
+    ],
+    ids=["zeros-in-images", "random-images", "truncated-images", "cut-index", "no-meta", "no-index"],
+)
+def test_a_damaged_image_cache_is_repaired(mura_copy, tmp_path, capsys, damage, message):
+    import numpy as np
+
+    from mura_lib.preprocess import DamagedCacheError, open_cache
+
+    dataset = load_mura(mura_copy)
+    cache = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    reference, directory = np.array(cache.images), cache.directory
+    del cache
+    damage(directory)
+    if message != "row(s) whose bytes changed":
+        with pytest.raises(DamagedCacheError, match=message):
+            open_cache(directory)
+    capsys.readouterr()
+    repaired = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert message in capsys.readouterr().out
+    assert len(repaired.index) == len(dataset.images)
+    assert np.array_equal(np.array(repaired.images), reference)
+
+
+def test_an_unchanged_image_cache_is_not_hashed_again(mura_copy, tmp_path, monkeypatch):
+    import mura_lib.preprocess as preprocess
+
+    dataset = load_mura(mura_copy)
+    build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    hashed = []
+    original = preprocess.bytes_digest
+    monkeypatch.setattr(preprocess, "bytes_digest", lambda data: hashed.append(1) or original(data))
+    build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
+    assert hashed == []  # the rows were stamped as checked when they were written
+
+
+def _stored_run(store: RunStore, key: str = "k1") -> Path:
+    """A run stored by RunStore.finish, with a stand-in for the model (it writes a small HDF5 file)."""
+
+    class Model:
+        def save_weights(self, path):
+            write_weights(Path(path))
+
+    directory = store.start(key, {"model": "cnn"}, name="baseline", data_root="data")
+    (directory / "history.csv").write_text("epoch,loss\n" + "".join(f"{e},0.{70 - e}\n" for e in range(5)))
+    predictions = pd.DataFrame(
+        [(f"r{i}", f"s{i // 2}", "XR_HAND", "p", 1, (i // 2) % 2, "test", 0.3 + 0.1 * i) for i in range(8)],
+        columns=["relpath", "study_path", "study_type", "patient", "view", "label", "subset", "probability"],
+    )
+    store.finish(key, model=Model(), predictions=predictions, environment={}, data_summary={}, training={"epochs": 5})
+    return directory
+
+
+def _replace(name: str, edit):
+    def replace(directory: Path) -> None:
+        path = directory / name
+        path.write_bytes(edit(path.read_bytes()))
+
+    return replace
+
+
+RUN_DAMAGE = {
+    "history-cut-mid-row": (_replace("history.csv", lambda b: b[:-3]), "cut short"),
+    "history-last-rows-lost": (_replace("history.csv", lambda b: b"".join(b.splitlines(True)[:-2])), "records 5"),
+    "weights-truncated": (_replace("model.weights.h5", lambda b: b[: len(b) // 2]), "does not open as an HDF5"),
+    "predictions-same-size": (_replace("predictions.csv", lambda b: b.replace(b"0.3", b"0.9", 1)), None),
+}
+
+
+@pytest.mark.parametrize("case", RUN_DAMAGE, ids=list(RUN_DAMAGE))
+@pytest.mark.parametrize("checksums", [True, False], ids=["checksums", "old-run-without-checksums"])
+def test_a_damaged_run_fails_verification(tmp_path, case, checksums):
+    store = RunStore(tmp_path / "runs")
+    directory = _stored_run(store)
+    assert store.verify("k1") == []
+    if not checksums:  # a run stored before checksums were recorded: its structure is checked
+        info = json.loads((directory / "run.json").read_text())
+        del info["checksums"]
+        atomic_write_text(directory / "run.json", json.dumps(info))
+    damage, structural = RUN_DAMAGE[case]
+    damage(directory)
+    problems = " ".join(store.verify("k1"))
+    if checksums:
+        assert "were stored" in problems or "differs from what was stored" in problems
+    elif structural is None:
+        assert problems == ""  # a same-size edit keeps the structure: only a checksum finds it
+        return
+    else:
+        assert structural in problems
+    with pytest.raises(BrokenRunError, match="mura-thesis runs k1 --delete"):
+        store.load("k1")
+
+
+def test_changed_weights_of_the_same_size_are_refused_when_loaded(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    directory = _stored_run(store)
+    _replace("model.weights.h5", lambda b: b[:-100] + bytes([b[-100] ^ 0xFF]) + b[-99:])(directory)
+    run = store.load("k1")  # the weights' size is checked here, their bytes when they are read
+    with pytest.raises(BrokenRunError, match=r"model.weights.h5 differs.*mura-thesis runs k1 --delete"):
+        run.load_model()
+
+
+def test_the_data_chapter_never_opens_an_image_the_cache_left_out(mura_copy, tmp_path, monkeypatch):
+    import mura_lib.preprocess as preprocess
+    from mura_lib import data_report, development
+
+    expected = damage(load_mura(mura_copy), mura_copy)
+    dataset = load_mura(mura_copy)
+    huge = dataset.images["relpath"].iloc[30]
+    Image.new("1", (11000, 11000)).save(mura_copy / huge)  # above twice the limit, where PIL's own message differs
+    expected[huge] = "too large (decompression-bomb guard)"
+    table = exclusions(dataset, 16, cache_dir=tmp_path, progress=False)
+    assert dict(zip(table["relpath"], table["reason"])) == expected
+    for relpath in (huge, next(r for r, why in expected.items() if why.startswith("too large") and r != huge)):
+        error = table.loc[table["relpath"] == relpath, "error"].item()
+        assert error.endswith("is more than the limit of 50,000,000"), error
+    opened = []
+    original = preprocess.open_image
+    monkeypatch.setattr(preprocess, "open_image", lambda path: opened.append(str(path)) or original(path))
+    excluded = table["relpath"]
+    sizes = data_report.image_sizes(dataset, 10**6, excluded=excluded)
+    assert len(sizes) == len(dataset.images) - len(expected)
+    data_report.examples_figure(dataset, 0, excluded=excluded)
+    study = dataset.images.loc[dataset.images["relpath"] == huge, "study_path"].item()
+    data_report.study_figure(dataset, study, excluded=excluded)
+    assert data_report.example_study(dataset, 0, excluded=excluded)["study_path"] not in set(
+        dataset.images.loc[dataset.images["relpath"].isin(excluded), "study_path"]
+    )
+    for seed in range(20):
+        development.example_image(dataset, seed, excluded=excluded)
+    assert opened and not {str(mura_copy / relpath) for relpath in expected} & set(opened)
+    # Without the list, an image that cannot be read is a clear error, not PIL's.
+    with pytest.raises(ValueError, match="did not leave it out"):
+        data_report.image_sizes(dataset, 10**6)
+
+
+def test_every_image_is_opened_through_the_one_reader():
+    opened = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "mura_lib").rglob("*.py")
+        if "Image.open(" in path.read_text()
+    }
+    assert opened == {"mura_lib/preprocess.py"}
+    assert (REPO / "mura_lib" / "preprocess.py").read_text().count("Image.open(") == 1

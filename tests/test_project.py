@@ -115,7 +115,7 @@ KEY_EXEMPT = {
     "mura_lib.numerics": "its settings in effect are a field of the run key",
     "mura_lib.device": "the backend and the resolved precision are fields of the run key",
     "mura_lib.runs": "the run store: where a result is written, not what it is",
-    "mura_lib.files": "atomic file writing",
+    "mura_lib.files": "atomic file writing and checksums",
     "mura_lib.parallel": "the process pool and temporary names of the cache build",
 }
 
