@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -429,6 +430,98 @@ def test_run_parameters_are_checked_before_any_kernel_starts(tmp_path):
     assert result.returncode == 2 and "max_excluded_fraction: 2.0 is not valid" in result.stderr
     assert not (project / "data" / "synthetic").exists()  # nothing was generated, no kernel ran
     assert time.perf_counter() - started < 120
+
+
+_PASSAGE_KEY = re.compile(r"^\s*:{3,}\{passage\}\s+(\S+)\s*\n\s*:when:\s*([^,\n]+)", re.M)
+_REFERENCE = re.compile(r"\{(?:glue:text|glue:figure|numref)\}`([^`:]+)")
+
+
+def staged_text(chapter: str, glued: dict[str, str]) -> str:
+    """A chapter's Markdown as the build stages it, every passage chosen by ``glued`` (a key it
+    does not give takes its first variant's value)."""
+    import jupytext
+    import nbformat
+
+    from mura_lib.book import presentation
+
+    notebook = jupytext.read(REPO / "chapters" / f"{chapter}.md")
+    markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    values = {key: value.strip() for key, value in _PASSAGE_KEY.findall(markdown)} | glued
+    code = nbformat.v4.new_code_cell("glue(...)")
+    code.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"application/papermill.record/text/plain": repr(value)},
+            metadata={"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}},
+        )
+        for name, value in values.items()
+    ]
+    notebook.cells.insert(0, code)
+    resolved = presentation.resolve_passages(notebook)
+    return "\n".join(c.source for c in resolved.cells if c.cell_type == "markdown")
+
+
+def test_switched_off_experiments_have_no_arms_and_their_chapters_say_so(monkeypatch):
+    """`regularisation: false` and `development: false` passed the schema and stopped chapters 04
+    and 05_3 with "The plan has no group"; now the plan lists the baseline alone for them, and
+    the chapters and the conclusions say the experiment is switched off, quoting nothing of it."""
+    from mura_lib.book.profiles import profile_settings
+    from mura_lib.plan import ExperimentPlan, PlanSettings
+
+    settings = profile_settings("smoke", REPO) | {"regularisation": False, "development": False}
+    plan = ExperimentPlan(PlanSettings.from_dict(settings), "unused")
+    monkeypatch.setattr(plan, "run", lambda name: f"run {name}")  # nothing trains here
+    for group in ("regularisation", "development"):
+        assert not plan.trains(group) and plan.comparisons(group) == {}
+        assert plan.group(group) == {"baseline": "run baseline"}
+        assert not [run for run in plan.runs.values() if run.group == group]
+    assert plan.trains("image size") and plan.group("image size")
+    with pytest.raises(KeyError, match="no group 'regularisaton'"):
+        plan.group("regularisaton")
+    # What the chapters glue when the experiment is off: the set-up values and the switch.
+    glued = {"reg-data": "synthetic radiographs", "reg-profile": "smoke", "reg-size": "32", "reg-seeds": "2"}
+    text = staged_text("05_3_regularisation", glued | {"reg-trained": "no"})
+    assert "switches the experiment off" in text and "`regularisation: false`" in text
+    assert set(_REFERENCE.findall(text)) <= set(glued), set(_REFERENCE.findall(text)) - set(glued)
+    assert "reg-no-dropout-diff" in staged_text("05_3_regularisation", glued | {"reg-trained": "yes"})
+    text = staged_text("04_model_development", {"model-development-trained": "no"})
+    assert "`development: false`" in text
+    assert not [name for name in _REFERENCE.findall(text) if "model-development" in name]
+    text = staged_text("06_conclusions", {"conc-reg-trained": "no", "conc-reg-any-lower": "no"})
+    assert "`regularisation: false`" in text and "No regulariser's removal" not in text
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # Only the baseline's size: chapter 05_2 had no group to report.
+        ({"image_sizes": [32]}, r"image_sizes: \[32\] has no size other than image_size \(32\)"),
+    ],
+)
+def test_settings_no_chapter_can_report_are_rejected_before_any_chapter_runs(changes, message):
+    profile = load_profile(REPO, "smoke")
+    with pytest.raises(BuildError, match=message):
+        Builder(REPO, profile, overrides=changes).settings()
+    assert Builder(REPO, profile, overrides={"image_sizes": [16]}).settings()["image_sizes"] == [16]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"seeds": [0, 0]}, r"seeds: \[0, 0\] is not valid; expected a non-empty list of distinct seeds"),
+        ({"seeds": []}, r"seeds: \[\] is not valid"),
+        ({"image_sizes": []}, r"image_sizes: \[\] is not valid"),
+        ({"backbones": []}, r"backbones: \[\] is not valid"),
+        ({"backbone_modes": []}, r"backbone_modes: \[\] is not valid"),
+        ({"gradcam_examples": 0}, r"gradcam_examples: 0 is not valid; expected an integer >= 1"),
+    ],
+    ids=["duplicate-seeds", "no-seeds", "no-sizes", "no-backbones", "no-modes", "no-gradcam-examples"],
+)
+def test_empty_and_repeated_settings_are_rejected_by_the_schema(values, message):
+    from mura_lib.book.schema import check_overrides
+
+    with pytest.raises(ParameterError, match=message):
+        check_overrides(REPO, "08_extensions", [("-p", values)])
 
 
 # --- 4. how errors reach the user, what faults leave behind -----------------------------------

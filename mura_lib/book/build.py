@@ -268,14 +268,17 @@ class Builder:
         """The experiment settings of the build: the profile's, with the experiment settings
         among ``overrides`` (default: the build's) on top, checked."""
         from ..plan import PlanSettings, settings_from_parameters
+        from .schema import check_settings
 
         overrides = self.overrides if overrides is None else overrides
         plan_keys = set(PlanSettings.fields())
+        source = f"profile {self.profile.name!r} with the given parameters"
         try:
-            return settings_from_parameters(
-                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys},
-                source=f"profile {self.profile.name!r} with the given parameters",
+            settings = settings_from_parameters(
+                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys}, source=source
             )
+            check_settings(settings, source)
+            return settings
         except (TypeError, ValueError) as error:
             raise BuildError(str(error)) from None
 

@@ -90,7 +90,8 @@ RULES: dict[str, dict] = {
     "multiview_max_views": _int(1),
     "multiview_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
     "fine_tune_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
-    "gradcam_examples": _int(0),
+    # The Grad-CAM figure of chapter 08 shows this many studies per group; with none it has no panel.
+    "gradcam_examples": _int(1),
     "size_sample": _int(1),
     "augmentation_samples": _int(1),
     "pretrained_weights": {
@@ -342,6 +343,26 @@ def check(schema: dict, instance, where: str) -> None:
     found = problems(schema, instance)
     if found:
         raise ParameterError(f"{where}: " + ("\n  ".join(found) if len(found) == 1 else "\n  " + "\n  ".join(found)))
+
+
+def settings_problems(settings: dict) -> list[str]:
+    """What the schema cannot say of one value alone: combinations of experiment settings that
+    pass it but that the chapters cannot report (one message each)."""
+    found = []
+    base, sizes = settings.get("image_size"), settings.get("image_sizes")
+    if base is not None and sizes is not None and all(int(size) == int(base) for size in sizes):
+        found.append(
+            f"image_sizes: {list(sizes)} has no size other than image_size ({base}); the input-size "
+            "chapter (05_2_image_size) compares other sizes with the baseline's, so list at least one more"
+        )
+    return found
+
+
+def check_settings(settings: dict, where: str) -> None:
+    """:func:`settings_problems` as one :class:`ParameterError`."""
+    found = settings_problems(settings)
+    if found:
+        raise ParameterError(f"{where}: " + "; ".join(found) + ".")
 
 
 def check_profile(root: Path, path: Path, values) -> None:
