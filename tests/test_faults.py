@@ -514,8 +514,18 @@ def test_settings_no_chapter_can_report_are_rejected_before_any_chapter_runs(cha
         ({"backbones": []}, r"backbones: \[\] is not valid"),
         ({"backbone_modes": []}, r"backbone_modes: \[\] is not valid"),
         ({"gradcam_examples": 0}, r"gradcam_examples: 0 is not valid; expected an integer >= 1"),
+        # 0.5 or more passed and failed in every run's patient split ("must be in (0, 0.5)").
+        ({"validation_fraction": 0.6}, r"validation_fraction: 0.6 is not valid; expected a number in \(0, 0.5\)"),
     ],
-    ids=["duplicate-seeds", "no-seeds", "no-sizes", "no-backbones", "no-modes", "no-gradcam-examples"],
+    ids=[
+        "duplicate-seeds",
+        "no-seeds",
+        "no-sizes",
+        "no-backbones",
+        "no-modes",
+        "no-gradcam-examples",
+        "validation-fraction",
+    ],
 )
 def test_empty_and_repeated_settings_are_rejected_by_the_schema(values, message):
     from mura_lib.book.schema import check_overrides
@@ -581,6 +591,37 @@ def test_synthesize_overwrite_from_the_command_line(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main([*arguments, "--seed", "1", "--overwrite"]) == 0
     assert json.loads((tmp_path / "MURA-v1.1" / "SYNTHETIC.json").read_text())["seed"] == 1
+    # A folder the generator did not write (a real MURA copy has no SYNTHETIC.json) is never deleted.
+    (tmp_path / "MURA-v1.1" / "SYNTHETIC.json").unlink()
+    capsys.readouterr()
+    assert cli.main([*arguments, "--seed", "2", "--overwrite"]) == 2
+    assert "has no SYNTHETIC.json, so this generator did not write it" in capsys.readouterr().err
+    assert (tmp_path / "MURA-v1.1" / "train_image_paths.csv").exists()
+
+
+def test_train_reads_the_data_as_told(tmp_path, monkeypatch, capsys):
+    """`train --missing drop` and `--max-excluded-fraction` were ignored (and the error then told
+    the user to pass the option they had passed): every reader of the data, in this process and
+    in the workers, now gets them, as does the command that retries a run."""
+    import mura_lib.book.executors as executors
+    import mura_lib.book.profiles as profiles
+
+    seen = {}
+
+    def train_runs(jobs, **options):
+        seen.update(missing=os.environ.get("MURA_MISSING"), fraction=os.environ.get("MURA_MAX_EXCLUDED_FRACTION"))
+        seen["command"] = options["command"]
+        return [executors.Result(name, "0" * 16, "stored") for name, _ in jobs]
+
+    monkeypatch.setattr(profiles, "plan_stages", lambda *a, **k: [(tmp_path, [("baseline (32 px, seed 0)", None)])])
+    monkeypatch.setattr(executors, "train_runs", train_runs)
+    monkeypatch.delenv("MURA_MISSING", raising=False)
+    monkeypatch.chdir(small_project(tmp_path / "thesis"))
+    assert cli.main(["train", "--profile", "smoke", "--missing", "drop", "--max-excluded-fraction", "0.2"]) == 0
+    assert seen["missing"] == "drop" and float(seen["fraction"]) == 0.2
+    assert seen["command"][-4:] == ["--missing", "drop", "--max-excluded-fraction", "0.2"]
+    assert "MURA_MISSING" not in os.environ  # set for the training only
+    assert "MURA_MISSING" in executors.WORKER_ENV_VARS and "MURA_MAX_EXCLUDED_FRACTION" in executors.WORKER_ENV_VARS
 
 
 def test_full_disk_names_the_path(monkeypatch, capsys):

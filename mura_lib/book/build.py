@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -224,6 +225,22 @@ class Builder:
         from ..preprocess import MAX_EXCLUDED_ENV_VAR
 
         return {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
+
+    @contextmanager
+    def data_environment(self):
+        """:meth:`data_settings` in this process's environment (and so in the training workers
+        it starts), for as long as the block runs: ``--missing`` and ``--max-excluded-fraction``
+        reach every reader of the data, not only the chapters' kernels."""
+        previous = {key: os.environ.get(key) for key in self.data_settings()}
+        os.environ.update(self.data_settings())
+        try:
+            yield
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def check_data(self) -> None:
         """Read and check the dataset here, before any kernel starts (a clear error, not a
@@ -476,7 +493,7 @@ class Builder:
         before any chapter executes; the chapters then read them.  With one worker nothing happens
         here: each run is trained by the first chapter that needs it.  A run that fails here is
         reported, and the chapter that needs it tries it again (and fails with its error)."""
-        from .executors import default_workers, train_runs
+        from .executors import default_workers
         from .profiles import plan_for_profile
 
         workers = self.workers or default_workers()
@@ -486,6 +503,12 @@ class Builder:
         command = ["mura-thesis", "train", "--profile", self.profile.name]
         if self.data_override:
             command += ["--data", str(self.data_override)]
+        with self.data_environment():
+            self._train_stages(plan, workers, command)
+
+    def _train_stages(self, plan, workers: int, command: list[str]) -> None:
+        from .executors import train_runs
+
         stages = plan.job_stages()
         if len(stages) > 2:
             # The pretraining corpus' runs need no other run: they train beside the first stage.

@@ -53,6 +53,9 @@ WORKER_ENV_VARS = (
     "XLA_PYTHON_CLIENT_MEM_FRACTION",
     "PYTHONHASHSEED",
     "MURA_THREADS",
+    # How the data are read (--missing, --max-excluded-fraction): mura_lib.dataset, mura_lib.preprocess.
+    "MURA_MISSING",
+    "MURA_MAX_EXCLUDED_FRACTION",
 )
 
 

@@ -59,11 +59,12 @@ RULES: dict[str, dict] = {
     "smoothing": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1]"},
     "schedule": {"enum": ["plateau", "cosine"], "description": "'plateau' or 'cosine'"},
     "average_epochs": _int(1),
+    # The validation patients are one fold of round(1 / fraction) folds: at least two.
     "validation_fraction": {
         "type": "number",
         "exclusiveMinimum": 0,
-        "exclusiveMaximum": 1,
-        "description": "a number in (0, 1)",
+        "exclusiveMaximum": 0.5,
+        "description": "a number in (0, 0.5)",
     },
     "n_resamples": _int(100),
     "seeds": {
