@@ -426,6 +426,9 @@ def test_run_parameters_are_checked_before_any_kernel_starts(tmp_path):
     (project / "mine.yaml").write_text("epochs: [3\n")
     result = run_cli(project, "run", "05_1_baseline", "-f", "mine.yaml", "--profile", "smoke")
     assert result.returncode == 2 and "mine.yaml:2:1: YAML syntax error" in result.stderr
+    result = run_cli(project, "run", "05_1_baseline", "-f", "params", "--profile", "smoke")
+    assert result.returncode == 2 and "params: a folder, not a file; give the path of a YAML file" in result.stderr
+    assert "Traceback" not in result.stderr and "IsADirectoryError" not in result.stderr
     result = run_cli(project, "build", "--profile", "smoke", "--max-excluded-fraction", "2")
     assert result.returncode == 2 and "max_excluded_fraction: 2.0 is not valid" in result.stderr
     assert not (project / "data" / "synthetic").exists()  # nothing was generated, no kernel ran
@@ -624,6 +627,30 @@ def test_train_reads_the_data_as_told(tmp_path, monkeypatch, capsys):
     assert "MURA_MISSING" in executors.WORKER_ENV_VARS and "MURA_MAX_EXCLUDED_FRACTION" in executors.WORKER_ENV_VARS
 
 
+def test_a_run_store_that_cannot_be_written_stops_training_at_once(synthetic_root, tmp_path, monkeypatch):
+    """A read-only runs/ failed every run with a traceback and "retry it alone", which cannot
+    help: now nothing starts, and the message names the folder and what to do."""
+    import errno
+    import tempfile
+
+    from mura_lib.book.executors import NotWritableError, train_runs
+    from mura_lib.config import ExperimentConfig
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    out = tmp_path / "out.txt"
+    with open(out, "w") as stream, pytest.raises(NotWritableError) as error:
+        config = ExperimentConfig(image_size=16, depth=1, width=4, epochs=1, augment=False)
+        train_runs(
+            [("tiny", config)], data_root=synthetic_root, runs_dir=tmp_path / "runs", cache_dir=tmp_path, out=stream
+        )
+    message = str(error.value)
+    assert f"Cannot write to the run store {tmp_path / 'runs'} (Read-only file system); nothing was trained" in message
+    assert "retry" not in out.read_text() and "Traceback" not in out.read_text()
+
+
 def test_full_disk_names_the_path(monkeypatch, capsys):
     import mura_lib.synthetic as synthetic
 
@@ -698,8 +725,20 @@ def test_status_does_not_generate_the_dataset(tmp_path):
     assert not (project / "data").exists()
 
 
-def test_makefile_quotes_the_data_path():
-    result = subprocess.run(
-        ["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"], capture_output=True, text=True
-    )
-    assert "--data '/my data/MURA-v1.1'" in result.stdout
+def test_makefile_passes_the_data_path_as_typed(tmp_path):
+    """A path with a space, or a quote (which broke the Makefile's own quoting), reaches the CLI
+    as one argument, unchanged (a stand-in for the CLI prints its arguments)."""
+    (tmp_path / "bin").mkdir()
+    stub = tmp_path / "bin" / "mura-thesis"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "[%s]" "$a"; done\n')
+    stub.chmod(0o755)
+    (tmp_path / ".installed").touch()  # newer than pyproject.toml: make installs nothing
+    for data in ("/my data/MURA-v1.1", "/data/O'Brien's copy/MURA-v1.1", '/a "quoted" folder/MURA'):
+        for target in ("book", "status"):
+            result = subprocess.run(
+                ["make", "-s", "-C", str(REPO), target, f"VENV={tmp_path}", f"DATA={data}", "PROFILE=smoke"],
+                capture_output=True,
+                text=True,
+            )
+            assert result.returncode == 0, result.stderr
+            assert f"[--profile][smoke][--data][{data}]" in result.stdout, result.stdout

@@ -261,6 +261,10 @@ def read_yaml(path: str | os.PathLike):
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParameterError(f"{path}: no such file.") from None
+    except IsADirectoryError:
+        raise ParameterError(f"{path}: a folder, not a file; give the path of a YAML file.") from None
+    except PermissionError:
+        raise ParameterError(f"{path}: not readable (permission denied).") from None
     except UnicodeDecodeError as error:
         raise ParameterError(f"{path}: not UTF-8 text (byte offset {error.start}); save it as UTF-8.") from None
     try:
