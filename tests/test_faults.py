@@ -268,17 +268,17 @@ def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_
 
     dataset = load_mura(mura_copy)
     victim, changed = dataset.images["relpath"].iloc[[5, 6]]
-    original = preprocess.load_grayscale
+    original = preprocess.read_image
 
     def unreadable(path):
         if str(path).endswith(victim):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return original(path)
 
-    monkeypatch.setattr(preprocess, "load_grayscale", unreadable)
+    monkeypatch.setattr(preprocess, "read_image", unreadable)
     first = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert first.failures[["relpath", "reason"]].values.tolist() == [[victim, "unreadable (permission denied)"]]
-    monkeypatch.setattr(preprocess, "load_grayscale", original)  # the permission is fixed
+    monkeypatch.setattr(preprocess, "read_image", original)  # the permission is fixed
     # Same size, new content and modification time: the manifest (sizes) is unchanged, the entry is not.
     path = mura_copy / changed
     size = path.stat().st_size
@@ -335,6 +335,65 @@ def test_one_class_split_is_an_error(mura_copy):
         shutil.rmtree(mura_copy / study.split("/", 1)[1])
     with pytest.raises(MuraFormatError, match="every study of the valid split is normal; with one class AUROC"):
         load_mura(mura_copy)
+
+
+def test_a_patient_in_both_splits_is_an_error_unless_allowed(mura_copy, monkeypatch):
+    """The valid split is the test set: a patient of both splits was accepted without a word."""
+    dataset = load_mura(mura_copy)
+    study = dataset.images.query("split == 'valid'").iloc[0]
+    patient = dataset.images.query("split == 'train'")["patient"].iloc[0]
+    # Move one valid study to a patient of the train split, on disk and in both CSV files.
+    old = f"{study['split']}/{study['study_type']}/{study['patient']}/{study['study']}"
+    new = f"{study['split']}/{study['study_type']}/{patient}/{study['study']}"
+    (mura_copy / new).parent.mkdir(parents=True, exist_ok=True)
+    (mura_copy / old).rename(mura_copy / new)
+    for name in ("valid_image_paths.csv", "valid_labeled_studies.csv"):
+        csv = mura_copy / name
+        csv.write_text(csv.read_text().replace(f"/{old}/", f"/{new}/"))
+    with pytest.raises(
+        MuraFormatError, match=rf"patients with studies in both the train and the valid split \(1\):\n  {patient}"
+    ):
+        load_mura(mura_copy)
+    assert patient in set(load_mura(mura_copy, patient_overlap="allow").images.query("split == 'valid'")["patient"])
+    monkeypatch.setenv("MURA_PATIENT_OVERLAP", "allow")  # what the build sets from the profile's data section
+    load_mura(mura_copy)
+
+
+def test_an_upper_case_extension_is_named_as_the_problem(mura_copy):
+    csv = mura_copy / "train_image_paths.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0].replace(".png", ".PNG"), *lines[1:]]) + "\n")
+    with pytest.raises(
+        MuraFormatError,
+        match=r"train_image_paths.csv:1: .*image1?\d*\.PNG' ends in '.PNG'; MURA's image files end in '.png', lower-case",
+    ):
+        load_mura(mura_copy)
+
+
+def test_tiny_images_are_left_out_and_unusual_ones_noted(mura_copy, tmp_path):
+    """1 x 1 and 2 x 500 pixel files were trained on; a JPEG named .png with an EXIF rotation was
+    used unturned.  Now the tiny ones are left out with their reason, and the JPEG is turned as
+    its EXIF says and noted."""
+    from mura_lib.preprocess import MIN_IMAGE_SIDE, read_image
+
+    train = load_mura(mura_copy).images.query("split == 'train'")
+    dot, sliver, rotated = train["relpath"].iloc[[2, 9, 15]]
+    Image.new("L", (1, 1), 128).save(mura_copy / dot)
+    Image.new("L", (2, 500), 128).save(mura_copy / sliver)
+    picture = Image.new("L", (60, 30), 0)
+    picture.paste(255, (0, 0, 30, 30))  # the left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a viewer turns it 90 degrees clockwise: the white half goes to the top
+    picture.save(mura_copy / rotated, format="JPEG", exif=exif.tobytes())
+    pixels, note = read_image(mura_copy / rotated)
+    assert pixels.shape == (60, 30) and pixels[:30].mean() > 200 and pixels[30:].mean() < 50
+    assert note == "JPEG data in a .png file; EXIF orientation 6 applied"
+    cache = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    reason = f"too small (a side under {MIN_IMAGE_SIDE} pixels)"
+    assert dict(zip(cache.failures["relpath"], cache.failures["reason"])) == {dot: reason, sliver: reason}
+    assert cache.notes.values.tolist() == [[rotated, "JPEG data in a .png file; EXIF orientation 6 applied"]]
+    # The plain images need no note.
+    assert read_image(mura_copy / train["relpath"].iloc[0])[1] == ""
 
 
 def test_non_utf8_csv_names_file_and_line(mura_copy):
@@ -723,6 +782,10 @@ def test_status_does_not_generate_the_dataset(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "not generated yet" in result.stdout and "never executed" in result.stdout
     assert not (project / "data").exists()
+    # Settings no chapter can report are refused here too, as an error of status, not a failed build.
+    result = run_cli(project, "status", "--profile", "smoke", "-p", "image_sizes", "[32]")
+    assert result.returncode == 1 and "error: profile 'smoke'" in result.stderr, result.stderr
+    assert "has no size other than image_size (32)" in result.stderr and "BUILD FAILED" not in result.stderr
 
 
 def test_makefile_passes_the_data_path_as_typed(tmp_path):

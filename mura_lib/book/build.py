@@ -188,6 +188,7 @@ class Builder:
         from ..preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
 
         self.missing = missing or profile.data.get("missing", "error")
+        self.patient_overlap = profile.data.get("patient_overlap", "error")
         self.max_excluded_fraction = float(
             max_excluded_fraction
             if max_excluded_fraction is not None
@@ -221,10 +222,13 @@ class Builder:
 
     def data_settings(self) -> dict:
         """How the chapters read the data (environment variables of the kernels)."""
-        from ..dataset import MISSING_ENV_VAR
+        from ..dataset import MISSING_ENV_VAR, PATIENT_OVERLAP_ENV_VAR
         from ..preprocess import MAX_EXCLUDED_ENV_VAR
 
-        return {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
+        settings = {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
+        if self.patient_overlap != "error":  # the default leaves the chapters' keys as they were
+            settings[PATIENT_OVERLAP_ENV_VAR] = self.patient_overlap
+        return settings
 
     @contextmanager
     def data_environment(self):
@@ -247,24 +251,34 @@ class Builder:
         chapter traceback): layout, CSV files, missing files, empty or one-class splits."""
         from ..dataset import load_mura
 
-        load_mura(self.data[1], missing=self.missing)
+        load_mura(self.data[1], missing=self.missing, patient_overlap=self.patient_overlap)
 
     def exclusion_summary(self) -> str | None:
-        """One line on the images the preprocessing caches of this dataset left out."""
+        """What the preprocessing caches of this dataset said of its images: those left out (one
+        line), and those used with a note (another format than their name says, an EXIF
+        orientation applied: one more line)."""
         import pandas as pd
 
         from ..preprocess import summarise_exclusions
 
-        failures = []
+        failures, notes = [], []
         for meta_path in (self.root / "data" / "cache").glob("*/meta.json"):
             meta = json.loads(meta_path.read_text())
             if meta.get("manifest") == self.data[2] and (meta_path.parent / "index.csv").exists():
                 index = pd.read_csv(meta_path.parent / "index.csv", keep_default_na=False)
-                failures.append(index.loc[~index["ok"].astype(str).str.lower().eq("true"), ["relpath", "reason"]])
+                ok = index["ok"].astype(str).str.lower().eq("true")
+                failures.append(index.loc[~ok, ["relpath", "reason"]])
+                notes.append(index.loc[ok & index["reason"].astype(str).ne(""), ["relpath", "reason"]])
         if not failures:
             return None
         excluded = pd.concat(failures).drop_duplicates("relpath")
-        return f"Images excluded as undecodable: {summarise_exclusions(excluded)} (listed in the Data chapter)."
+        lines = [f"Images left out: {summarise_exclusions(excluded)} (listed in the Data chapter)."]
+        noted = pd.concat(notes).drop_duplicates("relpath")
+        if not noted.empty:
+            shown = "; ".join(f"{row.relpath}: {row.reason}" for row in noted.head(3).itertuples())
+            more = f"; and {len(noted) - 3} more" if len(noted) > 3 else ""
+            lines.append(f"Images used with a note: {len(noted)} ({shown}{more}).")
+        return "\n".join(lines)
 
     def automatic_parameters(self) -> dict:
         source, path, _ = self.data
@@ -672,7 +686,7 @@ class Builder:
                 f"Results of this build: {written} ({len(results['comparisons'])} comparisons, "
                 f"{len(results['metrics'])} metrics, {sum(map(len, results['glued'].values()))} glued values)."
             )
-            self.say(self.exclusion_summary() or "Images excluded as undecodable: none.")
+            self.say(self.exclusion_summary() or "Images left out: none.")
             self.say(f"Built in {time.perf_counter() - started:.0f}s. Open {index}")
             return index
 
@@ -874,9 +888,11 @@ def run_single_chapter(
         ) from None
     try:
         builder.check_data()
-        builder.say(
-            f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ..."
-        )
+        # The changed settings reach the chapter inside its `settings` parameter, not as parameters
+        # of their own: name what was changed, as given.
+        changed = ", ".join(f"{name}={json.dumps(value)}" for name, value in overrides.items())
+        what = changed or "the profile's settings"
+        builder.say(f"Executing {plan.name} with {what} ...")
         record = builder.execute(plan, output)
         present_notebook(output, record, data_source=builder.data[0])
         builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")

@@ -414,7 +414,9 @@ def _run(args) -> int:
     try:
         return args.func(args)
     except BuildError as error:
-        print(f"\nBUILD FAILED: {error}", file=sys.stderr)
+        # Only a build fails as a build; other commands (status, plan, run) say what went wrong.
+        prefix = "BUILD FAILED" if args.command == "build" else "error"
+        print(f"\n{prefix}: {error}", file=sys.stderr)
         return 1
     except (ValueError, FileExistsError, KeyError, RuntimeError) as error:
         # Expected failures (bad data, parameters, a damaged run): the message says it all.

@@ -56,6 +56,7 @@ WORKER_ENV_VARS = (
     # How the data are read (--missing, --max-excluded-fraction): mura_lib.dataset, mura_lib.preprocess.
     "MURA_MISSING",
     "MURA_MAX_EXCLUDED_FRACTION",
+    "MURA_PATIENT_OVERLAP",
 )
 
 

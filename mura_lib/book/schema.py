@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from ..config import IMAGE_MODELS
-from ..dataset import MISSING_POLICIES
+from ..dataset import MISSING_POLICIES, PATIENT_OVERLAP_POLICIES
 
 
 class ParameterError(ValueError):
@@ -155,6 +155,10 @@ DATA_SCHEMA = {
         "seed": _int(0),
         "path": {"type": "string", "description": "the path of a MURA-v1.1 folder"},
         "missing": {"enum": list(MISSING_POLICIES[:2]), "description": "error or drop"},
+        "patient_overlap": {
+            "enum": list(PATIENT_OVERLAP_POLICIES),
+            "description": "error or allow (patients with studies in both splits)",
+        },
         "max_excluded_fraction": {"type": "number", "minimum": 0, "maximum": 1, "description": "a number in [0, 1]"},
     },
 }
