@@ -606,6 +606,24 @@ build_cache(load_mura(sys.argv[1]), 16, cache_dir=sys.argv[2], workers=2, chunk_
 """
 
 
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_script_without_a_main_guard_can_build_the_cache_in_parallel(synthetic_root, tmp_path, how):
+    """A plain script (no ``if __name__ == "__main__":``) hung for ever, its workers running it
+    again; read from standard input it died with FileNotFoundError '<stdin>' and BrokenProcessPool."""
+    script = CACHE_SCRIPT + 'print("BUILT", flush=True)\n'
+    arguments = [str(synthetic_root), str(tmp_path / "cache")]
+    if how == "file":
+        (tmp_path / "plain.py").write_text(script)
+        command, given = [sys.executable, str(tmp_path / "plain.py"), *arguments], None
+    else:
+        command, given = [sys.executable, "-", *arguments], script
+    result = subprocess.run(
+        command, input=given, cwd=tmp_path, capture_output=True, text=True, env=ENVIRONMENT, timeout=120
+    )
+    assert result.returncode == 0 and "BUILT" in result.stdout, result.stderr[-2000:]
+    assert "leaked semaphore" not in result.stderr
+
+
 def test_killed_cache_build_leaves_no_workers_and_its_leftovers_are_removed(mura_copy, tmp_path):
     psutil = pytest.importorskip("psutil")
     dataset = load_mura(mura_copy)
