@@ -131,6 +131,52 @@ def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, 
     assert not directory.exists()
 
 
+def test_a_chapter_waiting_for_a_run_says_so_on_the_terminal(tmp_path):
+    """A build whose chapter waited for a run that another process trained showed nothing for
+    minutes: the run store's line went into the cell.  Now the build passes it on as it comes."""
+    import nbformat
+    import papermill
+
+    from mura_lib.book.build import WAITING_PREFIX, ForwardLines
+
+    # The run store's own line, while another process holds the run's lock.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from filelock import FileLock; import time; l = FileLock({str(tmp_path / 'k.lock')!r}); "
+            "l.acquire(); print('held', flush=True); time.sleep(3)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    lines = []
+    with RunStore(tmp_path).lock("k", name="baseline (32 px, seed 0)", out=ForwardLines(WAITING_PREFIX, lines.append)):
+        pass
+    holder.wait()
+    assert len(lines) == 1 and lines[0].startswith(f"{WAITING_PREFIX}k (baseline (32 px, seed 0))"), lines
+    sink = ForwardLines(WAITING_PREFIX, lines.append, "    05_1_baseline: ")
+    sink.write("epoch 1\nwaiting for run k (baseline (32 px, seed 0)), trained by another")
+    sink.write(" process ...\nepoch 2\n")
+    assert (
+        lines[-1] == "    05_1_baseline: waiting for run k (baseline (32 px, seed 0)), trained by another process ..."
+    )
+    # papermill streams a cell's output to the sink while the cell still runs.
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell("print('waiting for run abc (x), trained by another process ...')")]
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    said = []
+    papermill.execute_notebook(
+        str(tmp_path / "in.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        progress_bar=False,
+        stdout_file=ForwardLines(WAITING_PREFIX, said.append),
+    )
+    assert said == ["waiting for run abc (x), trained by another process ..."]
+
+
 def test_run_store_files_are_readable_by_the_group(tmp_path):
     previous = os.umask(0o077)
     try:

@@ -420,6 +420,9 @@ class Builder:
                 # TCP would otherwise be printed once per chapter.  Kernel errors still show.
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 kernel_manager_class=ChapterKernelManager,
+                # A chapter waiting for a run that another process trains says so in its cell;
+                # the line is passed on to the terminal as it comes, not minutes later.
+                stdout_file=ForwardLines(WAITING_PREFIX, self.say, f"    {plan.name}: "),
             )
         except DeadKernelError:
             temporary.unlink(missing_ok=True)
@@ -689,6 +692,29 @@ class Builder:
             self.say(self.exclusion_summary() or "Images left out: none.")
             self.say(f"Built in {time.perf_counter() - started:.0f}s. Open {index}")
             return index
+
+
+# How the run store says that a process waits for a run another one trains (RunStore.lock).
+WAITING_PREFIX = "waiting for run "
+
+
+class ForwardLines:
+    """A file-like sink for a chapter's standard output, as papermill streams it: every complete
+    line that starts with ``prefix`` goes to ``say`` (after ``lead``); the rest stays in the
+    notebook only."""
+
+    def __init__(self, prefix: str, say, lead: str = ""):
+        self.prefix, self.say, self.lead, self._partial = prefix, say, lead, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            if line.startswith(self.prefix):
+                self.say(self.lead + line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class _BuildLock:
