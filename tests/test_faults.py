@@ -852,6 +852,26 @@ def test_status_does_not_generate_the_dataset(tmp_path):
     assert "has no size other than image_size (32)" in result.stderr and "BUILD FAILED" not in result.stderr
 
 
+def test_run_names_the_settings_it_changed(tmp_path, monkeypatch):
+    """`mura-thesis run CHAPTER -p image_size 64` said "Executing CHAPTER with {}": the settings
+    reach a chapter inside its `settings` parameter, so none was among its own parameters."""
+    import mura_lib.book.build as build
+
+    project = small_project(tmp_path / "thesis")
+    monkeypatch.setattr(Builder, "data", property(lambda self: ("synthetic", tmp_path, "manifest")))
+    monkeypatch.setattr(Builder, "check_data", lambda self: None)
+    monkeypatch.setattr(Builder, "execute", lambda self, plan, output: {"seconds": 0.0})
+    monkeypatch.setattr(Builder, "exclusion_summary", lambda self: None)
+    monkeypatch.setattr(build, "present_notebook", lambda *args, **kwargs: None)
+    said = []
+    monkeypatch.setattr(Builder, "say", lambda self, message: said.append(message))
+    profile = load_profile(project, "smoke")
+    build.run_single_chapter(project, profile, "05_1_baseline", {"image_size": 64}, tmp_path / "out.ipynb")
+    assert "Executing 05_1_baseline with image_size=64 ..." in said
+    build.run_single_chapter(project, profile, "05_1_baseline", {}, tmp_path / "out.ipynb")
+    assert "Executing 05_1_baseline with the profile's settings ..." in said
+
+
 def test_makefile_passes_the_data_path_as_typed(tmp_path):
     """A path with a space, or a quote (which broke the Makefile's own quoting), reaches the CLI
     as one argument, unchanged (a stand-in for the CLI prints its arguments)."""
