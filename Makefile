@@ -10,6 +10,10 @@ STAMP    = $(VENV)/.installed
 
 .PHONY: book pdf test test-e2e status clean help lint format
 
+# The recipes read PROFILE and DATA from their environment ("$$DATA"), so that a path holding
+# spaces, quotes or $ reaches the command as it was typed.
+export PROFILE DATA
+
 # Debian packages for `make pdf` (mura_lib/book/pdf.py names the same set).
 TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                fonts-freefont-otf lmodern latexmk poppler-utils
@@ -29,16 +33,16 @@ $(STAMP): pyproject.toml
 	touch $@
 
 book: $(STAMP)
-	$(BIN)/mura-thesis build --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
+	$(BIN)/mura-thesis build --profile "$$PROFILE" $(if $(DATA),--data "$$DATA")
 
 pdf:
 	@command -v xelatex >/dev/null 2>&1 && command -v latexmk >/dev/null 2>&1 || \
 		{ echo "make pdf needs XeLaTeX: sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; exit 1; }
 	@$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/mura-thesis build --pdf --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
+	$(BIN)/mura-thesis build --pdf --profile "$$PROFILE" $(if $(DATA),--data "$$DATA")
 
 status: $(STAMP)
-	$(BIN)/mura-thesis status --profile '$(PROFILE)' $(if $(DATA),--data '$(DATA)')
+	$(BIN)/mura-thesis status --profile "$$PROFILE" $(if $(DATA),--data "$$DATA")
 
 lint: $(STAMP)
 	$(BIN)/ruff check mura_lib tests benchmarks

@@ -37,6 +37,9 @@ DATA_ENV_VAR = "MURA_DATA"
 MISSING_ENV_VAR = "MURA_MISSING"
 HASH_CACHE_ENV_VAR = "MURA_HASH_CACHE"
 MISSING_POLICIES = ("error", "drop", "exclude")  # "exclude" is the older name of "drop"
+# Patients in both splits: an error ("error"), or accepted ("allow").
+PATIENT_OVERLAP_ENV_VAR = "MURA_PATIENT_OVERLAP"
+PATIENT_OVERLAP_POLICIES = ("error", "allow")
 MURA_URL = "https://stanfordmlgroup.github.io/competitions/mura/"
 
 _IMAGE_PATTERN = re.compile(
@@ -228,8 +231,17 @@ def _parse_images(root: Path, split: str, quirks: list[str]) -> pd.DataFrame:
             )
         first_line[relative] = number
         match = _IMAGE_PATTERN.match(relative)
+        if match is None and relative.lower().endswith(".png") and _IMAGE_PATTERN.match(relative[:-4] + ".png"):
+            raise MuraFormatError(
+                f"{csv_path}:{number}: {row[0]!r} ends in {relative[-4:]!r}; MURA's image files end in '.png', "
+                "lower-case, and the reader matches names exactly (a copy made on a case-insensitive file system?). "
+                "Rename the file and its line in the CSV to '.png'."
+            )
         if match is None or match["split"] != split:
-            raise MuraFormatError(f"{csv_path}:{number}: {row[0]!r} is not a {split} image path.")
+            raise MuraFormatError(
+                f"{csv_path}:{number}: {row[0]!r} is not a {split} image path like "
+                f"'MURA-v1.1/{split}/XR_WRIST/patient00001/study1_positive/image1.png'."
+            )
         if match["study_type"] not in STUDY_TYPES:
             raise MuraFormatError(f"{csv_path}:{number}: unknown study type {match['study_type']!r}.")
         records.append(
@@ -294,13 +306,36 @@ def _check_split(root: Path, split: str, images: pd.DataFrame, studies: pd.DataF
         )
 
 
+def _check_patients(root: Path, images: pd.DataFrame, policy: str) -> None:
+    """No patient may be in both splits: the valid split is the thesis' test set, and a patient's
+    training images would leak into it.  MURA-v1.1 has no such patient; ``policy`` ``"allow"``
+    accepts them (for a copy split differently on purpose)."""
+    if policy == "allow":
+        return
+    both = sorted(
+        set(images.loc[images["split"] == "train", "patient"]) & set(images.loc[images["split"] == "valid", "patient"])
+    )
+    if both:
+        raise MuraFormatError(
+            _list_problem(
+                f"{root}: patients with studies in both the train and the valid split",
+                both,
+                "The valid split is the test set: a patient's images in both would let the test score "
+                "what the network saw in training. MURA-v1.1 has no such patient; check how the copy was "
+                f"made, or accept it with {PATIENT_OVERLAP_ENV_VAR}=allow.",
+            )
+        )
+
+
 def _list_problem(title: str, items: list[str], hint: str) -> str:
     shown = "\n  ".join(items[:10])
     more = f"\n  ... and {len(items) - 10} more" if len(items) > 10 else ""
     return f"{title} ({len(items)}):\n  {shown}{more}\n{hint}"
 
 
-def load_mura(path: str | os.PathLike | None = None, *, missing: str | None = None) -> MuraDataset:
+def load_mura(
+    path: str | os.PathLike | None = None, *, missing: str | None = None, patient_overlap: str | None = None
+) -> MuraDataset:
     """Read and validate a MURA-v1.1 folder (real or synthetic).
 
     Parameters
@@ -313,9 +348,17 @@ def load_mura(path: str | os.PathLike | None = None, *, missing: str | None = No
         records them.  ``None`` reads ``$MURA_MISSING`` (set by the build from the profile or
         ``--missing``), else ``"error"``.
 
+    patient_overlap:
+        A patient with studies in both splits is an error (``"error"``, MURA has none) unless
+        ``"allow"``; ``None`` reads ``$MURA_PATIENT_OVERLAP``, else ``"error"``.
+
     Each split is checked too: no images, a single class, an image listed twice or a link to a
     file that does not exist are errors naming the file and the fix.
     """
+    if patient_overlap is None:
+        patient_overlap = os.environ.get(PATIENT_OVERLAP_ENV_VAR) or "error"
+    if patient_overlap not in PATIENT_OVERLAP_POLICIES:
+        raise ValueError(f"patient_overlap must be 'error' or 'allow', got {patient_overlap!r}")
     if missing is None:
         missing = os.environ.get(MISSING_ENV_VAR) or "error"
     if missing not in MISSING_POLICIES:
@@ -369,6 +412,7 @@ def load_mura(path: str | os.PathLike | None = None, *, missing: str | None = No
         frames.append(images.merge(studies, on="study_path", how="left", validate="many_to_one"))
 
     table = pd.concat(frames, ignore_index=True)
+    _check_patients(root, table, patient_overlap)
     table.insert(0, "path", [str(root / rel) for rel in table["relpath"]])
     table["label"] = table["label"].astype(np.int64)
     table = table[IMAGE_COLUMNS].sort_values(["split", "study_path", "view"], kind="stable").reset_index(drop=True)

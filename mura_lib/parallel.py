@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -43,18 +44,67 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+@contextmanager
+def _main_module_hidden():
+    """``__main__`` without its file and module name, for as long as the block runs.
+
+    A fork server or spawned worker runs the parent's main script again (as ``__mp_main__``)
+    unless it cannot find it.  A plain script without an ``if __name__ == "__main__":`` guard
+    then starts its pool again in every worker, and hangs; a script read from standard input
+    (``python -``) fails with ``FileNotFoundError: '<stdin>'``.  The pools' work is in the
+    library's own modules, so their workers never need the main script: hidden, it is not run.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if main and name in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            if "__spec__" in saved:
+                main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    def start(self):
+        with _main_module_hidden():
+            super().start()
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcess
+
+
+_CONTEXTS = {"spawn": _SpawnContext}
+if hasattr(multiprocessing.context, "ForkServerContext"):  # not on Windows
+
+    class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
+        def start(self):
+            with _main_module_hidden():
+                super().start()
+
+    class _ForkServerContext(multiprocessing.context.ForkServerContext):
+        Process = _ForkServerProcess
+
+    _CONTEXTS["forkserver"] = _ForkServerContext
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes started by a fork server where the platform has one.
 
     Forking a process that already runs threads can deadlock the child: JAX's runtime, for
     one, hangs a pool forked after ``import keras`` on the JAX backend.  The fork server is a
     fresh single-threaded process, so its children start clean, and faster than ``spawn``.
-    The workers exit when the process that made the pool dies.
+    The workers exit when the process that made the pool dies, and do not run the main script
+    again (:func:`_main_module_hidden`): a script without a ``__main__`` guard, or one read from
+    standard input, can use a pool.
     """
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context(method),
+        mp_context=_CONTEXTS[method](),
         initializer=_exit_with_parent,
         initargs=(os.getpid(),),
     )

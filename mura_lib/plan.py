@@ -44,6 +44,10 @@ REGULARISATION_VARIANTS = {
     "no augmentation": {"augment": False},
     "no batch normalisation": {"batch_norm": False},
 }
+# The experiments a profile can switch off (``regularisation: false``): the plan group of their
+# arms, by the setting that switches it.  A switched-off group has no arms and no comparisons;
+# its chapter asks :meth:`ExperimentPlan.trains` and says so in its text.
+SWITCHED_GROUPS = {"regularisation": "regularisation", "development": "development"}
 # Where a chapter's plan notes the runs it reads (one JSON line each), for the build's provenance
 # box; set by the build for each chapter it executes.
 RUNS_USED_ENV_VAR = "MURA_RUNS_USED"
@@ -484,13 +488,21 @@ class ExperimentPlan:
 
     def group(self, group: str, *, with_baseline: bool = True) -> dict[str, object]:
         """``{label: Run}`` of a group: the plan's seed of each arm of the group, the baseline first
-        (the group ``seeds`` lists the baseline's other seeds)."""
+        (the group ``seeds`` lists the baseline's other seeds); of a group the profile switched off
+        (:meth:`trains`), the baseline alone."""
         names = [n for n, p in self.runs.items() if p.group == group and (p.name == p.arm or group == "seeds")]
-        if not names and group not in {p.group for p in self.runs.values()}:
+        if not names and group not in {p.group for p in self.runs.values()} and group not in SWITCHED_GROUPS:
             raise KeyError(f"The plan has no group {group!r}; it has: {sorted({p.group for p in self.runs.values()})}")
         runs = {"baseline": self.run("baseline")} if with_baseline else {}
         runs.update({self.runs[n].label: self.run(n) for n in names})
         return runs
+
+    def trains(self, group: str) -> bool:
+        """Whether this plan trains the experiment ``group``: ``False`` for one the profile switched
+        off (``regularisation: false``, :data:`SWITCHED_GROUPS`), whose :meth:`group` is the
+        baseline alone and whose :meth:`comparisons` are none."""
+        setting = SWITCHED_GROUPS.get(group)
+        return True if setting is None else bool(getattr(self.settings, setting))
 
     def arm_runs(self, arm: str) -> dict[int, object]:
         """``{seed: Run}`` of every seed of the arm ``arm``."""

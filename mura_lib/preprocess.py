@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 from numpy.lib.format import open_memmap
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from .config import POLICIES
@@ -46,11 +46,19 @@ from .dataset import MuraDataset
 from .files import bytes_digest, file_digest
 from .parallel import partial_name, process_pool, remove_stale_partials
 
-CACHE_FORMAT_VERSION = 3  # 3: checksums of the index and of every row
+# 3: checksums of the index and of every row; 4: images with a side under MIN_IMAGE_SIDE left
+# out, EXIF orientations applied, notes on used images.
+CACHE_FORMAT_VERSION = 4
 DEFAULT_CACHE_DIR = Path("data") / "cache"
 # The largest image decoded: MURA's radiographs are at most a few megapixels, so anything
 # above this is a damaged or malicious file (a "decompression bomb"), not a radiograph.
 MAX_IMAGE_PIXELS = 50_000_000
+# The smallest side decoded: a file of 1 x 1 or 2 x 500 pixels is a placeholder or a damaged
+# file, not a radiograph (MURA's are hundreds of pixels a side; the synthetic ones at least 8 at
+# the smallest size the schema allows).
+MIN_IMAGE_SIDE = 8
+# The EXIF tag that says how a viewer should turn the image (1: as stored).
+ORIENTATION_TAG = 0x0112
 DEFAULT_MAX_EXCLUDED_FRACTION = 0.01
 _OPEN_LOCK = threading.Lock()
 MAX_EXCLUDED_ENV_VAR = "MURA_MAX_EXCLUDED_FRACTION"
@@ -76,10 +84,16 @@ DECODE_ERRORS = (
 )
 
 
+class ImageTooSmallError(ValueError):
+    """An image with a side shorter than :data:`MIN_IMAGE_SIDE`: not a radiograph."""
+
+
 def exclusion_reason(path: str | os.PathLike, error: BaseException) -> str:
     """A short, stable reason for an image that could not be used (for tables and counts)."""
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return "too large (decompression-bomb guard)"
+    if isinstance(error, ImageTooSmallError):
+        return f"too small (a side under {MIN_IMAGE_SIDE} pixels)"
     if isinstance(error, PermissionError):
         return "unreadable (permission denied)"
     if isinstance(error, FileNotFoundError):
@@ -133,21 +147,46 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
 def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     """Decode one image to a 2-D ``uint8`` array; RGB files (three equal channels) become gray.
 
-    Raises ``OSError`` or ``ValueError`` for files that cannot be decoded (PIL's errors), and
-    :class:`PIL.Image.DecompressionBombError` for one above :data:`MAX_IMAGE_PIXELS`.
+    Raises ``OSError`` or ``ValueError`` for files that cannot be decoded (PIL's errors),
+    :class:`PIL.Image.DecompressionBombError` for one above :data:`MAX_IMAGE_PIXELS` and
+    :class:`ImageTooSmallError` for one with a side under :data:`MIN_IMAGE_SIDE` pixels.
     """
+    return read_image(path)[0]
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """:func:`load_grayscale` with a note on what was unusual about the file (``""`` if nothing):
+    its contents in another format than its name says (``JPEG data in a .png file``), and an
+    EXIF orientation, which is applied (a camera's "rotate on display" tag: the pixels are turned
+    as a viewer would show them)."""
+    notes = []
     with open_image(path) as image:
+        width, height = image.size
+        if min(width, height) < MIN_IMAGE_SIDE:
+            raise ImageTooSmallError(f"{width} x {height} pixels: a side is under {MIN_IMAGE_SIDE}")
+        suffix = Path(path).suffix.lower().lstrip(".")
+        named = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "tif": "TIFF", "tiff": "TIFF"}.get(suffix)
+        if image.format and named and image.format != named:
+            notes.append(f"{image.format} data in a .{suffix} file")
         image.load()
-        if image.mode in ("RGB", "RGBA"):
-            rgb = np.asarray(image.convert("RGB"))
-            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-                return np.ascontiguousarray(rgb[..., 0])
-            return np.asarray(image.convert("L"))
-        if image.mode == "I;16" or image.mode == "I":
-            array = np.asarray(image, dtype=np.float64)
-            span = max(array.max() - array.min(), 1.0)
-            return ((array - array.min()) / span * 255).astype(np.uint8)
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+        if orientation not in (None, 1):
+            image = ImageOps.exif_transpose(image)
+            notes.append(f"EXIF orientation {orientation} applied")
+        return _grayscale(image), "; ".join(notes)
+
+
+def _grayscale(image: Image.Image) -> np.ndarray:
+    if image.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image.convert("RGB"))
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            return np.ascontiguousarray(rgb[..., 0])
         return np.asarray(image.convert("L"))
+    if image.mode == "I;16" or image.mode == "I":
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1.0)
+        return ((array - array.min()) / span * 255).astype(np.uint8)
+    return np.asarray(image.convert("L"))
 
 
 def resize_image(pixels: np.ndarray, size: int, policy: str = "pad") -> np.ndarray:
@@ -184,6 +223,13 @@ class ImageCache:
     index: pd.DataFrame
     image_size: int
     policy: str
+
+    @property
+    def notes(self) -> pd.DataFrame:
+        """Images used, but with something to say about them (``relpath``, ``note``): another
+        format than their name says, an EXIF orientation applied."""
+        noted = self.index.loc[self.index["ok"] & self.index["reason"].astype(str).ne("")]
+        return noted[["relpath", "reason"]].rename(columns={"reason": "note"}).reset_index(drop=True)
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -229,9 +275,11 @@ def _process_chunk(task: tuple) -> list[tuple]:
     for row, path in zip(rows, paths):
         file_size, mtime = _identity(path)
         try:
-            pixels = np.ascontiguousarray(resize_image(load_grayscale(path), size, policy), dtype=np.uint8)
+            pixels, note = read_image(path)
+            pixels = np.ascontiguousarray(resize_image(pixels, size, policy), dtype=np.uint8)
             target[row] = pixels
-            results.append((row, True, "", "", file_size, mtime, bytes_digest(pixels)))
+            # A used image's reason is empty, or a note on it (its format, its orientation).
+            results.append((row, True, note, "", file_size, mtime, bytes_digest(pixels)))
         except DECODE_ERRORS as error:
             target[row] = 0
             reason, message = exclusion_reason(path, error), f"{type(error).__name__}: {error}"

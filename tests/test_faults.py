@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -128,6 +129,52 @@ def test_damaged_run_is_reported_with_the_command_to_retrain_it(synthetic_root, 
     # The command the message names deletes the run.
     assert cli.main(["runs", "abc123", "--delete", "--store", str(store.root)]) == 0
     assert not directory.exists()
+
+
+def test_a_chapter_waiting_for_a_run_says_so_on_the_terminal(tmp_path):
+    """A build whose chapter waited for a run that another process trained showed nothing for
+    minutes: the run store's line went into the cell.  Now the build passes it on as it comes."""
+    import nbformat
+    import papermill
+
+    from mura_lib.book.build import WAITING_PREFIX, ForwardLines
+
+    # The run store's own line, while another process holds the run's lock.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from filelock import FileLock; import time; l = FileLock({str(tmp_path / 'k.lock')!r}); "
+            "l.acquire(); print('held', flush=True); time.sleep(3)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    lines = []
+    with RunStore(tmp_path).lock("k", name="baseline (32 px, seed 0)", out=ForwardLines(WAITING_PREFIX, lines.append)):
+        pass
+    holder.wait()
+    assert len(lines) == 1 and lines[0].startswith(f"{WAITING_PREFIX}k (baseline (32 px, seed 0))"), lines
+    sink = ForwardLines(WAITING_PREFIX, lines.append, "    05_1_baseline: ")
+    sink.write("epoch 1\nwaiting for run k (baseline (32 px, seed 0)), trained by another")
+    sink.write(" process ...\nepoch 2\n")
+    assert (
+        lines[-1] == "    05_1_baseline: waiting for run k (baseline (32 px, seed 0)), trained by another process ..."
+    )
+    # papermill streams a cell's output to the sink while the cell still runs.
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell("print('waiting for run abc (x), trained by another process ...')")]
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    said = []
+    papermill.execute_notebook(
+        str(tmp_path / "in.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        progress_bar=False,
+        stdout_file=ForwardLines(WAITING_PREFIX, said.append),
+    )
+    assert said == ["waiting for run abc (x), trained by another process ..."]
 
 
 def write_weights(path: Path) -> None:
@@ -276,17 +323,17 @@ def test_a_failure_is_retried_and_a_changed_file_processed_again(mura_copy, tmp_
 
     dataset = load_mura(mura_copy)
     victim, changed = dataset.images["relpath"].iloc[[5, 6]]
-    original = preprocess.load_grayscale
+    original = preprocess.read_image
 
     def unreadable(path):
         if str(path).endswith(victim):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return original(path)
 
-    monkeypatch.setattr(preprocess, "load_grayscale", unreadable)
+    monkeypatch.setattr(preprocess, "read_image", unreadable)
     first = build_cache(dataset, 16, cache_dir=tmp_path, workers=1, progress=False)
     assert first.failures[["relpath", "reason"]].values.tolist() == [[victim, "unreadable (permission denied)"]]
-    monkeypatch.setattr(preprocess, "load_grayscale", original)  # the permission is fixed
+    monkeypatch.setattr(preprocess, "read_image", original)  # the permission is fixed
     again = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
     assert again.directory == first.directory and again.failures.empty
     assert again.images[again.rows_for([victim])[0]].max() > 0
@@ -343,6 +390,65 @@ def test_one_class_split_is_an_error(mura_copy):
         shutil.rmtree(mura_copy / study.split("/", 1)[1])
     with pytest.raises(MuraFormatError, match="every study of the valid split is normal; with one class AUROC"):
         load_mura(mura_copy)
+
+
+def test_a_patient_in_both_splits_is_an_error_unless_allowed(mura_copy, monkeypatch):
+    """The valid split is the test set: a patient of both splits was accepted without a word."""
+    dataset = load_mura(mura_copy)
+    study = dataset.images.query("split == 'valid'").iloc[0]
+    patient = dataset.images.query("split == 'train'")["patient"].iloc[0]
+    # Move one valid study to a patient of the train split, on disk and in both CSV files.
+    old = f"{study['split']}/{study['study_type']}/{study['patient']}/{study['study']}"
+    new = f"{study['split']}/{study['study_type']}/{patient}/{study['study']}"
+    (mura_copy / new).parent.mkdir(parents=True, exist_ok=True)
+    (mura_copy / old).rename(mura_copy / new)
+    for name in ("valid_image_paths.csv", "valid_labeled_studies.csv"):
+        csv = mura_copy / name
+        csv.write_text(csv.read_text().replace(f"/{old}/", f"/{new}/"))
+    with pytest.raises(
+        MuraFormatError, match=rf"patients with studies in both the train and the valid split \(1\):\n  {patient}"
+    ):
+        load_mura(mura_copy)
+    assert patient in set(load_mura(mura_copy, patient_overlap="allow").images.query("split == 'valid'")["patient"])
+    monkeypatch.setenv("MURA_PATIENT_OVERLAP", "allow")  # what the build sets from the profile's data section
+    load_mura(mura_copy)
+
+
+def test_an_upper_case_extension_is_named_as_the_problem(mura_copy):
+    csv = mura_copy / "train_image_paths.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0].replace(".png", ".PNG"), *lines[1:]]) + "\n")
+    with pytest.raises(
+        MuraFormatError,
+        match=r"train_image_paths.csv:1: .*image1?\d*\.PNG' ends in '.PNG'; MURA's image files end in '.png', lower-case",
+    ):
+        load_mura(mura_copy)
+
+
+def test_tiny_images_are_left_out_and_unusual_ones_noted(mura_copy, tmp_path):
+    """1 x 1 and 2 x 500 pixel files were trained on; a JPEG named .png with an EXIF rotation was
+    used unturned.  Now the tiny ones are left out with their reason, and the JPEG is turned as
+    its EXIF says and noted."""
+    from mura_lib.preprocess import MIN_IMAGE_SIDE, read_image
+
+    train = load_mura(mura_copy).images.query("split == 'train'")
+    dot, sliver, rotated = train["relpath"].iloc[[2, 9, 15]]
+    Image.new("L", (1, 1), 128).save(mura_copy / dot)
+    Image.new("L", (2, 500), 128).save(mura_copy / sliver)
+    picture = Image.new("L", (60, 30), 0)
+    picture.paste(255, (0, 0, 30, 30))  # the left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a viewer turns it 90 degrees clockwise: the white half goes to the top
+    picture.save(mura_copy / rotated, format="JPEG", exif=exif.tobytes())
+    pixels, note = read_image(mura_copy / rotated)
+    assert pixels.shape == (60, 30) and pixels[:30].mean() > 200 and pixels[30:].mean() < 50
+    assert note == "JPEG data in a .png file; EXIF orientation 6 applied"
+    cache = build_cache(load_mura(mura_copy), 16, cache_dir=tmp_path, workers=1, progress=False)
+    reason = f"too small (a side under {MIN_IMAGE_SIDE} pixels)"
+    assert dict(zip(cache.failures["relpath"], cache.failures["reason"])) == {dot: reason, sliver: reason}
+    assert cache.notes.values.tolist() == [[rotated, "JPEG data in a .png file; EXIF orientation 6 applied"]]
+    # The plain images need no note.
+    assert read_image(mura_copy / train["relpath"].iloc[0])[1] == ""
 
 
 def test_non_utf8_csv_names_file_and_line(mura_copy):
@@ -434,10 +540,115 @@ def test_run_parameters_are_checked_before_any_kernel_starts(tmp_path):
     (project / "mine.yaml").write_text("epochs: [3\n")
     result = run_cli(project, "run", "05_1_baseline", "-f", "mine.yaml", "--profile", "smoke")
     assert result.returncode == 2 and "mine.yaml:2:1: YAML syntax error" in result.stderr
+    result = run_cli(project, "run", "05_1_baseline", "-f", "params", "--profile", "smoke")
+    assert result.returncode == 2 and "params: a folder, not a file; give the path of a YAML file" in result.stderr
+    assert "Traceback" not in result.stderr and "IsADirectoryError" not in result.stderr
     result = run_cli(project, "build", "--profile", "smoke", "--max-excluded-fraction", "2")
     assert result.returncode == 2 and "max_excluded_fraction: 2.0 is not valid" in result.stderr
     assert not (project / "data" / "synthetic").exists()  # nothing was generated, no kernel ran
     assert time.perf_counter() - started < 120
+
+
+_PASSAGE_KEY = re.compile(r"^\s*:{3,}\{passage\}\s+(\S+)\s*\n\s*:when:\s*([^,\n]+)", re.M)
+_REFERENCE = re.compile(r"\{(?:glue:text|glue:figure|numref)\}`([^`:]+)")
+
+
+def staged_text(chapter: str, glued: dict[str, str]) -> str:
+    """A chapter's Markdown as the build stages it, every passage chosen by ``glued`` (a key it
+    does not give takes its first variant's value)."""
+    import jupytext
+    import nbformat
+
+    from mura_lib.book import presentation
+
+    notebook = jupytext.read(REPO / "chapters" / f"{chapter}.md")
+    markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    values = {key: value.strip() for key, value in _PASSAGE_KEY.findall(markdown)} | glued
+    code = nbformat.v4.new_code_cell("glue(...)")
+    code.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"application/papermill.record/text/plain": repr(value)},
+            metadata={"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}},
+        )
+        for name, value in values.items()
+    ]
+    notebook.cells.insert(0, code)
+    resolved = presentation.resolve_passages(notebook)
+    return "\n".join(c.source for c in resolved.cells if c.cell_type == "markdown")
+
+
+def test_switched_off_experiments_have_no_arms_and_their_chapters_say_so(monkeypatch):
+    """`regularisation: false` and `development: false` passed the schema and stopped chapters 04
+    and 05_3 with "The plan has no group"; now the plan lists the baseline alone for them, and
+    the chapters and the conclusions say the experiment is switched off, quoting nothing of it."""
+    from mura_lib.book.profiles import profile_settings
+    from mura_lib.plan import ExperimentPlan, PlanSettings
+
+    settings = profile_settings("smoke", REPO) | {"regularisation": False, "development": False}
+    plan = ExperimentPlan(PlanSettings.from_dict(settings), "unused")
+    monkeypatch.setattr(plan, "run", lambda name: f"run {name}")  # nothing trains here
+    for group in ("regularisation", "development"):
+        assert not plan.trains(group) and plan.comparisons(group) == {}
+        assert plan.group(group) == {"baseline": "run baseline"}
+        assert not [run for run in plan.runs.values() if run.group == group]
+    assert plan.trains("image size") and plan.group("image size")
+    with pytest.raises(KeyError, match="no group 'regularisaton'"):
+        plan.group("regularisaton")
+    # What the chapters glue when the experiment is off: the set-up values and the switch.
+    glued = {"reg-data": "synthetic radiographs", "reg-profile": "smoke", "reg-size": "32", "reg-seeds": "2"}
+    text = staged_text("05_3_regularisation", glued | {"reg-trained": "no"})
+    assert "switches the experiment off" in text and "`regularisation: false`" in text
+    assert set(_REFERENCE.findall(text)) <= set(glued), set(_REFERENCE.findall(text)) - set(glued)
+    assert "reg-no-dropout-diff" in staged_text("05_3_regularisation", glued | {"reg-trained": "yes"})
+    text = staged_text("04_model_development", {"model-development-trained": "no"})
+    assert "`development: false`" in text
+    assert not [name for name in _REFERENCE.findall(text) if "model-development" in name]
+    text = staged_text("06_conclusions", {"conc-reg-trained": "no", "conc-reg-any-lower": "no"})
+    assert "`regularisation: false`" in text and "No regulariser's removal" not in text
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # Only the baseline's size: chapter 05_2 had no group to report.
+        ({"image_sizes": [32]}, r"image_sizes: \[32\] has no size other than image_size \(32\)"),
+    ],
+)
+def test_settings_no_chapter_can_report_are_rejected_before_any_chapter_runs(changes, message):
+    profile = load_profile(REPO, "smoke")
+    with pytest.raises(BuildError, match=message):
+        Builder(REPO, profile, overrides=changes).settings()
+    assert Builder(REPO, profile, overrides={"image_sizes": [16]}).settings()["image_sizes"] == [16]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"seeds": [0, 0]}, r"seeds: \[0, 0\] is not valid; expected a non-empty list of distinct seeds"),
+        ({"seeds": []}, r"seeds: \[\] is not valid"),
+        ({"image_sizes": []}, r"image_sizes: \[\] is not valid"),
+        ({"backbones": []}, r"backbones: \[\] is not valid"),
+        ({"backbone_modes": []}, r"backbone_modes: \[\] is not valid"),
+        ({"gradcam_examples": 0}, r"gradcam_examples: 0 is not valid; expected an integer >= 1"),
+        # 0.5 or more passed and failed in every run's patient split ("must be in (0, 0.5)").
+        ({"validation_fraction": 0.6}, r"validation_fraction: 0.6 is not valid; expected a number in \(0, 0.5\)"),
+    ],
+    ids=[
+        "duplicate-seeds",
+        "no-seeds",
+        "no-sizes",
+        "no-backbones",
+        "no-modes",
+        "no-gradcam-examples",
+        "validation-fraction",
+    ],
+)
+def test_empty_and_repeated_settings_are_rejected_by_the_schema(values, message):
+    from mura_lib.book.schema import check_overrides
+
+    with pytest.raises(ParameterError, match=message):
+        check_overrides(REPO, "08_extensions", [("-p", values)])
 
 
 # --- 4. how errors reach the user, what faults leave behind -----------------------------------
@@ -448,6 +659,24 @@ from mura_lib.dataset import load_mura
 from mura_lib.preprocess import build_cache
 build_cache(load_mura(sys.argv[1]), 16, cache_dir=sys.argv[2], workers=2, chunk_size=4, progress=False)
 """
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_script_without_a_main_guard_can_build_the_cache_in_parallel(synthetic_root, tmp_path, how):
+    """A plain script (no ``if __name__ == "__main__":``) hung for ever, its workers running it
+    again; read from standard input it died with FileNotFoundError '<stdin>' and BrokenProcessPool."""
+    script = CACHE_SCRIPT + 'print("BUILT", flush=True)\n'
+    arguments = [str(synthetic_root), str(tmp_path / "cache")]
+    if how == "file":
+        (tmp_path / "plain.py").write_text(script)
+        command, given = [sys.executable, str(tmp_path / "plain.py"), *arguments], None
+    else:
+        command, given = [sys.executable, "-", *arguments], script
+    result = subprocess.run(
+        command, input=given, cwd=tmp_path, capture_output=True, text=True, env=ENVIRONMENT, timeout=120
+    )
+    assert result.returncode == 0 and "BUILT" in result.stdout, result.stderr[-2000:]
+    assert "leaked semaphore" not in result.stderr
 
 
 def test_killed_cache_build_leaves_no_workers_and_its_leftovers_are_removed(mura_copy, tmp_path):
@@ -497,6 +726,61 @@ def test_synthesize_overwrite_from_the_command_line(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main([*arguments, "--seed", "1", "--overwrite"]) == 0
     assert json.loads((tmp_path / "MURA-v1.1" / "SYNTHETIC.json").read_text())["seed"] == 1
+    # A folder the generator did not write (a real MURA copy has no SYNTHETIC.json) is never deleted.
+    (tmp_path / "MURA-v1.1" / "SYNTHETIC.json").unlink()
+    capsys.readouterr()
+    assert cli.main([*arguments, "--seed", "2", "--overwrite"]) == 2
+    assert "has no SYNTHETIC.json, so this generator did not write it" in capsys.readouterr().err
+    assert (tmp_path / "MURA-v1.1" / "train_image_paths.csv").exists()
+
+
+def test_train_reads_the_data_as_told(tmp_path, monkeypatch, capsys):
+    """`train --missing drop` and `--max-excluded-fraction` were ignored (and the error then told
+    the user to pass the option they had passed): every reader of the data, in this process and
+    in the workers, now gets them, as does the command that retries a run."""
+    import mura_lib.book.executors as executors
+    import mura_lib.book.profiles as profiles
+
+    seen = {}
+
+    def train_runs(jobs, **options):
+        seen.update(missing=os.environ.get("MURA_MISSING"), fraction=os.environ.get("MURA_MAX_EXCLUDED_FRACTION"))
+        seen["command"] = options["command"]
+        return [executors.Result(name, "0" * 16, "stored") for name, _ in jobs]
+
+    monkeypatch.setattr(profiles, "plan_stages", lambda *a, **k: [(tmp_path, [("baseline (32 px, seed 0)", None)])])
+    monkeypatch.setattr(executors, "train_runs", train_runs)
+    monkeypatch.delenv("MURA_MISSING", raising=False)
+    monkeypatch.chdir(small_project(tmp_path / "thesis"))
+    assert cli.main(["train", "--profile", "smoke", "--missing", "drop", "--max-excluded-fraction", "0.2"]) == 0
+    assert seen["missing"] == "drop" and float(seen["fraction"]) == 0.2
+    assert seen["command"][-4:] == ["--missing", "drop", "--max-excluded-fraction", "0.2"]
+    assert "MURA_MISSING" not in os.environ  # set for the training only
+    assert "MURA_MISSING" in executors.WORKER_ENV_VARS and "MURA_MAX_EXCLUDED_FRACTION" in executors.WORKER_ENV_VARS
+
+
+def test_a_run_store_that_cannot_be_written_stops_training_at_once(synthetic_root, tmp_path, monkeypatch):
+    """A read-only runs/ failed every run with a traceback and "retry it alone", which cannot
+    help: now nothing starts, and the message names the folder and what to do."""
+    import errno
+    import tempfile
+
+    from mura_lib.book.executors import NotWritableError, train_runs
+    from mura_lib.config import ExperimentConfig
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    out = tmp_path / "out.txt"
+    with open(out, "w") as stream, pytest.raises(NotWritableError) as error:
+        config = ExperimentConfig(image_size=16, depth=1, width=4, epochs=1, augment=False)
+        train_runs(
+            [("tiny", config)], data_root=synthetic_root, runs_dir=tmp_path / "runs", cache_dir=tmp_path, out=stream
+        )
+    message = str(error.value)
+    assert f"Cannot write to the run store {tmp_path / 'runs'} (Read-only file system); nothing was trained" in message
+    assert "retry" not in out.read_text() and "Traceback" not in out.read_text()
 
 
 def test_full_disk_names_the_path(monkeypatch, capsys):
@@ -571,16 +855,49 @@ def test_status_does_not_generate_the_dataset(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "not generated yet" in result.stdout and "never executed" in result.stdout
     assert not (project / "data").exists()
+    # Settings no chapter can report are refused here too, as an error of status, not a failed build.
+    result = run_cli(project, "status", "--profile", "smoke", "-p", "image_sizes", "[32]")
+    assert result.returncode == 1 and "error: profile 'smoke'" in result.stderr, result.stderr
+    assert "has no size other than image_size (32)" in result.stderr and "BUILD FAILED" not in result.stderr
 
 
-def test_makefile_quotes_the_data_path():
-    result = subprocess.run(
-        ["make", "-n", "-C", str(REPO), "book", "DATA=/my data/MURA-v1.1"], capture_output=True, text=True
-    )
-    assert "--data '/my data/MURA-v1.1'" in result.stdout
+def test_run_names_the_settings_it_changed(tmp_path, monkeypatch):
+    """`mura-thesis run CHAPTER -p image_size 64` said "Executing CHAPTER with {}": the settings
+    reach a chapter inside its `settings` parameter, so none was among its own parameters."""
+    import mura_lib.book.build as build
+
+    project = small_project(tmp_path / "thesis")
+    monkeypatch.setattr(Builder, "data", property(lambda self: ("synthetic", tmp_path, "manifest")))
+    monkeypatch.setattr(Builder, "check_data", lambda self: None)
+    monkeypatch.setattr(Builder, "execute", lambda self, plan, output: {"seconds": 0.0})
+    monkeypatch.setattr(Builder, "exclusion_summary", lambda self: None)
+    monkeypatch.setattr(build, "present_notebook", lambda *args, **kwargs: None)
+    said = []
+    monkeypatch.setattr(Builder, "say", lambda self, message: said.append(message))
+    profile = load_profile(project, "smoke")
+    build.run_single_chapter(project, profile, "05_1_baseline", {"image_size": 64}, tmp_path / "out.ipynb")
+    assert "Executing 05_1_baseline with image_size=64 ..." in said
+    build.run_single_chapter(project, profile, "05_1_baseline", {}, tmp_path / "out.ipynb")
+    assert "Executing 05_1_baseline with the profile's settings ..." in said
 
 
-# --- 5. changed or damaged bytes ---------------------------------------------------------------
+def test_makefile_passes_the_data_path_as_typed(tmp_path):
+    """A path with a space, or a quote (which broke the Makefile's own quoting), reaches the CLI
+    as one argument, unchanged (a stand-in for the CLI prints its arguments)."""
+    (tmp_path / "bin").mkdir()
+    stub = tmp_path / "bin" / "mura-thesis"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "[%s]" "$a"; done\n')
+    stub.chmod(0o755)
+    (tmp_path / ".installed").touch()  # newer than pyproject.toml: make installs nothing
+    for data in ("/my data/MURA-v1.1", "/data/O'Brien's copy/MURA-v1.1", '/a "quoted" folder/MURA'):
+        for target in ("book", "status"):
+            result = subprocess.run(
+                ["make", "-s", "-C", str(REPO), target, f"VENV={tmp_path}", f"DATA={data}", "PROFILE=smoke"],
+                capture_output=True,
+                text=True,
+            )
+            assert result.returncode == 0, result.stderr
+            assert f"[--profile][smoke][--data][{data}]" in result.stdout, result.stdout
 
 
 def test_an_image_replaced_by_one_of_the_same_size_changes_the_manifest(mura_copy, monkeypatch):

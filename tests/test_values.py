@@ -83,6 +83,7 @@ def _plan(groups: dict, pretraining="source", image_size=48, seeds=(0, 1, 2), ba
         ),
         pretraining=pretraining,
         comparisons=lambda group: groups.get(group, {}),
+        trains=lambda group: bool(groups.get(group)),  # here: a group without comparisons is switched off
     )
 
 

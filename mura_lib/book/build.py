@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,6 +196,7 @@ class Builder:
         from ..preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
 
         self.missing = missing or profile.data.get("missing", "error")
+        self.patient_overlap = profile.data.get("patient_overlap", "error")
         self.max_excluded_fraction = float(
             max_excluded_fraction
             if max_excluded_fraction is not None
@@ -228,34 +230,63 @@ class Builder:
 
     def data_settings(self) -> dict:
         """How the chapters read the data (environment variables of the kernels)."""
-        from ..dataset import MISSING_ENV_VAR
+        from ..dataset import MISSING_ENV_VAR, PATIENT_OVERLAP_ENV_VAR
         from ..preprocess import MAX_EXCLUDED_ENV_VAR
 
-        return {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
+        settings = {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
+        if self.patient_overlap != "error":  # the default leaves the chapters' keys as they were
+            settings[PATIENT_OVERLAP_ENV_VAR] = self.patient_overlap
+        return settings
+
+    @contextmanager
+    def data_environment(self):
+        """:meth:`data_settings` in this process's environment (and so in the training workers
+        it starts), for as long as the block runs: ``--missing`` and ``--max-excluded-fraction``
+        reach every reader of the data, not only the chapters' kernels."""
+        previous = {key: os.environ.get(key) for key in self.data_settings()}
+        os.environ.update(self.data_settings())
+        try:
+            yield
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def check_data(self) -> None:
         """Read and check the dataset here, before any kernel starts (a clear error, not a
         chapter traceback): layout, CSV files, missing files, empty or one-class splits."""
         from ..dataset import load_mura
 
-        load_mura(self.data[1], missing=self.missing)
+        load_mura(self.data[1], missing=self.missing, patient_overlap=self.patient_overlap)
 
     def exclusion_summary(self) -> str | None:
-        """One line on the images the preprocessing caches of this dataset left out."""
+        """What the preprocessing caches of this dataset said of its images: those left out (one
+        line), and those used with a note (another format than their name says, an EXIF
+        orientation applied: one more line)."""
         import pandas as pd
 
         from ..preprocess import summarise_exclusions
 
-        failures = []
+        failures, notes = [], []
         for meta_path in (self.root / "data" / "cache").glob("*/meta.json"):
             meta = json.loads(meta_path.read_text())
             if meta.get("manifest") == self.data[2] and (meta_path.parent / "index.csv").exists():
                 index = pd.read_csv(meta_path.parent / "index.csv", keep_default_na=False)
-                failures.append(index.loc[~index["ok"].astype(str).str.lower().eq("true"), ["relpath", "reason"]])
+                ok = index["ok"].astype(str).str.lower().eq("true")
+                failures.append(index.loc[~ok, ["relpath", "reason"]])
+                notes.append(index.loc[ok & index["reason"].astype(str).ne(""), ["relpath", "reason"]])
         if not failures:
             return None
         excluded = pd.concat(failures).drop_duplicates("relpath")
-        return f"Images excluded as undecodable: {summarise_exclusions(excluded)} (listed in the Data chapter)."
+        lines = [f"Images left out: {summarise_exclusions(excluded)} (listed in the Data chapter)."]
+        noted = pd.concat(notes).drop_duplicates("relpath")
+        if not noted.empty:
+            shown = "; ".join(f"{row.relpath}: {row.reason}" for row in noted.head(3).itertuples())
+            more = f"; and {len(noted) - 3} more" if len(noted) > 3 else ""
+            lines.append(f"Images used with a note: {len(noted)} ({shown}{more}).")
+        return "\n".join(lines)
 
     def automatic_parameters(self) -> dict:
         source, path, _ = self.data
@@ -276,14 +307,17 @@ class Builder:
         """The experiment settings of the build: the profile's, with the experiment settings
         among ``overrides`` (default: the build's) on top, checked."""
         from ..plan import PlanSettings, settings_from_parameters
+        from .schema import check_settings
 
         overrides = self.overrides if overrides is None else overrides
         plan_keys = set(PlanSettings.fields())
+        source = f"profile {self.profile.name!r} with the given parameters"
         try:
-            return settings_from_parameters(
-                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys},
-                source=f"profile {self.profile.name!r} with the given parameters",
+            settings = settings_from_parameters(
+                self.profile.parameters | {k: v for k, v in overrides.items() if k in plan_keys}, source=source
             )
+            check_settings(settings, source)
+            return settings
         except (TypeError, ValueError) as error:
             raise BuildError(str(error)) from None
 
@@ -394,6 +428,9 @@ class Builder:
                 # TCP would otherwise be printed once per chapter.  Kernel errors still show.
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 kernel_manager_class=ChapterKernelManager,
+                # A chapter waiting for a run that another process trains says so in its cell;
+                # the line is passed on to the terminal as it comes, not minutes later.
+                stdout_file=ForwardLines(WAITING_PREFIX, self.say, f"    {plan.name}: "),
             )
         except DeadKernelError:
             temporary.unlink(missing_ok=True)
@@ -481,7 +518,7 @@ class Builder:
         before any chapter executes; the chapters then read them.  With one worker nothing happens
         here: each run is trained by the first chapter that needs it.  A run that fails here is
         reported, and the chapter that needs it tries it again (and fails with its error)."""
-        from .executors import default_workers, train_runs
+        from .executors import default_workers
         from .profiles import plan_for_profile
 
         workers = self.workers or default_workers()
@@ -491,6 +528,12 @@ class Builder:
         command = ["mura-thesis", "train", "--profile", self.profile.name]
         if self.data_override:
             command += ["--data", str(self.data_override)]
+        with self.data_environment():
+            self._train_stages(plan, workers, command)
+
+    def _train_stages(self, plan, workers: int, command: list[str]) -> None:
+        from .executors import train_runs
+
         stages = plan.job_stages()
         if len(stages) > 2:
             # The pretraining corpus' runs need no other run: they train beside the first stage.
@@ -654,9 +697,32 @@ class Builder:
                 f"Results of this build: {written} ({len(results['comparisons'])} comparisons, "
                 f"{len(results['metrics'])} metrics, {sum(map(len, results['glued'].values()))} glued values)."
             )
-            self.say(self.exclusion_summary() or "Images excluded as undecodable: none.")
+            self.say(self.exclusion_summary() or "Images left out: none.")
             self.say(f"Built in {time.perf_counter() - started:.0f}s. Open {index}")
             return index
+
+
+# How the run store says that a process waits for a run another one trains (RunStore.lock).
+WAITING_PREFIX = "waiting for run "
+
+
+class ForwardLines:
+    """A file-like sink for a chapter's standard output, as papermill streams it: every complete
+    line that starts with ``prefix`` goes to ``say`` (after ``lead``); the rest stays in the
+    notebook only."""
+
+    def __init__(self, prefix: str, say, lead: str = ""):
+        self.prefix, self.say, self.lead, self._partial = prefix, say, lead, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            if line.startswith(self.prefix):
+                self.say(self.lead + line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class _BuildLock:
@@ -856,9 +922,11 @@ def run_single_chapter(
         ) from None
     try:
         builder.check_data()
-        builder.say(
-            f"Executing {plan.name} with {json.dumps({k: plan.parameters[k] for k in overrides if k in plan.parameters})} ..."
-        )
+        # The changed settings reach the chapter inside its `settings` parameter, not as parameters
+        # of their own: name what was changed, as given.
+        changed = ", ".join(f"{name}={json.dumps(value)}" for name, value in overrides.items())
+        what = changed or "the profile's settings"
+        builder.say(f"Executing {plan.name} with {what} ...")
         record = builder.execute(plan, output)
         present_notebook(output, record, data_source=builder.data[0])
         builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")

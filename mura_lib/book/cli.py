@@ -152,11 +152,20 @@ def cmd_plan(args) -> int:
 
 
 def cmd_train(args) -> int:
+    root = project_root()
+    profile = load_profile(root, args.profile)
+    # --missing and --max-excluded-fraction (or the profile's data section) as a build reads them.
+    data_settings = _data_settings(args)
+    builder = Builder(root, profile, data=args.data, generate=False, **data_settings)
+    with builder.data_environment():
+        return _train(args, root, profile, data_settings)
+
+
+def _train(args, root: Path, profile, data_settings: dict) -> int:
     from .executors import default_workers, train_runs
     from .profiles import plan_stages
 
-    root = project_root()
-    stages = plan_stages(root, args.profile, data=args.data)
+    stages = plan_stages(root, profile, data=args.data)
     names = [name for _, jobs in stages for name, _ in jobs]
 
     def chosen(label: str) -> bool:
@@ -168,6 +177,8 @@ def cmd_train(args) -> int:
         if unknown:
             raise ValueError(f"No run named {unknown} in profile {args.profile!r}; its runs: {names}")
     command = ["mura-thesis", "train", "--profile", args.profile] + (["--data", args.data] if args.data else [])
+    for option, value in data_settings.items():
+        command += [f"--{option.replace('_', '-')}", str(value)]
     ok = True
     # Stages in order: the pretraining runs before the runs initialised from them.
     for data_root, jobs in stages:
@@ -443,7 +454,9 @@ def _run(args) -> int:
     try:
         return args.func(args)
     except BuildError as error:
-        print(f"\nBUILD FAILED: {error}", file=sys.stderr)
+        # Only a build fails as a build; other commands (status, plan, run) say what went wrong.
+        prefix = "BUILD FAILED" if args.command == "build" else "error"
+        print(f"\n{prefix}: {error}", file=sys.stderr)
         return 1
     except (ValueError, FileExistsError, KeyError, RuntimeError) as error:
         # Expected failures (bad data, parameters, a damaged run): the message says it all.

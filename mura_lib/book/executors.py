@@ -53,6 +53,10 @@ WORKER_ENV_VARS = (
     "XLA_PYTHON_CLIENT_MEM_FRACTION",
     "PYTHONHASHSEED",
     "MURA_THREADS",
+    # How the data are read (--missing, --max-excluded-fraction): mura_lib.dataset, mura_lib.preprocess.
+    "MURA_MISSING",
+    "MURA_MAX_EXCLUDED_FRACTION",
+    "MURA_PATIENT_OVERLAP",
 )
 
 
@@ -162,6 +166,25 @@ class _Progress:
         return f"about {_duration(elapsed / self.trained * left)} left for {left} more"
 
 
+class NotWritableError(RuntimeError):
+    """A folder training must write to (the run store, the image caches) cannot be written."""
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> None:
+    """Fail at once, naming ``folder``, when this process cannot create files in it: every run
+    would fail alike, and retrying one alone cannot help."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise NotWritableError(
+            f"Cannot write to {what} {os.path.abspath(folder)} ({error.strerror or error}); nothing was trained. "
+            "Make it writable by this user (or point it at writable storage) and run the command again."
+        ) from None
+
+
 def _error_summary(error: BaseException) -> str:
     cause = getattr(error, "cause", None)  # a RayTaskError wraps the task's own exception
     shown = cause if isinstance(cause, BaseException) else error
@@ -224,6 +247,9 @@ def train_runs(
         else:
             todo.setdefault(key, (name, config))
             root_of.setdefault(key, root)
+    if todo:
+        check_writable(runs_dir, "the run store")
+        check_writable(cache_dir, "the image cache folder")
     total = len(results) + len(todo)
     progress = _Progress(total, len(results), len(todo), out)
     if not todo:

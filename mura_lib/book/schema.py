@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from ..config import IMAGE_MODELS
-from ..dataset import MISSING_POLICIES
+from ..dataset import MISSING_POLICIES, PATIENT_OVERLAP_POLICIES
 
 
 class ParameterError(ValueError):
@@ -59,11 +59,12 @@ RULES: dict[str, dict] = {
     "smoothing": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "a number in (0, 1]"},
     "schedule": {"enum": ["plateau", "cosine"], "description": "'plateau' or 'cosine'"},
     "average_epochs": _int(1),
+    # The validation patients are one fold of round(1 / fraction) folds: at least two.
     "validation_fraction": {
         "type": "number",
         "exclusiveMinimum": 0,
-        "exclusiveMaximum": 1,
-        "description": "a number in (0, 1)",
+        "exclusiveMaximum": 0.5,
+        "description": "a number in (0, 0.5)",
     },
     "n_resamples": _int(100),
     "seeds": {
@@ -90,7 +91,8 @@ RULES: dict[str, dict] = {
     "multiview_max_views": _int(1),
     "multiview_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
     "fine_tune_learning_rate": {"type": "number", "exclusiveMinimum": 0, "description": "a positive number"},
-    "gradcam_examples": _int(0),
+    # The Grad-CAM figure of chapter 08 shows this many studies per group; with none it has no panel.
+    "gradcam_examples": _int(1),
     "size_sample": _int(1),
     "augmentation_samples": _int(1),
     "pretrained_weights": {
@@ -153,6 +155,10 @@ DATA_SCHEMA = {
         "seed": _int(0),
         "path": {"type": "string", "description": "the path of a MURA-v1.1 folder"},
         "missing": {"enum": list(MISSING_POLICIES[:2]), "description": "error or drop"},
+        "patient_overlap": {
+            "enum": list(PATIENT_OVERLAP_POLICIES),
+            "description": "error or allow (patients with studies in both splits)",
+        },
         "max_excluded_fraction": {"type": "number", "minimum": 0, "maximum": 1, "description": "a number in [0, 1]"},
     },
 }
@@ -259,6 +265,10 @@ def read_yaml(path: str | os.PathLike):
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParameterError(f"{path}: no such file.") from None
+    except IsADirectoryError:
+        raise ParameterError(f"{path}: a folder, not a file; give the path of a YAML file.") from None
+    except PermissionError:
+        raise ParameterError(f"{path}: not readable (permission denied).") from None
     except UnicodeDecodeError as error:
         raise ParameterError(f"{path}: not UTF-8 text (byte offset {error.start}); save it as UTF-8.") from None
     try:
@@ -342,6 +352,26 @@ def check(schema: dict, instance, where: str) -> None:
     found = problems(schema, instance)
     if found:
         raise ParameterError(f"{where}: " + ("\n  ".join(found) if len(found) == 1 else "\n  " + "\n  ".join(found)))
+
+
+def settings_problems(settings: dict) -> list[str]:
+    """What the schema cannot say of one value alone: combinations of experiment settings that
+    pass it but that the chapters cannot report (one message each)."""
+    found = []
+    base, sizes = settings.get("image_size"), settings.get("image_sizes")
+    if base is not None and sizes is not None and all(int(size) == int(base) for size in sizes):
+        found.append(
+            f"image_sizes: {list(sizes)} has no size other than image_size ({base}); the input-size "
+            "chapter (05_2_image_size) compares other sizes with the baseline's, so list at least one more"
+        )
+    return found
+
+
+def check_settings(settings: dict, where: str) -> None:
+    """:func:`settings_problems` as one :class:`ParameterError`."""
+    found = settings_problems(settings)
+    if found:
+        raise ParameterError(f"{where}: " + "; ".join(found) + ".")
 
 
 def check_profile(root: Path, path: Path, values) -> None:

@@ -159,7 +159,8 @@ def findings(plan, headline) -> dict:
     }
     values |= _size_sides(plan)
     values |= _lists("reg", plan.comparisons("regularisation").values(), lambda c: c.name_a.removeprefix("no "))
-    values["reg-trained"] = "yes" if plan.comparisons("regularisation") else "no"
+    # ``no`` where the profile switched the experiment off (``regularisation: false``).
+    values["reg-trained"] = "yes" if plan.trains("regularisation") else "no"
     transfer = list(plan.comparisons("transfer").values())
     values |= _lists("transfer", transfer, lambda c: _transfer_name(c, plan.pretraining))
     values["pretraining"] = plan.pretraining if transfer else ABSENT

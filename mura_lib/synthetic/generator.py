@@ -306,8 +306,9 @@ def generate_synthetic_mura(
     ``train`` split's bytes as they are.  The ground truth of every image goes to
     :data:`TRUTH_FILENAME` at the root.
 
-    A complete dataset that already matches the same specification is reused; anything else
-    in the way is an error unless ``overwrite=True``.  The tree is written to a temporary
+    A complete dataset that already matches the same specification is reused; one of another
+    specification is an error unless ``overwrite=True``; a folder without :data:`SPEC_FILENAME`
+    (not written by this generator, such as a real MURA copy) is always an error.  The tree is written to a temporary
     folder and renamed into place at the end, so an interrupted run leaves nothing half-written.
     """
     spec = SyntheticSpec(scale=scale, image_size=image_size, seed=seed, valid_scale=valid_scale)
@@ -324,6 +325,13 @@ def generate_synthetic_mura(
         if root.exists():
             if spec_file.exists() and spec_file.read_text() == spec_json:
                 return root
+            if not spec_file.exists():
+                # Not written by this generator (a real MURA copy looks like this): never deleted.
+                raise FileExistsError(
+                    f"{root} exists and has no {SPEC_FILENAME}, so this generator did not write it (a real "
+                    "MURA-v1.1 copy looks like that); it is not replaced, even with --overwrite. Choose another "
+                    "destination, or move the folder away yourself."
+                )
             if not overwrite:
                 raise FileExistsError(
                     f"{root} exists and was not generated with this specification; delete it, or replace it "
