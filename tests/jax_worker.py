@@ -1,4 +1,4 @@
-"""The JAX tier's worker: the library's smoke runs on ``KERAS_BACKEND=jax``, in a process of their own
+"""The JAX tier's worker: the library's smoke runs on Keras' JAX backend, in a process of their own
 (Keras chooses its backend once per process), with TensorFlow made unimportable, as it is where
 only the `gpu` extra (Keras on JAX) is installed.  ``tests/test_jax.py`` starts it and checks
 what it leaves in its output folder.
@@ -18,21 +18,26 @@ from pathlib import Path
 
 
 class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    """Makes ``import tensorflow`` fail without putting a stand-in into ``sys.modules`` (Keras
-    reads the presence of that entry as "TensorFlow is loaded")."""
+    """Makes ``import tensorflow`` fail, as if it were not installed, without putting a stand-in
+    into ``sys.modules`` (Keras reads the presence of that entry as "TensorFlow is loaded")."""
 
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ImportError(f"{name} is not importable here: the JAX tier runs without TensorFlow")
+            raise ModuleNotFoundError(f"No module named {name!r} (the JAX tier runs without TensorFlow)", name=name)
         return None
 
 
 if __name__ == "__main__":
     # Before anything imports Keras: as where only the `gpu` extra (Keras on JAX) is installed.
+    # Without $KERAS_BACKEND, importing mura_lib must choose JAX (mura_lib.numerics.choose_backend).
     sys.meta_path.insert(0, _NoTensorFlow())
-    if os.environ.get("KERAS_BACKEND") != "jax":
-        raise SystemExit("run with KERAS_BACKEND=jax")
+    if os.environ.get("KERAS_BACKEND"):
+        raise SystemExit("run without KERAS_BACKEND: the library chooses JAX where TensorFlow is missing")
 
+# First, as in every entry point: importing mura_lib fixes the backend and the numeric settings.
+import mura_lib  # noqa: E402, F401
+
+# isort: split
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 

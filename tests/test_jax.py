@@ -1,5 +1,6 @@
-"""The JAX tier (`make test-jax`): the library on ``KERAS_BACKEND=jax`` (JAX's CPU wheel), with
-TensorFlow made unimportable in the worker, as where only the `gpu` extra is installed.
+"""The JAX tier (`make test-jax`): the library on Keras' JAX backend (JAX's CPU wheel), in a worker
+where TensorFlow cannot be imported and no backend is set, as where only the `gpu` extra is
+installed: the library must choose JAX itself.
 
 The worker (``tests/jax_worker.py``) trains the tiny run of tests/test_training.py, cuts the same
 run after its first epoch and resumes it, reloads it from the run store, trains the multi-view
@@ -52,7 +53,10 @@ TRAINING_ATOL = 1e-5
 
 def run_worker(mode: str, data_root, out) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    environment = os.environ | {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    # No $KERAS_BACKEND, and a Keras configuration of its own: with TensorFlow unimportable, the
+    # library must choose JAX by itself, as where only the `gpu` extra is installed.
+    environment = {name: value for name, value in os.environ.items() if name != "KERAS_BACKEND"}
+    environment |= {"JAX_PLATFORMS": "cpu", "KERAS_HOME": str(out / "keras-home")}
     result = subprocess.run(
         [sys.executable, str(WORKER), mode, str(data_root), str(out)],
         capture_output=True,
