@@ -155,4 +155,16 @@ def in_effect(backend: str) -> dict:
     settings = {"threads": apply_threads(backend)}
     if backend == "tensorflow":
         settings["onednn"] = _AT_IMPORT.get("TF_ENABLE_ONEDNN_OPTS", "1")
+    if backend == "jax" and _jax_on_cpu():
+        # XLA runs a CPU computation on every core the process may use, whatever $MURA_THREADS
+        # says, and its sums depend on how many (the JAX tier's tiny run: test probabilities 3e-7
+        # apart on one core and on two, with or without XLA's own thread flags): the key records
+        # the cores.  On a GPU the computation does not run on them.
+        settings["threads"] = usable_cpus()
     return settings
+
+
+def _jax_on_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"

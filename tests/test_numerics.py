@@ -8,6 +8,7 @@ import sys
 
 import nbformat
 import pandas as pd
+import pytest
 from nbclient import NotebookClient
 
 TRAIN = """
@@ -148,3 +149,18 @@ def test_keras_runs_on_jax_where_tensorflow_is_not_installed(monkeypatch, tmp_pa
     monkeypatch.delenv("KERAS_BACKEND")
     installed.add("tensorflow")  # TensorFlow installed: Keras' default stands
     assert numerics.choose_backend() is None and "KERAS_BACKEND" not in os.environ
+
+
+@pytest.mark.jax  # the JAX tier (make test-jax); skipped where JAX is absent, see tests/conftest.py
+def test_a_jax_run_on_a_cpu_is_keyed_by_the_cores_xla_uses(monkeypatch):
+    """XLA uses every usable core on a CPU, and its sums depend on their number: the key says how
+    many, not $MURA_THREADS, which JAX does not read."""
+    from mura_lib import numerics
+
+    monkeypatch.setenv("MURA_THREADS", "1")
+    monkeypatch.setattr(numerics, "_jax_on_cpu", lambda: True)
+    for cores in (1, 2):
+        monkeypatch.setattr(numerics, "usable_cpus", lambda cores=cores: cores)
+        assert numerics.in_effect("jax") == {"threads": cores}
+    monkeypatch.setattr(numerics, "_jax_on_cpu", lambda: False)  # on a GPU
+    assert numerics.in_effect("jax") == {"threads": 1}
