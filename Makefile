@@ -4,11 +4,11 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= demo
 DATA    ?=
-EXTRAS  ?= cpu,dev,cluster
+EXTRAS  ?= cpu,jax,dev,cluster
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 
-.PHONY: book pdf test test-e2e status clean help lint format
+.PHONY: book pdf test test-jax test-e2e status clean help lint format
 
 # The recipes read PROFILE and DATA from their environment ("$$DATA"), so that a path holding
 # spaces, quotes or $ reaches the command as it was typed.
@@ -22,6 +22,7 @@ help:
 	@echo "make book [PROFILE=demo|smoke|full] [DATA=/path/to/MURA-v1.1]  build the thesis"
 	@echo "make pdf [PROFILE=...]                                         the thesis as _build/latex/thesis.pdf"
 	@echo "make test                                                       the fast tests (a few minutes)"
+	@echo "make test-jax                                                   the JAX tier: the library on KERAS_BACKEND=jax (CPU)"
 	@echo "make test-e2e                                                   the end-to-end tests: smoke book, PDF, browser"
 	@echo "make status [PROFILE=...]                                       which chapters would re-run"
 	@echo "make lint / make format                                         check / apply the code style (ruff)"
@@ -54,7 +55,13 @@ format: $(STAMP)
 
 # The fast tier: the library, the statistics, training, the pipeline's parts, Ray and faults.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not jax"
+
+# The JAX tier (tests marked `jax`): training with exact resume, the run store, the multi-view
+# model, Grad-CAM and evaluation on KERAS_BACKEND=jax (JAX's CPU wheel, the `jax` extra), compared
+# with TensorFlow. MURA_REQUIRE_JAX=1 fails them, instead of skipping them, if JAX is missing.
+test-jax: $(STAMP)
+	MURA_REQUIRE_JAX=1 $(BIN)/python -m pytest -m jax
 
 # The end-to-end tier: the smoke book built and rebuilt, its PDF, every page in a browser, and
 # the reproduction check of two builds (tests marked `slow`).

@@ -24,8 +24,9 @@ def grad_cam(model: keras.Model, images: np.ndarray, *, layer_name: str | None =
     scaled to [0, 1]: the ReLU of the feature maps of ``layer_name`` (the last spatial layer
     by default) weighted by the average gradient of the abnormality score.
 
-    Works with the TensorFlow and PyTorch backends, which can differentiate with respect to an
-    intermediate activation.
+    Works on every Keras backend: TensorFlow and PyTorch differentiate with respect to the
+    intermediate activation directly; JAX, which differentiates functions, not tensors, splits
+    the model at ``layer_name`` and differentiates the second part (:func:`_jax_gradients`).
     """
     images = np.asarray(images, dtype="float32")
     if images.ndim == 3:
@@ -51,8 +52,10 @@ def grad_cam(model: keras.Model, images: np.ndarray, *, layer_name: str | None =
         output.sum().backward()
         gradients = features.grad.detach().cpu().numpy()
         features = features.detach().cpu().numpy()
+    elif backend == "jax":
+        features, gradients = _jax_gradients(model, layer, images)
     else:
-        raise ValueError(f"Grad-CAM needs the TensorFlow or PyTorch backend, not {backend!r}.")
+        raise ValueError(f"Grad-CAM needs the TensorFlow, PyTorch or JAX backend, not {backend!r}.")
     weights = gradients.mean(axis=(1, 2), keepdims=True)
     maps = np.maximum((weights * features).sum(axis=-1), 0.0)
     size = images.shape[1:3]
@@ -61,6 +64,35 @@ def grad_cam(model: keras.Model, images: np.ndarray, *, layer_name: str | None =
     ]
     peak = resized.reshape(len(resized), -1).max(axis=1).reshape(-1, 1, 1)
     return np.divide(resized, peak, out=np.zeros_like(resized), where=peak > 0)
+
+
+def _jax_gradients(model: keras.Model, layer, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(features, gradients)`` on JAX: the output of ``layer`` and the gradient of the summed
+    output with respect to it.  The model is split at ``layer`` into the part before it and the
+    part after it (a Keras functional graph can start from any of its tensors), and
+    ``jax.grad`` differentiates the second part, called statelessly with the model's variables
+    (inference mode: batch normalisation reads its moving statistics, dropout is off)."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        after = keras.Model(layer.output, model.output)
+    except ValueError as error:  # a path to the output bypasses the layer (a skip connection over it)
+        raise ValueError(
+            f"Grad-CAM on JAX needs a layer that every path from the input to the output passes through; "
+            f"{layer.name!r} is not one ({error})"
+        ) from error
+    before = keras.Model(model.input, layer.output)
+    features = before(images, training=False)
+    trainable = [variable.value for variable in after.trainable_variables]
+    non_trainable = [variable.value for variable in after.non_trainable_variables]
+
+    def score(activations):
+        output, _ = after.stateless_call(trainable, non_trainable, activations, training=False)
+        return jnp.sum(output.astype("float32"))
+
+    gradients = jax.grad(score)(features)
+    return np.asarray(features, dtype="float32"), np.asarray(gradients, dtype="float32")
 
 
 def confident_views(predictions: pd.DataFrame, per_group: int, subset: str = "test") -> pd.DataFrame:

@@ -22,11 +22,17 @@ run's stored environment.  What is promised: the same machine, versions and sett
 same numbers.  Not promised: the same numbers on another CPU model, another number of cores,
 another TensorFlow version or a GPU.
 
+The backend: where ``KERAS_BACKEND`` is unset and TensorFlow is not installed but JAX is (the
+``gpu`` extra installs Keras with JAX only), :func:`choose_backend` sets ``KERAS_BACKEND=jax``
+before Keras is imported; Keras itself would fall back to TensorFlow and fail to import.
+
 This module imports nothing of the project and no framework.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
 
@@ -40,10 +46,43 @@ TF_THREADS_ENV_VAR = "TF_NUM_INTRAOP_THREADS"
 _AT_IMPORT: dict[str, str | None] = {}
 
 
+def _keras_config_backend() -> str | None:
+    """The backend named in Keras' own configuration file (``$KERAS_HOME/keras.json``), if any."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as handle:
+            return json.load(handle).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def choose_backend() -> str | None:
+    """Set ``KERAS_BACKEND=jax`` where nothing chose a backend, TensorFlow is not installed and
+    JAX is; returns the backend set, or None where this changed nothing.  A backend chosen by
+    ``$KERAS_BACKEND`` or in ``keras.json`` (other than Keras' default, TensorFlow) is kept, and
+    nothing changes once Keras is imported."""
+    if os.environ.get("KERAS_BACKEND") or "keras" in sys.modules:
+        return None
+    if _keras_config_backend() not in (None, "tensorflow"):
+        return None
+    if not _installed("tensorflow") and _installed("jax"):
+        os.environ["KERAS_BACKEND"] = "jax"
+        return "jax"
+    return None
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # an import hook that refuses it, a half-removed package
+        return False
+
+
 def configure() -> None:
     """Set the numeric defaults before TensorFlow is imported (a no-op after that)."""
     if _AT_IMPORT:
         return
+    choose_backend()
     tensorflow_loaded = "tensorflow" in sys.modules
     for name, value in QUIET.items():
         os.environ.setdefault(name, value)
@@ -116,4 +155,16 @@ def in_effect(backend: str) -> dict:
     settings = {"threads": apply_threads(backend)}
     if backend == "tensorflow":
         settings["onednn"] = _AT_IMPORT.get("TF_ENABLE_ONEDNN_OPTS", "1")
+    if backend == "jax" and _jax_on_cpu():
+        # XLA runs a CPU computation on every core the process may use, whatever $MURA_THREADS
+        # says, and its sums depend on how many (the JAX tier's tiny run: test probabilities 3e-7
+        # apart on one core and on two, with or without XLA's own thread flags): the key records
+        # the cores.  On a GPU the computation does not run on them.
+        settings["threads"] = usable_cpus()
     return settings
+
+
+def _jax_on_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -21,6 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 # for this process and every process it starts, not the user's cache folder.
 os.environ["MURA_HASH_CACHE"] = tempfile.mkdtemp(prefix="mura-test-hashes-")
 atexit.register(shutil.rmtree, os.environ["MURA_HASH_CACHE"], True)
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``jax`` (the JAX tier, `make test-jax`) need JAX: skipped where it is not
+    installed, unless ``MURA_REQUIRE_JAX=1`` (`make test-jax`, CI), where its absence fails them."""
+    if item.get_closest_marker("jax") is None or importlib.util.find_spec("jax") is not None:
+        return
+    if os.environ.get("MURA_REQUIRE_JAX") == "1":
+        pytest.fail(
+            "JAX is not installed, and MURA_REQUIRE_JAX=1 requires the JAX tier to run: "
+            "pip install -e '.[jax]' into the project's environment (make installs it with its default EXTRAS)",
+            pytrace=False,
+        )
+    pytest.skip("JAX is not installed (pip install -e '.[jax]'; make test-jax installs it)")
 
 
 @pytest.fixture(scope="session")

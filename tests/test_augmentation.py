@@ -1,7 +1,6 @@
 """The one-warp augmentation (RandomAffine): the same geometry as Keras' RandomFlip,
 RandomRotation and RandomZoom, the same distribution of transforms, and reproducible draws."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -179,7 +178,7 @@ print(json.dumps({"backend": keras.backend.backend(), "loss": float(loss)}))
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+@pytest.mark.jax  # the JAX tier (make test-jax); skipped where JAX is absent, see tests/conftest.py
 def test_the_warp_on_jax_matches_tensorflow(tmp_path):
     image = smooth_image()
     np.save(tmp_path / "image.npy", image)

@@ -8,6 +8,7 @@ import sys
 
 import nbformat
 import pandas as pd
+import pytest
 from nbclient import NotebookClient
 
 TRAIN = """
@@ -115,3 +116,51 @@ def test_thread_setting_holds_when_tensorflow_started_before_the_first_run():
         pools[wanted] = os_threads
     # TensorFlow's intra-op pool is made of OS threads: five more for six than for one.
     assert pools[6] - pools[1] >= 5, pools
+
+
+def test_keras_runs_on_jax_where_tensorflow_is_not_installed(monkeypatch, tmp_path):
+    """The `gpu` extra installs Keras with JAX only: with no backend chosen, Keras would fall back
+    to TensorFlow and fail to import, so the library chooses JAX; a choice made elsewhere stands."""
+    import importlib.util
+
+    from mura_lib import numerics
+
+    installed = {"jax"}
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        if name in ("tensorflow", "jax"):
+            return real("json") if name in installed else None  # a stand-in spec: "installed"
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as before Keras is imported
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert numerics.choose_backend() == "jax" and os.environ["KERAS_BACKEND"] == "jax"
+
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # chosen by the user
+    assert numerics.choose_backend() is None and os.environ["KERAS_BACKEND"] == "torch"
+    monkeypatch.delenv("KERAS_BACKEND")
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch"}))  # chosen in Keras' configuration
+    assert numerics.choose_backend() is None and "KERAS_BACKEND" not in os.environ
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))  # Keras' default, written by Keras
+    assert numerics.choose_backend() == "jax"
+    monkeypatch.delenv("KERAS_BACKEND")
+    installed.add("tensorflow")  # TensorFlow installed: Keras' default stands
+    assert numerics.choose_backend() is None and "KERAS_BACKEND" not in os.environ
+
+
+@pytest.mark.jax  # the JAX tier (make test-jax); skipped where JAX is absent, see tests/conftest.py
+def test_a_jax_run_on_a_cpu_is_keyed_by_the_cores_xla_uses(monkeypatch):
+    """XLA uses every usable core on a CPU, and its sums depend on their number: the key says how
+    many, not $MURA_THREADS, which JAX does not read."""
+    from mura_lib import numerics
+
+    monkeypatch.setenv("MURA_THREADS", "1")
+    monkeypatch.setattr(numerics, "_jax_on_cpu", lambda: True)
+    for cores in (1, 2):
+        monkeypatch.setattr(numerics, "usable_cpus", lambda cores=cores: cores)
+        assert numerics.in_effect("jax") == {"threads": cores}
+    monkeypatch.setattr(numerics, "_jax_on_cpu", lambda: False)  # on a GPU
+    assert numerics.in_effect("jax") == {"threads": 1}

@@ -19,6 +19,7 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     wanted = (
         _names(project["dependencies"])
         | _names(project["optional-dependencies"]["cpu"])
+        | _names(project["optional-dependencies"]["jax"])
         | _names(project["optional-dependencies"]["dev"])
     )
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
@@ -38,6 +39,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make book" in readme
     assert re.search(r"^make test$", ci, re.MULTILINE)
+    # Every tier CI runs, the JAX tier among them, is a command the README gives.
+    targets = re.findall(r"^make ([\w-]+)$", ci, re.MULTILINE)
+    assert "test-jax" in targets
+    for target in targets:
+        assert f"`make {target}`" in readme, target
 
 
 def test_every_profile_is_valid_and_chapters_exist():
