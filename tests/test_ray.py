@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -19,6 +20,8 @@ from mura_lib.dataset import load_mura
 from mura_lib.preprocess import build_cache
 from mura_lib.runs import RunStore
 from mura_lib.synthetic import generate_synthetic_mura
+
+from .conftest import REPO
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="the ray executor needs Ray: pip install -e '.[cluster]'"
@@ -196,6 +199,9 @@ def test_cli_train_reports_failures_with_the_command_to_retry_alone(data, tmp_pa
     data_root = data["data_root"]
     monkeypatch.setattr(profiles, "plan_stages", lambda root, profile, data=None: [(str(data_root), jobs)])
     monkeypatch.setattr(cli, "project_root", lambda: tmp_path)
+    # train reads the profile's data section, as a build of the project does
+    for name in ("_config.yml", "_toc.yml", "references.bib", "chapters", "params"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, tmp_path / name)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "cache").symlink_to(data["cache_dir"])
 

@@ -135,6 +135,8 @@ OUTSIDE_IMPORTS = {
     "mura_lib.dataset": "MURA's layout, shared with the reader: the folder name, the splits and the study types "
     "decide paths and the order of the random draws, so generator_hash hashes their values; resolve_data_root "
     "only finds an existing dataset to read",
+    "mura_lib.files": "atomic writes and the checksums of files (the data's content hashes among them): how a "
+    "file is written and checked, never what the generator draws",
     "mura_lib.parallel": "the process pool and the names of half-written folders: how many processes draw, not "
     "what they draw (the same seed gives the same bytes whatever the number of workers)",
 }
