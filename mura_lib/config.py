@@ -16,10 +16,28 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The image networks a run can train: the ab-initio CNN and the keras.applications backbones
-# (mura_lib.models.BACKBONES builds them and checks that it knows exactly these), and the
-# multi-view study model, which wraps the image network of another run (``init_from``).
-IMAGE_MODELS = ("cnn", "vgg16", "densenet169", "resnet50", "efficientnetb0")
+
+@dataclass(frozen=True)
+class ImageModel:
+    """An image network a run can train: the name the thesis prints, and for a keras.applications
+    backbone its class, the module whose ``preprocess_input`` it takes, and its smallest input."""
+
+    display_name: str
+    constructor: str | None = None  # None: the ab-initio CNN (mura_lib.models.build_cnn)
+    preprocess_module: str | None = None
+    smallest_input: int = 32
+
+
+# Every image network, in one place: a new backbone is one line here (mura_lib.models builds it,
+# the plan and the chapters print its name, the schema accepts it). The multi-view study model
+# wraps the image network of another run (``init_from``).
+IMAGE_MODELS = {
+    "cnn": ImageModel("ab-initio CNN"),
+    "vgg16": ImageModel("VGG16", "VGG16", "vgg16"),
+    "densenet169": ImageModel("DenseNet-169", "DenseNet169", "densenet"),
+    "resnet50": ImageModel("ResNet-50", "ResNet50", "resnet"),
+    "efficientnetb0": ImageModel("EfficientNet-B0", "EfficientNetB0", "efficientnet"),
+}
 MODEL_NAMES = (*IMAGE_MODELS, "multiview")
 # The tasks a model can be trained for (mura_lib.models.TASKS names each task's head layer).
 TASK_NAMES = ("abnormality", "study_type")

@@ -23,17 +23,17 @@ from keras import layers
 from .config import IMAGE_MODELS, MODEL_NAMES, TASK_NAMES
 from .dataset import STUDY_TYPES
 
+# The keras.applications backbones of mura_lib.config.IMAGE_MODELS:
+# name -> (constructor, preprocess_input module, smallest input size).
 BACKBONES = {
-    # name: (constructor, preprocess_input module, smallest input size)
-    "vgg16": ("VGG16", "vgg16", 32),
-    "densenet169": ("DenseNet169", "densenet", 32),
-    "resnet50": ("ResNet50", "resnet", 32),
-    "efficientnetb0": ("EfficientNetB0", "efficientnet", 32),
+    name: (model.constructor, model.preprocess_module, model.smallest_input)
+    for name, model in IMAGE_MODELS.items()
+    if model.constructor is not None
 }
 # The tasks a model can be trained for, with the name of the head layer that answers each one.
 TASKS = {"abnormality": "abnormal", "study_type": "study_type"}
-if IMAGE_MODELS != ("cnn", *BACKBONES) or tuple(TASKS) != TASK_NAMES:
-    raise ImportError("mura_lib.config's IMAGE_MODELS and TASK_NAMES must name exactly the models and tasks built here")
+if tuple(TASKS) != TASK_NAMES:
+    raise ImportError("mura_lib.config's TASK_NAMES must name exactly the tasks built here")
 
 
 def head(task: str, *, kernel_regularizer=None) -> layers.Dense:

@@ -22,20 +22,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .config import IMAGE_MODELS
 from .files import atomic_write_text, short_hash
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-# The networks whose pretraining the thesis tests: the keras.applications backbones, and the
-# ab-initio CNN itself (cheap enough to pretrain on a CPU).
-BACKBONE_NAMES = {
-    "cnn": "ab-initio CNN",
-    "vgg16": "VGG16",
-    "densenet169": "DenseNet-169",
-    "resnet50": "ResNet-50",
-    "efficientnetb0": "EfficientNet-B0",
-}
+# The networks whose pretraining the thesis tests (the keras.applications backbones, and the
+# ab-initio CNN itself, cheap enough to pretrain on a CPU), by the names the thesis prints.
+BACKBONE_NAMES = {name: model.display_name for name, model in IMAGE_MODELS.items()}
 
 # Each variant removes one regulariser of the baseline, all else equal.
 REGULARISATION_VARIANTS = {

@@ -64,3 +64,22 @@ def test_grad_cam_points_at_what_drives_the_score():
     row, column = np.unravel_index(heatmap[0].argmax(), (16, 16))
     assert row < 8 and column < 8
     assert heatmap[0, 12:, 12:].max() < 0.1
+
+
+def test_every_image_model_is_one_entry_that_keras_can_build():
+    """mura_lib.config.IMAGE_MODELS is the one registry: each backbone's class and preprocessing
+    exist in keras.applications, and the plan's display names and the builder's table derive from it."""
+    import keras
+
+    from mura_lib.config import IMAGE_MODELS
+    from mura_lib.models import BACKBONES
+    from mura_lib.plan import BACKBONE_NAMES
+
+    for name, model in IMAGE_MODELS.items():
+        assert BACKBONE_NAMES[name] == model.display_name
+        if model.constructor is None:
+            assert name == "cnn" and name not in BACKBONES
+            continue
+        assert callable(getattr(keras.applications, model.constructor)), name
+        assert callable(getattr(keras.applications, model.preprocess_module).preprocess_input), name
+        assert BACKBONES[name] == (model.constructor, model.preprocess_module, model.smallest_input)
