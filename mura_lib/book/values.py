@@ -156,6 +156,7 @@ def findings(plan, headline) -> dict:
     values = {
         "signal": "above" if headline["auroc_low"] > 0.5 else "chance",
         "seeds": len(settings.arm_seeds),
+        "several-seeds": "yes" if len(settings.arm_seeds) > 1 else "no",
     }
     values |= _size_sides(plan)
     values |= _lists("reg", plan.comparisons("regularisation").values(), lambda c: c.name_a.removeprefix("no "))
