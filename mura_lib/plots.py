@@ -134,7 +134,7 @@ def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figur
         yticklabels=["normal", "abnormal"],
     )
     ax.set_xlabel("predicted")
-    ax.set_ylabel("radiologist's label")
+    ax.set_ylabel("label")  # MURA's radiologists' labels, or the generator's on synthetic data
     fig.tight_layout()
     return fig
 

@@ -42,6 +42,7 @@ import yaml
 from ..files import atomic_write_text, short_hash
 from ..parallel import partial_name, remove_stale_partials
 from ..plan import RUNS_USED_ENV_VAR
+from .frontmatter import BUILD_SUBSTITUTIONS, stage_front_matter
 from .manifest import (
     MANIFEST_NAME,
     RESULTS_ENV_VAR,
@@ -618,17 +619,17 @@ class Builder:
                 path.unlink()
         for path, content in files.items():
             if path.name == "_config.yml" and path.parent == staging and path.is_file():
-                # The staged configuration also holds the word count: compare without it.
+                # The staged configuration also holds what the build adds: compare without it.
                 staged = yaml.safe_load(path.read_text()) or {}
-                staged.get("parse", {}).get("myst_substitutions", {}).pop("word_count", None)
+                for name in BUILD_SUBSTITUTIONS:
+                    staged.get("parse", {}).get("myst_substitutions", {}).pop(name, None)
                 if staged == yaml.safe_load(content):
                     continue
             if not path.is_file() or path.read_bytes() != content:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content)
-        from .frontmatter import stage_front_matter
-
-        stage_front_matter(staging)  # the word count, shown in the front matter
+        # The word count, shown in the front matter, and the data's source, on the PDF's title page.
+        stage_front_matter(staging, self.data[0])
         return staging
 
     def _presented(self, entry: str) -> bytes:

@@ -130,12 +130,20 @@ def word_count(staging: Path) -> int:
     return sum(count_words(notebook_prose(staged_document(staging, entry))) for entry in body_entries(toc))
 
 
-def stage_front_matter(staging: Path) -> int:
-    """Give the staged book the substitution ``word_count`` (formatted ``12,345``); return the count."""
+# Substitutions the build adds to the staged configuration (not in the project's _config.yml).
+BUILD_SUBSTITUTIONS = ("word_count", "data_source")
+
+
+def stage_front_matter(staging: Path, data_source: str | None = None) -> int:
+    """Give the staged book the substitutions ``word_count`` (formatted ``12,345``) and
+    ``data_source`` (``synthetic`` or ``mura``, which the PDF's title page reads); return the count."""
     count = word_count(staging)
     config_path = staging / "_config.yml"
     config = yaml.safe_load(config_path.read_text())
-    config.setdefault("parse", {}).setdefault("myst_substitutions", {})["word_count"] = f"{count:,}"
+    substitutions = config.setdefault("parse", {}).setdefault("myst_substitutions", {})
+    substitutions["word_count"] = f"{count:,}"
+    if data_source:
+        substitutions["data_source"] = data_source
     text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     if config_path.read_text() != text:  # unchanged files keep their time: Sphinx rebuilds less
         config_path.write_text(text)

@@ -336,6 +336,10 @@ def title_page(config: dict) -> str:
         raise BuildError(f"_config.yml: the title page needs title and parse.myst_substitutions {missing}; add them.")
     v = {key: latex_escape(value) for key, value in values.items()}
     department = r"\\".join(latex_escape(part.strip()) for part in values["department"].split(","))
+    # A build on synthetic data says so on its title page (the sentence is _config.yml's).
+    note = ""
+    if values.get("data_source") == "synthetic" and values.get("synthetic_note"):
+        note = f"\\vspace{{1cm}}\n{{\\small\\itshape {v['synthetic_note']}\\par}}\n"
     return rf"""
 \begin{{titlepage}}
 \centering
@@ -351,7 +355,7 @@ def title_page(config: dict) -> str:
 {{\large {v["date"]}\par}}
 \vspace{{1cm}}
 {{\small {v.get("word_count", "")} words\par}}
-\end{{titlepage}}
+{note}\end{{titlepage}}
 \pagenumbering{{roman}}
 \setcounter{{secnumdepth}}{{-1}}
 """
