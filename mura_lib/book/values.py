@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from ..evaluation import FAR_FROM_PREVALENCE, calls_against_prevalence
 from ..tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
 
 ABSENT = "absent"
@@ -114,6 +115,59 @@ def collapsed(runs: dict, threshold: float = 0.5, margin: float = 0.05) -> dict:
         if probability.max() - probability.min() < 1e-6 or not margin <= abnormal <= 1 - margin:
             names.append(label)
     return {"collapsed": join_words(names) or "none", "any-collapsed": "yes" if names else "no"}
+
+
+def operating_values(point: dict, calibration: dict) -> dict:
+    """What the text quotes about one run's operating point and calibration, from
+    :func:`mura_lib.evaluation.operating_point` and :func:`mura_lib.evaluation.calibration`:
+    the chosen ``threshold``, kappa at 0.5 (``kappa-default``) and at the chosen threshold
+    (``kappa-chosen``), their difference with its interval (``kappa-diff``, ``kappa-low``,
+    ``kappa-high``) and ``kappa-verdict`` (``higher``, ``lower``, ``undetermined``), the shares
+    called abnormal (``called-default``, ``called-chosen``) and the ``prevalence``; the
+    ``brier`` score, the ``ece`` and its ``bins``, the over-confidence with its interval and its
+    ``confidence`` reading (``over``, ``under``, ``undetermined``), and the
+    ``mean-probability``."""
+    return {
+        "threshold": point["threshold"],
+        "validation-studies": point["validation_studies"],
+        "kappa-default": point["kappa_default"],
+        "kappa-chosen": point["kappa_chosen"],
+        "kappa-diff": signed(point["kappa_diff"]),
+        "kappa-low": signed(point["kappa_low"]),
+        "kappa-high": signed(point["kappa_high"]),
+        "kappa-verdict": point["verdict"],
+        "called-default": point["called_default"],
+        "called-chosen": point["called_chosen"],
+        "prevalence": point["prevalence"],
+        "brier": calibration["brier"],
+        "ece": calibration["ece"],
+        "bins": calibration["bins"],
+        "overconfidence": signed(calibration["overconfidence"]),
+        "overconfidence-low": signed(calibration["overconfidence_low"]),
+        "overconfidence-high": signed(calibration["overconfidence_high"]),
+        "confidence": calibration["reading"],
+        "mean-probability": calibration["mean_probability"],
+    }
+
+
+def call_flags(runs: dict, name=str) -> dict:
+    """Runs whose share of test studies called abnormal at 0.5 is far from the prevalence
+    (:func:`mura_lib.evaluation.calls_against_prevalence`): ``far`` and ``collapsed``, their
+    names (``name`` of each label; ``none``), ``any-far`` and ``any-collapsed`` (``yes``/``no``),
+    the distance that counts as far (``far-points``, percentage points) and the range of the
+    shares (``called-low``, ``called-high``)."""
+    flagged = {"far": [], "collapsed": []}
+    shares = []
+    for label, run in runs.items():
+        calls = calls_against_prevalence(run.study_predictions("test"))
+        shares.append(calls["called"])
+        if calls["flag"] in flagged:
+            flagged[calls["flag"]].append(name(label))
+    values = {"far-points": round(FAR_FROM_PREVALENCE * 100)}
+    values |= {"called-low": min(shares, default=float("nan")), "called-high": max(shares, default=float("nan"))}
+    for flag, names in flagged.items():
+        values |= {flag: join_words(names) or "none", f"any-{flag}": "yes" if names else "no"}
+    return values
 
 
 def _lists(prefix: str, comparisons, name) -> dict:
