@@ -574,7 +574,8 @@ def operating_point(
     studies (``kappa_low``, ``kappa_high``) and its ``verdict`` (``higher``, ``lower`` or
     ``undetermined``: whether that interval excludes zero), the shares of test studies called
     abnormal at either threshold (``called_default``, ``called_chosen``), the test
-    ``prevalence`` and the sensitivity and specificity at either threshold.
+    ``prevalence``, the ``flag`` of the calls at the default threshold
+    (:func:`calls_against_prevalence`) and the sensitivity and specificity at either threshold.
     """
     threshold = choose_threshold(validation, criterion)
     labels = test["label"].to_numpy().astype(float)
@@ -612,6 +613,7 @@ def operating_point(
         "called_default": float(called_default.mean()),
         "called_chosen": float(called_chosen.mean()),
         "prevalence": float(labels.mean()),
+        "flag": calls_against_prevalence(test, threshold=default)["flag"],
         "sensitivity_default": at_default["sensitivity"],
         "specificity_default": at_default["specificity"],
         "sensitivity_chosen": at_chosen["sensitivity"],

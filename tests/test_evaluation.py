@@ -192,6 +192,7 @@ def test_kappa_at_the_default_and_the_chosen_threshold():
     assert point["kappa_chosen"] == pytest.approx(1.0)
     assert point["kappa_diff"] == pytest.approx(1.0)
     assert point["called_default"] == 1.0 and point["called_chosen"] == 0.5 and point["prevalence"] == 0.5
+    assert point["flag"] == "collapsed"
     assert point["sensitivity_default"] == 1.0 and point["specificity_default"] == 0.0
     assert point["kappa_low"] > 0 and point["verdict"] == "higher"
 

@@ -104,6 +104,7 @@ def test_operating_values_quote_numbers_and_readings():
         "called_default": 0.8,
         "called_chosen": 0.47,
         "prevalence": 0.45,
+        "flag": "far",
     }
     calibration = {
         "brier": 0.2,
@@ -118,7 +119,7 @@ def test_operating_values_quote_numbers_and_readings():
     glued = values.operating_values(point, calibration)
     assert glued["kappa-diff"] == "+0.140" and glued["kappa-verdict"] == "higher"
     assert glued["overconfidence-low"] == "\u22120.050" and glued["confidence"] == "undetermined"
-    assert glued["threshold"] == 0.62 and glued["brier"] == 0.2 and glued["bins"] == 10
+    assert glued["flag"] == "far" and glued["threshold"] == 0.62 and glued["brier"] == 0.2 and glued["bins"] == 10
 
 
 def _plan(groups: dict, pretraining="source", image_size=48, seeds=(0, 1, 2), backbones=("resnet50",), size=48):

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from ..evaluation import FAR_FROM_PREVALENCE, calls_against_prevalence
+from ..evaluation import COLLAPSED_MARGIN, FAR_FROM_PREVALENCE, calls_against_prevalence
 from ..tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
 
 ABSENT = "absent"
@@ -123,7 +123,8 @@ def operating_values(point: dict, calibration: dict) -> dict:
     the chosen ``threshold``, kappa at 0.5 (``kappa-default``) and at the chosen threshold
     (``kappa-chosen``), their difference with its interval (``kappa-diff``, ``kappa-low``,
     ``kappa-high``) and ``kappa-verdict`` (``higher``, ``lower``, ``undetermined``), the shares
-    called abnormal (``called-default``, ``called-chosen``) and the ``prevalence``; the
+    called abnormal (``called-default``, ``called-chosen``), the ``prevalence`` and the ``flag``
+    of the calls at 0.5 (``far``, ``collapsed``, ``none``); the
     ``brier`` score, the ``ece`` and its ``bins``, the over-confidence with its interval and its
     ``confidence`` reading (``over``, ``under``, ``undetermined``), and the
     ``mean-probability``."""
@@ -139,6 +140,7 @@ def operating_values(point: dict, calibration: dict) -> dict:
         "called-default": point["called_default"],
         "called-chosen": point["called_chosen"],
         "prevalence": point["prevalence"],
+        "flag": point["flag"],
         "brier": calibration["brier"],
         "ece": calibration["ece"],
         "bins": calibration["bins"],
@@ -154,7 +156,8 @@ def call_flags(runs: dict, name=str) -> dict:
     """Runs whose share of test studies called abnormal at 0.5 is far from the prevalence
     (:func:`mura_lib.evaluation.calls_against_prevalence`): ``far`` and ``collapsed``, their
     names (``name`` of each label; ``none``), ``any-far`` and ``any-collapsed`` (``yes``/``no``),
-    the distance that counts as far (``far-points``, percentage points) and the range of the
+    the distance that counts as far (``far-points``, percentage points), the share below which
+    one side of the threshold counts as collapsed (``collapsed-percent``) and the range of the
     shares (``called-low``, ``called-high``)."""
     flagged = {"far": [], "collapsed": []}
     shares = []
@@ -163,7 +166,7 @@ def call_flags(runs: dict, name=str) -> dict:
         shares.append(calls["called"])
         if calls["flag"] in flagged:
             flagged[calls["flag"]].append(name(label))
-    values = {"far-points": round(FAR_FROM_PREVALENCE * 100)}
+    values = {"far-points": round(FAR_FROM_PREVALENCE * 100), "collapsed-percent": round(COLLAPSED_MARGIN * 100)}
     values |= {"called-low": min(shares, default=float("nan")), "called-high": max(shares, default=float("nan"))}
     for flag, names in flagged.items():
         values |= {flag: join_words(names) or "none", f"any-{flag}": "yes" if names else "no"}
