@@ -755,14 +755,17 @@ def calls_table(
     """One row per named set of test study predictions: the share ``Called abnormal`` at 0.5 (a
     percentage) and its ``Flag`` (:func:`calls_against_prevalence`: ``far``, ``collapsed`` or
     blank); with ``validation`` (the same names' validation study predictions), also Cohen's
-    kappa on the test studies at the threshold chosen on them (``Kappa at chosen threshold``,
-    :func:`choose_threshold` with the thesis's rule)."""
+    kappa on the test studies at 0.5 and at the threshold chosen on the validation studies
+    (``Kappa at chosen threshold``, :func:`choose_threshold` with the thesis's rule)."""
     rows = {}
     for name, frame in studies.items():
         calls = calls_against_prevalence(frame, **options)
         row = {"Called abnormal": f"{calls['called']:.0%}", "Flag": "" if calls["flag"] == "none" else calls["flag"]}
         if validation is not None:
             threshold = choose_threshold(validation[name])
+            row["Kappa at 0.5"] = study_metrics(frame["label"], frame["probability"], options.get("threshold", 0.5))[
+                "kappa"
+            ]
             row["Kappa at chosen threshold"] = study_metrics(frame["label"], frame["probability"], threshold)["kappa"]
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")

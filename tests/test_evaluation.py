@@ -278,3 +278,4 @@ def test_calls_table_gives_the_share_the_flag_and_kappa_at_the_chosen_threshold(
     # Both at the validation threshold 0.75: the first model's calls become the labels; the
     # second calls two of three abnormal studies (kappa (5/6 - 1/2) / (1 - 1/2) = 2/3).
     assert table["Kappa at chosen threshold"].tolist() == pytest.approx([1.0, 2 / 3])
+    assert table["Kappa at 0.5"].tolist() == pytest.approx([0.0, 1.0])

@@ -87,7 +87,8 @@ def test_call_flags_name_runs_far_from_the_prevalence_and_collapsed_ones():
     glued = values.call_flags(runs, name=lambda seed: f"seed {seed}")
     assert glued["far"] == "seed 2" and glued["any-far"] == "yes"
     assert glued["collapsed"] == "seed 1" and glued["any-collapsed"] == "yes"
-    assert glued["far-points"] == 15 and glued["called-low"] == 0.5 and glued["called-high"] == 1.0
+    assert glued["far-points"] == 15 and glued["called-range"] == "50% to 100%"
+    assert values.call_flags({0: _run(), 1: _run()})["called-range"] == "50%"
     assert values.call_flags({0: _run()})["any-far"] == "no"
 
 
@@ -95,7 +96,7 @@ def test_operating_values_quote_numbers_and_readings():
     point = {
         "threshold": 0.62,
         "validation_studies": 40,
-        "kappa_default": 0.31,
+        "kappa_default": -0.01,
         "kappa_chosen": 0.45,
         "kappa_diff": 0.14,
         "kappa_low": 0.05,
@@ -117,7 +118,11 @@ def test_operating_values_quote_numbers_and_readings():
         "mean_probability": 0.6,
     }
     glued = values.operating_values(point, calibration)
-    assert glued["kappa-diff"] == "+0.140" and glued["kappa-verdict"] == "higher"
+    assert (
+        glued["kappa-default"] == "\u22120.010"
+        and glued["kappa-diff"] == "+0.140"
+        and glued["kappa-verdict"] == "higher"
+    )
     assert glued["overconfidence-low"] == "\u22120.050" and glued["confidence"] == "undetermined"
     assert glued["flag"] == "far" and glued["threshold"] == 0.62 and glued["brier"] == 0.2 and glued["bins"] == 10
 

@@ -121,7 +121,7 @@ def operating_values(point: dict, calibration: dict) -> dict:
     """What the text quotes about one run's operating point and calibration, from
     :func:`mura_lib.evaluation.operating_point` and :func:`mura_lib.evaluation.calibration`:
     the chosen ``threshold``, kappa at 0.5 (``kappa-default``) and at the chosen threshold
-    (``kappa-chosen``), their difference with its interval (``kappa-diff``, ``kappa-low``,
+    (``kappa-chosen``, both as text with a true minus), their difference with its interval (``kappa-diff``, ``kappa-low``,
     ``kappa-high``) and ``kappa-verdict`` (``higher``, ``lower``, ``undetermined``), the shares
     called abnormal (``called-default``, ``called-chosen``), the ``prevalence`` and the ``flag``
     of the calls at 0.5 (``far``, ``collapsed``, ``none``); the
@@ -131,8 +131,8 @@ def operating_values(point: dict, calibration: dict) -> dict:
     return {
         "threshold": point["threshold"],
         "validation-studies": point["validation_studies"],
-        "kappa-default": point["kappa_default"],
-        "kappa-chosen": point["kappa_chosen"],
+        "kappa-default": plain(point["kappa_default"]),
+        "kappa-chosen": plain(point["kappa_chosen"]),
         "kappa-diff": signed(point["kappa_diff"]),
         "kappa-low": signed(point["kappa_low"]),
         "kappa-high": signed(point["kappa_high"]),
@@ -158,7 +158,7 @@ def call_flags(runs: dict, name=str) -> dict:
     names (``name`` of each label; ``none``), ``any-far`` and ``any-collapsed`` (``yes``/``no``),
     the distance that counts as far (``far-points``, percentage points), the share below which
     one side of the threshold counts as collapsed (``collapsed-percent``) and the range of the
-    shares (``called-low``, ``called-high``)."""
+    shares in whole percentages (``called-range``: ``41% to 63%``, or one share)."""
     flagged = {"far": [], "collapsed": []}
     shares = []
     for label, run in runs.items():
@@ -167,7 +167,8 @@ def call_flags(runs: dict, name=str) -> dict:
         if calls["flag"] in flagged:
             flagged[calls["flag"]].append(name(label))
     values = {"far-points": round(FAR_FROM_PREVALENCE * 100), "collapsed-percent": round(COLLAPSED_MARGIN * 100)}
-    values |= {"called-low": min(shares, default=float("nan")), "called-high": max(shares, default=float("nan"))}
+    low, high = (f"{min(shares):.0%}", f"{max(shares):.0%}") if shares else ("n/a", "n/a")
+    values["called-range"] = low if low == high else f"{low} to {high}"
     for flag, names in flagged.items():
         values |= {flag: join_words(names) or "none", f"any-{flag}": "yes" if names else "no"}
     return values
