@@ -70,7 +70,11 @@ def _confusion(labels, predicted):
 
 def _kappa(labels, predicted, axis=-1):
     labels, predicted = np.moveaxis(labels, axis, -1), np.moveaxis(predicted, axis, -1)
-    tp, tn, fp, fn = _confusion(labels, predicted)
+    return _kappa_counts(*_confusion(labels, predicted))
+
+
+def _kappa_counts(tp, tn, fp, fn):
+    """Cohen's kappa from the four counts of a confusion matrix (arrays allowed)."""
     n = tp + tn + fp + fn
     observed = (tp + tn) / n
     expected = ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n**2
@@ -486,28 +490,285 @@ def seed_spread(values, confidence: float = 0.95) -> dict:
     }
 
 
-def choose_threshold(studies: pd.DataFrame, criterion: str = "youden") -> float:
-    """A decision threshold chosen on *validation* studies (never on the test set).
+# --- operating point and calibration ----------------------------------------------------------
 
-    Candidates lie midway between consecutive distinct probabilities, so that the rule
-    ``probability > threshold`` separates them; ``youden`` maximises sensitivity +
-    specificity - 1, ``kappa`` maximises Cohen's kappa.
+THRESHOLD_RULES = ("prevalence", "youden", "kappa")
+# The rule the thesis uses: see :func:`choose_threshold`.
+THRESHOLD_RULE = "prevalence"
+# A run calls "far" from the prevalence a share of abnormal calls more than this many
+# percentage points away from it (see :func:`calls_against_prevalence`).
+FAR_FROM_PREVALENCE = 0.15
+# A run has collapsed when fewer than this share of its test studies fall on one side.
+COLLAPSED_MARGIN = 0.05
+CALIBRATION_BINS = 10
+
+
+def choose_threshold(studies: pd.DataFrame, criterion: str = THRESHOLD_RULE) -> float:
+    """A decision threshold chosen on *validation* studies (never on the test set), for the rule
+    ``probability > threshold``.
+
+    The candidates are the points of the study-level ROC curve (scikit-learn's ``roc_curve``,
+    every distinct probability); each is returned as the midpoint between its probability and
+    the next lower one, so that ``probability > threshold`` calls abnormal the same studies as
+    the curve's ``probability >= point``.  ``criterion``:
+
+    - ``prevalence`` (the thesis's rule): the point whose share of studies called abnormal is
+      closest to the share of abnormal studies among them.  The decisions then have the
+      prevalence the data have, whatever the model's calibration, so that Cohen's kappa, which
+      rewards agreement beyond the agreement of the two marginal shares, measures the ranking
+      of the studies and not where the probabilities happen to lie.  It is a quantile of the
+      validation probabilities, hence stable on a small validation subset, where the arg-max of
+      a jagged empirical curve is not.
+    - ``youden``: the point that maximises Youden's J, sensitivity + specificity - 1.
+    - ``kappa``: the point that maximises Cohen's kappa.
+
+    Ties go to the higher threshold (fewer abnormal calls).
     """
-    if criterion not in ("youden", "kappa"):
-        raise ValueError(f"criterion must be 'youden' or 'kappa', got {criterion!r}")
-    values = np.unique(studies["probability"].to_numpy(dtype=float))
-    candidates = np.concatenate([[0.0], (values[:-1] + values[1:]) / 2, [1.0]])
+    if criterion not in THRESHOLD_RULES:
+        raise ValueError(f"criterion must be one of {THRESHOLD_RULES}, got {criterion!r}")
     labels = studies["label"].to_numpy().astype(int)
-    scores = []
-    for threshold in candidates:
-        predicted = (studies["probability"].to_numpy() > threshold).astype(int)
-        if criterion == "kappa":
-            scores.append(skm.cohen_kappa_score(labels, predicted) if len(np.unique(predicted)) > 1 else -1.0)
-        else:
-            tpr = predicted[labels == 1].mean() if (labels == 1).any() else 0.0
-            tnr = 1 - predicted[labels == 0].mean() if (labels == 0).any() else 0.0
-            scores.append(tpr + tnr - 1)
-    return float(candidates[int(np.argmax(scores))])
+    probability = studies["probability"].to_numpy(dtype=float)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("A threshold is chosen on studies of both classes; these have one.")
+    fpr, tpr, points = skm.roc_curve(labels, probability, drop_intermediate=False)
+    positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
+    tp, fp = tpr * positives, fpr * negatives
+    called = (tp + fp) / len(labels)
+    if criterion == "prevalence":
+        score = -np.abs(called - positives / len(labels))
+    elif criterion == "youden":
+        score = tpr - fpr
+    else:
+        tn, fn = negatives - fp, positives - tp
+        score = np.nan_to_num(_kappa_counts(tp, tn, fp, fn), nan=-1.0)
+    best = int(np.argmax(np.round(score, 12)))
+    if best == 0:  # nothing called abnormal (roc_curve's first point lies above every probability)
+        return 1.0
+    lower = points[best + 1] if best + 1 < len(points) else 0.0
+    return float((points[best] + lower) / 2)
+
+
+def _difference_verdict(low: float, high: float) -> str:
+    if low > 0:
+        return "higher"
+    if high < 0:
+        return "lower"
+    return "undetermined"
+
+
+def operating_point(
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    *,
+    criterion: str = THRESHOLD_RULE,
+    default: float = 0.5,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """Cohen's kappa on the ``test`` studies at the ``default`` threshold and at the threshold
+    chosen on the ``validation`` studies by ``criterion`` (:func:`choose_threshold`).
+
+    Returns the ``threshold``, ``kappa_default`` and ``kappa_chosen``, their difference
+    ``kappa_diff`` (chosen - default) with a paired percentile bootstrap interval over the test
+    studies (``kappa_low``, ``kappa_high``) and its ``verdict`` (``higher``, ``lower`` or
+    ``undetermined``: whether that interval excludes zero), the shares of test studies called
+    abnormal at either threshold (``called_default``, ``called_chosen``), the test
+    ``prevalence``, the ``flag`` of the calls at the default threshold
+    (:func:`calls_against_prevalence`) and the sensitivity and specificity at either threshold.
+    """
+    threshold = choose_threshold(validation, criterion)
+    labels = test["label"].to_numpy().astype(float)
+    probability = test["probability"].to_numpy(dtype=float)
+    at_default = study_metrics(labels, probability, default)
+    at_chosen = study_metrics(labels, probability, threshold)
+    called_default = (probability > default).astype(float)
+    called_chosen = (probability > threshold).astype(float)
+
+    def difference(labels, chosen, fixed, axis=-1):
+        return _kappa(labels, chosen, axis) - _kappa(labels, fixed, axis)
+
+    if np.array_equal(called_chosen, called_default):
+        low = high = 0.0  # the same decisions: no difference to estimate
+    else:
+        low, high = percentile_bootstrap(
+            (labels, called_chosen, called_default),
+            difference,
+            paired=True,
+            n_resamples=n_resamples,
+            confidence=confidence,
+            seed=seed,
+        )
+    low, high = float(low), float(high)
+    return {
+        "criterion": criterion,
+        "threshold": threshold,
+        "default": float(default),
+        "kappa_default": at_default["kappa"],
+        "kappa_chosen": at_chosen["kappa"],
+        "kappa_diff": float(at_chosen["kappa"] - at_default["kappa"]),
+        "kappa_low": low,
+        "kappa_high": high,
+        "verdict": _difference_verdict(low, high),
+        "called_default": float(called_default.mean()),
+        "called_chosen": float(called_chosen.mean()),
+        "prevalence": float(labels.mean()),
+        "flag": calls_against_prevalence(test, threshold=default)["flag"],
+        "sensitivity_default": at_default["sensitivity"],
+        "specificity_default": at_default["specificity"],
+        "sensitivity_chosen": at_chosen["sensitivity"],
+        "specificity_chosen": at_chosen["specificity"],
+        "validation_studies": int(len(validation)),
+    }
+
+
+def _bin_index(probability, n_bins: int):
+    """The equal-width bin of each probability, as ``sklearn.calibration.calibration_curve``
+    with ``strategy="uniform"`` assigns them (bins closed on the right but the first)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.searchsorted(edges[1:-1], probability)
+
+
+def reliability_curve(studies: pd.DataFrame, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """The reliability curve of study probabilities: ``n_bins`` equal-width bins of the predicted
+    probability, and for each bin with studies its edges (``low``, ``high``), the mean predicted
+    probability (``predicted``), the share of abnormal studies (``observed``) and the number of
+    ``studies``.  ``predicted`` and ``observed`` are scikit-learn's ``calibration_curve``."""
+    from sklearn.calibration import calibration_curve
+
+    labels = studies["label"].to_numpy().astype(int)
+    probability = studies["probability"].to_numpy(dtype=float)
+    observed, predicted = calibration_curve(labels, probability, n_bins=n_bins, strategy="uniform")
+    bins = _bin_index(probability, n_bins)
+    counts = np.bincount(bins, minlength=n_bins)
+    present = np.flatnonzero(counts)
+    return pd.DataFrame(
+        {
+            "low": present / n_bins,
+            "high": (present + 1) / n_bins,
+            "predicted": predicted,
+            "observed": observed,
+            "studies": counts[present],
+        }
+    )
+
+
+def expected_calibration_error(labels, probabilities, n_bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error of the probability of *abnormal*: ``n_bins`` equal-width bins
+    of the predicted probability (those of :func:`reliability_curve`), and the mean over studies
+    of the gap between their bin's mean predicted probability and its share of abnormal
+    studies, ``sum_b (n_b / n) |predicted_b - observed_b|``."""
+    labels = np.asarray(labels, dtype=float)
+    probabilities = np.asarray(probabilities, dtype=float)
+    bins = _bin_index(probabilities, n_bins)
+    counts = np.bincount(bins, minlength=n_bins)
+    predicted = np.bincount(bins, weights=probabilities, minlength=n_bins)
+    observed = np.bincount(bins, weights=labels, minlength=n_bins)
+    return float(np.abs(predicted - observed).sum() / counts.sum())
+
+
+def _overconfidence(labels, probabilities, axis=-1):
+    """Mean confidence minus accuracy of the decisions at 0.5 (vectorised over resamples)."""
+    correct = np.where(probabilities > 0.5, labels, 1 - labels)
+    confidence = np.where(probabilities > 0.5, probabilities, 1 - probabilities)
+    return (confidence - correct).mean(axis=axis)
+
+
+def calibration(
+    studies: pd.DataFrame,
+    *,
+    n_bins: int = CALIBRATION_BINS,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """How well the study probabilities are calibrated.
+
+    ``brier``: scikit-learn's Brier score (the mean squared difference between probability and
+    label; 0.25 for a constant 0.5).  ``ece``: :func:`expected_calibration_error` with ``n_bins``
+    equal-width bins.  ``overconfidence``: the mean over studies of the confidence of the
+    decision at 0.5 (the probability of the class chosen) minus whether it was right, zero in
+    expectation for calibrated probabilities; positive when the probabilities are more extreme
+    than the outcomes (over-confident), negative when less (under-confident).  With it, its
+    percentile bootstrap interval over studies (``overconfidence_low``/``_high``) and the
+    ``reading``: ``over`` or ``under`` when the interval excludes zero, else ``undetermined``.
+    ``mean_probability`` and ``prevalence`` compare the calibration in the large.
+    """
+    labels = studies["label"].to_numpy().astype(float)
+    probability = studies["probability"].to_numpy(dtype=float)
+    low, high = percentile_bootstrap(
+        (labels, probability),
+        _overconfidence,
+        paired=True,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    low, high = float(low), float(high)
+    return {
+        "brier": float(skm.brier_score_loss(labels.astype(int), probability)),
+        "ece": expected_calibration_error(labels, probability, n_bins),
+        "bins": int(n_bins),
+        "overconfidence": float(_overconfidence(labels, probability)),
+        "overconfidence_low": low,
+        "overconfidence_high": high,
+        "reading": "over" if low > 0 else "under" if high < 0 else "undetermined",
+        "mean_probability": float(probability.mean()),
+        "prevalence": float(labels.mean()),
+    }
+
+
+def calls_against_prevalence(
+    studies: pd.DataFrame,
+    *,
+    threshold: float = 0.5,
+    far: float = FAR_FROM_PREVALENCE,
+    margin: float = COLLAPSED_MARGIN,
+) -> dict:
+    """The share of ``studies`` called abnormal at ``threshold`` against their prevalence.
+
+    ``flag`` is ``collapsed`` when the probabilities are (nearly) constant or fewer than
+    ``margin`` of the studies fall on one side of the threshold, ``far`` when the share called
+    abnormal lies more than ``far`` (15 percentage points) from the prevalence, else ``none``.
+    A fixed distance and not a binomial interval of the prevalence: even a calibrated model
+    does not call exactly the prevalence abnormal at 0.5 (the share depends on how its
+    probabilities spread around 0.5), so an interval that narrows with the number of studies
+    would flag every run of a large test set and none of a small one; 15 points, a third of
+    MURA's share of abnormal studies, is a departure that changes kappa whatever the ranking.
+    """
+    labels = studies["label"].to_numpy().astype(float)
+    probability = studies["probability"].to_numpy(dtype=float)
+    called = float((probability > threshold).mean())
+    prevalence = float(labels.mean())
+    if probability.max() - probability.min() < 1e-6 or not margin <= called <= 1 - margin:
+        flag = "collapsed"
+    elif abs(called - prevalence) > far:
+        flag = "far"
+    else:
+        flag = "none"
+    return {"called": called, "prevalence": prevalence, "difference": called - prevalence, "flag": flag}
+
+
+def calls_table(
+    studies: dict[object, pd.DataFrame], validation: dict[object, pd.DataFrame] | None = None, **options
+) -> pd.DataFrame:
+    """One row per named set of test study predictions: the share ``Called abnormal`` at 0.5 (a
+    percentage) and its ``Flag`` (:func:`calls_against_prevalence`: ``far``, ``collapsed`` or
+    blank); with ``validation`` (the same names' validation study predictions), also Cohen's
+    kappa on the test studies at 0.5 and at the threshold chosen on the validation studies
+    (``Kappa at chosen threshold``, :func:`choose_threshold` with the thesis's rule)."""
+    rows = {}
+    for name, frame in studies.items():
+        calls = calls_against_prevalence(frame, **options)
+        row = {"Called abnormal": f"{calls['called']:.0%}", "Flag": "" if calls["flag"] == "none" else calls["flag"]}
+        if validation is not None:
+            threshold = choose_threshold(validation[name])
+            row["Kappa at 0.5"] = study_metrics(frame["label"], frame["probability"], options.get("threshold", 0.5))[
+                "kappa"
+            ]
+            row["Kappa at chosen threshold"] = study_metrics(frame["label"], frame["probability"], threshold)["kappa"]
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def ensemble(predictions: list[pd.DataFrame]) -> pd.DataFrame:

@@ -119,6 +119,26 @@ def roc_curves(studies: dict[str, pd.DataFrame], *, title: str | None = None, po
     return fig
 
 
+def reliability_diagram(curve: pd.DataFrame, *, label: str = "model") -> plt.Figure:
+    """A reliability diagram from :func:`mura_lib.evaluation.reliability_curve`: above, the share
+    of abnormal studies against the mean predicted probability in each bin, beside the diagonal
+    of perfect calibration; below, how many studies each bin holds."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.0, 5.6), height_ratios=(3, 1.1), layout="constrained")
+    top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
+    top.plot(curve["predicted"], curve["observed"], marker="o", label=label)
+    top.set_xlabel("mean predicted probability of abnormal in the bin")
+    top.set_ylabel("share of studies abnormal")
+    widths = curve["high"] - curve["low"]
+    bottom.bar(curve["low"], curve["studies"], width=widths, align="edge", edgecolor="white")
+    bottom.set_xlabel("predicted probability of abnormal (bins)")
+    bottom.set_ylabel("studies")
+    for ax in (top, bottom):
+        ax.set_xlim(-0.01, 1.01)
+    top.set_ylim(-0.01, 1.01)
+    _legend_below(fig, *top.get_legend_handles_labels(), columns=2)
+    return fig
+
+
 def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figure:
     predicted = (studies["probability"] > threshold).astype(int)
     matrix = skm.confusion_matrix(studies["label"], predicted, labels=[0, 1])

@@ -136,9 +136,146 @@ def test_scorer_rejects_incomplete_submission(tmp_path):
 
 def test_threshold_is_chosen_from_given_studies():
     studies = pd.DataFrame({"label": [0, 0, 1, 1], "probability": [0.1, 0.3, 0.35, 0.8]})
-    for criterion in ("kappa", "youden"):
+    for criterion in evaluation.THRESHOLD_RULES:
         threshold = evaluation.choose_threshold(studies, criterion)
         assert 0.3 < threshold < 0.35
         assert (studies["probability"] > threshold).astype(int).tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="criterion"):
         evaluation.choose_threshold(studies, "f1")
+    with pytest.raises(ValueError, match="both classes"):
+        evaluation.choose_threshold(studies.assign(label=1))
+
+
+def _validation():
+    """Ten validation studies, four abnormal, in descending order of probability:
+    A A N N | N A N A N N.  Calling the top four abnormal matches the prevalence (threshold
+    midway between 0.6 and 0.3); calling the top two maximises Youden's J (0.5 - 0 against
+    0.75 - 3/6 and 1 - 4/6 further down) and kappa (0.545 against 0.167 and 0.286)."""
+    return pd.DataFrame(
+        {
+            "label": [1, 1, 0, 0, 0, 1, 0, 1, 0, 0],
+            "probability": [0.9, 0.8, 0.7, 0.6, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05],
+        }
+    )
+
+
+@pytest.mark.parametrize("criterion, expected", [("prevalence", 0.45), ("youden", 0.75), ("kappa", 0.75)])
+def test_threshold_rules_on_a_known_case(criterion, expected):
+    studies = _validation().sample(frac=1.0, random_state=0)  # the order of the rows does not matter
+    assert evaluation.choose_threshold(studies, criterion) == pytest.approx(expected)
+    assert evaluation.THRESHOLD_RULE == "prevalence"
+
+
+def test_prevalence_rule_with_tied_probabilities_calls_the_nearest_share():
+    # Prevalence 0.5; the ties allow 1, 3 or 4 of 4 studies above a threshold, none of them 2.
+    # 1 and 3 are equally near; the tie goes to the higher threshold, midway between 0.9 and 0.4.
+    studies = pd.DataFrame({"label": [0, 1, 0, 1], "probability": [0.2, 0.4, 0.4, 0.9]})
+    assert evaluation.choose_threshold(studies) == pytest.approx(0.65)
+
+
+def _miscalibrated(repeats: int = 5):
+    """A model that ranks perfectly but calls every study abnormal at 0.5."""
+    validation = pd.DataFrame({"label": [0, 0, 1, 1], "probability": [0.6, 0.7, 0.8, 0.9]})
+    test = pd.DataFrame(
+        {"label": [0, 0, 0, 1, 1, 1] * repeats, "probability": [0.55, 0.6, 0.7, 0.8, 0.85, 0.95] * repeats}
+    )
+    return validation, test
+
+
+def test_kappa_at_the_default_and_the_chosen_threshold():
+    validation, test = _miscalibrated()
+    point = evaluation.operating_point(validation, test, n_resamples=200, seed=0)
+    assert point["threshold"] == pytest.approx(0.75)
+    # At 0.5 every study is called abnormal: agreement no better than chance.  At 0.75 the
+    # calls are the labels.
+    assert point["kappa_default"] == pytest.approx(0.0)
+    assert point["kappa_chosen"] == pytest.approx(1.0)
+    assert point["kappa_diff"] == pytest.approx(1.0)
+    assert point["called_default"] == 1.0 and point["called_chosen"] == 0.5 and point["prevalence"] == 0.5
+    assert point["flag"] == "collapsed"
+    assert point["sensitivity_default"] == 1.0 and point["specificity_default"] == 0.0
+    assert point["kappa_low"] > 0 and point["verdict"] == "higher"
+
+
+def test_the_same_decisions_at_both_thresholds_make_no_difference():
+    validation = pd.DataFrame({"label": [0, 0, 1, 1], "probability": [0.2, 0.45, 0.55, 0.9]})
+    test = pd.DataFrame({"label": [0, 1, 0, 1, 1, 0], "probability": [0.1, 0.3, 0.35, 0.7, 0.8, 0.9]})
+    point = evaluation.operating_point(validation, test, n_resamples=100)
+    assert point["threshold"] == pytest.approx(0.5)
+    assert point["kappa_diff"] == 0.0 and point["verdict"] == "undetermined"
+    expected = skm.cohen_kappa_score(test["label"], (test["probability"] > 0.5).astype(int))
+    assert point["kappa_default"] == pytest.approx(expected)
+
+
+def _binned():
+    # Bins of width 0.1: (0.1, 0.2] holds 0.12 and 0.15 (one abnormal), (0.6, 0.7] holds 0.62,
+    # 0.65 and 0.68 (two abnormal).
+    return pd.DataFrame({"label": [0, 1, 1, 0, 1], "probability": [0.12, 0.15, 0.62, 0.68, 0.65]})
+
+
+def test_brier_score_and_ece_against_hand_computed_values():
+    studies = _binned()
+    result = evaluation.calibration(studies, n_resamples=100)
+    brier = (0.12**2 + 0.85**2 + 0.38**2 + 0.68**2 + 0.35**2) / 5
+    ece = (2 * abs(0.135 - 0.5) + 3 * abs(0.65 - 2 / 3)) / 5
+    assert result["brier"] == pytest.approx(brier)
+    assert result["ece"] == pytest.approx(ece)
+    assert evaluation.expected_calibration_error(studies["label"], studies["probability"]) == pytest.approx(ece)
+    assert result["mean_probability"] == pytest.approx(0.444) and result["prevalence"] == pytest.approx(0.6)
+    # A probability on a bin edge belongs to the bin below it, as in calibration_curve.
+    assert evaluation.expected_calibration_error([1, 0], [0.1, 0.2]) == pytest.approx((0.9 + 0.2) / 2)
+
+
+def test_reliability_curve_is_scikit_learns_with_the_bin_counts():
+    curve = evaluation.reliability_curve(_binned())
+    assert curve["studies"].tolist() == [2, 3]
+    # A probability on an edge (0.2) in the bin below, as calibration_curve counts it.
+    edge = evaluation.reliability_curve(pd.DataFrame({"label": [0, 1, 1], "probability": [0.2, 0.25, 0.9]}))
+    assert edge["studies"].tolist() == [1, 1, 1] and edge["low"].tolist() == pytest.approx([0.1, 0.2, 0.8])
+    assert curve["low"].tolist() == pytest.approx([0.1, 0.6]) and curve["high"].tolist() == pytest.approx([0.2, 0.7])
+    assert curve["predicted"].tolist() == pytest.approx([0.135, 0.65])
+    assert curve["observed"].tolist() == pytest.approx([0.5, 2 / 3])
+
+
+def test_overconfidence_reads_over_and_under():
+    # Confidence of each decision at 0.5 minus whether it was right: 0.9 - 1, 0.8 - 0, 0.8 - 1,
+    # 0.7 - 0; mean 0.3.
+    over = pd.DataFrame({"label": [1, 0, 0, 1], "probability": [0.9, 0.8, 0.2, 0.3]})
+    assert evaluation.calibration(over, n_resamples=50)["overconfidence"] == pytest.approx(0.3)
+    # Every decision right with a confidence of 0.6 to 0.65: under-confident.
+    under = pd.DataFrame({"label": [1, 1, 0, 0] * 5, "probability": [0.6, 0.65, 0.35, 0.4] * 5})
+    result = evaluation.calibration(under, n_resamples=200)
+    assert result["overconfidence"] == pytest.approx(-0.375)
+    assert result["overconfidence_high"] < 0 and result["reading"] == "under"
+    overconfident = pd.DataFrame({"label": [1, 0] * 10, "probability": [0.99, 0.98] * 10})
+    assert evaluation.calibration(overconfident, n_resamples=200)["reading"] == "over"
+
+
+@pytest.mark.parametrize(
+    "probabilities, flag",
+    [
+        ([0.2] * 4 + [0.6] * 6, "none"),  # 60% called abnormal, prevalence 50%: 10 points
+        ([0.2] * 3 + [0.6] * 7, "far"),  # 70%: 20 points
+        ([0.2] * 7 + [0.6] * 3, "far"),  # 30%: 20 points below
+        ([0.6] * 10, "collapsed"),  # every study called abnormal
+        ([0.4] * 10, "collapsed"),  # one probability
+    ],
+)
+def test_calls_far_from_the_prevalence_are_flagged(probabilities, flag):
+    studies = pd.DataFrame({"label": [0, 1] * 5, "probability": probabilities})
+    calls = evaluation.calls_against_prevalence(studies)
+    assert calls["flag"] == flag
+    assert calls["prevalence"] == 0.5
+    assert calls["called"] == pytest.approx(np.mean(np.array(probabilities) > 0.5))
+
+
+def test_calls_table_gives_the_share_the_flag_and_kappa_at_the_chosen_threshold():
+    validation, test = _miscalibrated(repeats=1)
+    fine = test.assign(probability=[0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    table = evaluation.calls_table({0: test, 1: fine}, validation={0: validation, 1: validation})
+    assert table["Called abnormal"].tolist() == ["100%", "50%"]
+    assert table["Flag"].tolist() == ["collapsed", ""]
+    # Both at the validation threshold 0.75: the first model's calls become the labels; the
+    # second calls two of three abnormal studies (kappa (5/6 - 1/2) / (1 - 1/2) = 2/3).
+    assert table["Kappa at chosen threshold"].tolist() == pytest.approx([1.0, 2 / 3])
+    assert table["Kappa at 0.5"].tolist() == pytest.approx([0.0, 1.0])

@@ -58,6 +58,7 @@ FIGURES = {
         {"model A": _studies(0), "model B": _studies(1)}, points={"radiologist": (0.1, 0.8)}, title="test"
     ),
     "confusion matrix": lambda: plots.confusion_matrix(_studies(0)),
+    "reliability diagram": lambda: plots.reliability_diagram(evaluation.reliability_curve(_studies(0))),
     "kappa on MURA": lambda: plots.kappa_comparison(_kappa_table("mura"), data_source="mura"),
     "kappa on synthetic data": lambda: plots.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic"),
     "image grid": lambda: plots.image_grid([np.full((8, 8), 100, np.uint8)] * 3, ["a", "b", "c"], columns=2),

@@ -76,6 +76,57 @@ def test_collapsed_flags_one_probability_and_one_sided_calls():
     assert values.collapsed({"fine": _run()}) == {"collapsed": "none", "any-collapsed": "no"}
 
 
+def test_call_flags_name_runs_far_from_the_prevalence_and_collapsed_ones():
+    runs = {
+        0: _run(probabilities=(0.2, 0.8)),  # half called abnormal, prevalence a half
+        1: _run(probabilities=(0.6, 0.8)),  # every study: collapsed
+        2: SimpleNamespace(
+            study_predictions=lambda subset: pd.DataFrame({"label": [0, 1] * 5, "probability": [0.2] * 2 + [0.7] * 8})
+        ),  # 80% called abnormal: 30 points from the prevalence
+    }
+    glued = values.call_flags(runs, name=lambda seed: f"seed {seed}")
+    assert glued["far"] == "seed 2" and glued["any-far"] == "yes"
+    assert glued["collapsed"] == "seed 1" and glued["any-collapsed"] == "yes"
+    assert glued["far-points"] == 15 and glued["called-range"] == "50% to 100%"
+    assert values.call_flags({0: _run(), 1: _run()})["called-range"] == "50%"
+    assert values.call_flags({0: _run()})["any-far"] == "no"
+
+
+def test_operating_values_quote_numbers_and_readings():
+    point = {
+        "threshold": 0.62,
+        "validation_studies": 40,
+        "kappa_default": -0.01,
+        "kappa_chosen": 0.45,
+        "kappa_diff": 0.14,
+        "kappa_low": 0.05,
+        "kappa_high": 0.22,
+        "verdict": "higher",
+        "called_default": 0.8,
+        "called_chosen": 0.47,
+        "prevalence": 0.45,
+        "flag": "far",
+    }
+    calibration = {
+        "brier": 0.2,
+        "ece": 0.1,
+        "bins": 10,
+        "overconfidence": -0.02,
+        "overconfidence_low": -0.05,
+        "overconfidence_high": 0.01,
+        "reading": "undetermined",
+        "mean_probability": 0.6,
+    }
+    glued = values.operating_values(point, calibration)
+    assert (
+        glued["kappa-default"] == "\u22120.010"
+        and glued["kappa-diff"] == "+0.140"
+        and glued["kappa-verdict"] == "higher"
+    )
+    assert glued["overconfidence-low"] == "\u22120.050" and glued["confidence"] == "undetermined"
+    assert glued["flag"] == "far" and glued["threshold"] == 0.62 and glued["brier"] == 0.2 and glued["bins"] == 10
+
+
 def _plan(groups: dict, pretraining="source", image_size=48, seeds=(0, 1, 2), backbones=("resnet50",), size=48):
     return SimpleNamespace(
         settings=SimpleNamespace(

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from ..evaluation import COLLAPSED_MARGIN, FAR_FROM_PREVALENCE, calls_against_prevalence
 from ..tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
 
 ABSENT = "absent"
@@ -114,6 +115,63 @@ def collapsed(runs: dict, threshold: float = 0.5, margin: float = 0.05) -> dict:
         if probability.max() - probability.min() < 1e-6 or not margin <= abnormal <= 1 - margin:
             names.append(label)
     return {"collapsed": join_words(names) or "none", "any-collapsed": "yes" if names else "no"}
+
+
+def operating_values(point: dict, calibration: dict) -> dict:
+    """What the text quotes about one run's operating point and calibration, from
+    :func:`mura_lib.evaluation.operating_point` and :func:`mura_lib.evaluation.calibration`:
+    the chosen ``threshold``, kappa at 0.5 (``kappa-default``) and at the chosen threshold
+    (``kappa-chosen``, both as text with a true minus), their difference with its interval (``kappa-diff``, ``kappa-low``,
+    ``kappa-high``) and ``kappa-verdict`` (``higher``, ``lower``, ``undetermined``), the shares
+    called abnormal (``called-default``, ``called-chosen``), the ``prevalence`` and the ``flag``
+    of the calls at 0.5 (``far``, ``collapsed``, ``none``); the
+    ``brier`` score, the ``ece`` and its ``bins``, the over-confidence with its interval and its
+    ``confidence`` reading (``over``, ``under``, ``undetermined``), and the
+    ``mean-probability``."""
+    return {
+        "threshold": point["threshold"],
+        "validation-studies": point["validation_studies"],
+        "kappa-default": plain(point["kappa_default"]),
+        "kappa-chosen": plain(point["kappa_chosen"]),
+        "kappa-diff": signed(point["kappa_diff"]),
+        "kappa-low": signed(point["kappa_low"]),
+        "kappa-high": signed(point["kappa_high"]),
+        "kappa-verdict": point["verdict"],
+        "called-default": point["called_default"],
+        "called-chosen": point["called_chosen"],
+        "prevalence": point["prevalence"],
+        "flag": point["flag"],
+        "brier": calibration["brier"],
+        "ece": calibration["ece"],
+        "bins": calibration["bins"],
+        "overconfidence": signed(calibration["overconfidence"]),
+        "overconfidence-low": signed(calibration["overconfidence_low"]),
+        "overconfidence-high": signed(calibration["overconfidence_high"]),
+        "confidence": calibration["reading"],
+        "mean-probability": calibration["mean_probability"],
+    }
+
+
+def call_flags(runs: dict, name=str) -> dict:
+    """Runs whose share of test studies called abnormal at 0.5 is far from the prevalence
+    (:func:`mura_lib.evaluation.calls_against_prevalence`): ``far`` and ``collapsed``, their
+    names (``name`` of each label; ``none``), ``any-far`` and ``any-collapsed`` (``yes``/``no``),
+    the distance that counts as far (``far-points``, percentage points), the share below which
+    one side of the threshold counts as collapsed (``collapsed-percent``) and the range of the
+    shares in whole percentages (``called-range``: ``41% to 63%``, or one share)."""
+    flagged = {"far": [], "collapsed": []}
+    shares = []
+    for label, run in runs.items():
+        calls = calls_against_prevalence(run.study_predictions("test"))
+        shares.append(calls["called"])
+        if calls["flag"] in flagged:
+            flagged[calls["flag"]].append(name(label))
+    values = {"far-points": round(FAR_FROM_PREVALENCE * 100), "collapsed-percent": round(COLLAPSED_MARGIN * 100)}
+    low, high = (f"{min(shares):.0%}", f"{max(shares):.0%}") if shares else ("n/a", "n/a")
+    values["called-range"] = low if low == high else f"{low} to {high}"
+    for flag, names in flagged.items():
+        values |= {flag: join_words(names) or "none", f"any-{flag}": "yes" if names else "no"}
+    return values
 
 
 def _lists(prefix: str, comparisons, name) -> dict:
