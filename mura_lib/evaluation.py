@@ -442,21 +442,41 @@ def table_interval(comparisons: list, caller: str) -> str:
     return f"{_percent(levels.pop())} interval"
 
 
+def comparison_name(name_a: str, name_b: str) -> str:
+    """The first column of a table of comparisons: ``A vs B``."""
+    return f"{name_a} vs {name_b}"
+
+
 def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
-    """Paired comparisons for reading: one row each, signed differences with their intervals."""
+    """Paired comparisons for reading, the verdicts first: one row each, with the comparison, the
+    AUROC verdict, the AUROC difference with its interval and the kappa verdict.  Four columns,
+    so that a phone shows the verdict beside the name; :func:`comparison_details` holds the rest."""
     interval = table_interval(comparisons, "comparison_table")
     return pd.DataFrame(
         [
             {
-                "Model A": c.name_a,
-                "Model B": c.name_b,
+                "Comparison": comparison_name(c.name_a, c.name_b),
+                "Verdict (AUROC)": c.verdict,
+                f"AUROC difference ({interval})": f"{_signed(c.auroc_diff)} ({_signed(c.auroc_low)} to {_signed(c.auroc_high)})",
+                "Verdict (kappa)": c.kappa_verdict,
+            }
+            for c in comparisons
+        ]
+    )
+
+
+def comparison_details(comparisons: list[Comparison]) -> pd.DataFrame:
+    """The details of :func:`comparison_table`, one row per comparison in the same order: the
+    studies compared, DeLong's p-value of the AUROC difference and the kappa difference with its
+    interval."""
+    interval = table_interval(comparisons, "comparison_details")
+    return pd.DataFrame(
+        [
+            {
+                "Comparison": comparison_name(c.name_a, c.name_b),
                 "Studies": int(c.studies),
-                "AUROC difference": _signed(c.auroc_diff),
-                interval: f"{_signed(c.auroc_low)} to {_signed(c.auroc_high)}",
                 "DeLong p": _p_text(c.delong_p),
-                "Kappa difference": _signed(c.kappa_diff),
-                f"{interval} (kappa)": f"{_signed(c.kappa_low)} to {_signed(c.kappa_high)}",
-                "Verdict": c.verdict,
+                f"Kappa difference ({interval})": f"{_signed(c.kappa_diff)} ({_signed(c.kappa_low)} to {_signed(c.kappa_high)})",
             }
             for c in comparisons
         ]
