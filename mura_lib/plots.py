@@ -41,55 +41,112 @@ def _legend_rows(entries: int, columns: int) -> int:
     return int(np.ceil(entries / max(columns, 1)))
 
 
-def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc")) -> plt.Figure:
-    """Training and validation curves per epoch, one panel per metric, one colour per run.
+METRIC_WORDS = {
+    "loss": "weighted cross-entropy",
+    "auc": "image-level AUROC",
+    "study_auroc": "study-level AUROC",
+    "accuracy": "accuracy",
+}
+# The series of a metric in a training history: (column prefix, suffix, legend label, colour, line
+# style, marker).  Colour and line style both tell the subset, so that neither alone carries it.
+CURVE_SERIES = (
+    ("", "", "training", "C0", "-", "o"),
+    ("val_", "", "validation", "C1", "--", "s"),
+    ("val_", "_smooth", "validation, smoothed", "C2", ":", None),
+)
+CLIP_QUANTILE = 0.95  # a panel whose largest value is far above this quantile stops near it
 
-    The legend sits below the panels: with many runs (a regularisation study trains ten) it
-    would otherwise cover the curves.
+
+def metric_words(metric: str) -> str:
+    """A history's metric name (``study_auroc``) as an axis label in words."""
+    return METRIC_WORDS.get(metric, metric.replace("_", " "))
+
+
+def robust_limits(values, quantile: float = CLIP_QUANTILE) -> tuple[float, float, bool]:
+    """The y-range of a panel of curves: the values' range with a small margin, unless the largest
+    value lies more than twice as far above the smallest as the ``quantile`` does (one spike that
+    would compress every other curve): then the range stops a little above the quantile.  Returns
+    ``(low, high, cut)``."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return 0.0, 1.0, False
+    low, top, high = float(values.min()), float(np.quantile(values, quantile)), float(values.max())
+    cut = top > low and high - low > 2 * (top - low)
+    upper = top + 0.15 * (top - low) if cut else high
+    margin = 0.05 * (upper - low) or 0.05 * max(abs(low), 1.0)
+    return low - margin, (upper if cut else high + margin), cut
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc")) -> plt.Figure:
+    """Training and validation curves per epoch.
+
+    One run: one panel per metric.  Several runs: small multiples, one panel per run (and metric),
+    titled with the run's name, sharing each metric's y-range, so that no two runs need telling
+    apart by a colour.  In every panel the colour and the line style tell the subset (training,
+    validation, and the validation series smoothed over epochs where the history records one,
+    ``val_<metric>_smooth``); one legend below the panels says which.  A spike far above the rest
+    of a metric's values (:func:`robust_limits`) no longer sets the range: the axis stops near the
+    values' 95th percentile and each value above it is marked by a triangle at the top edge.
     """
-    frames = []
-    for name, history in histories.items():
-        for metric in metrics:
-            for prefix, subset in (("", "training"), ("val_", "validation")):
-                column = prefix + metric
-                if column in history:
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "epoch": history["epoch"] + 1,
-                                "value": history[column],
-                                "metric": metric,
-                                "subset": subset,
-                                "run": name,
-                            }
-                        )
-                    )
-    data = pd.concat(frames, ignore_index=True)
-    entries = (len(histories) + 1 if len(histories) > 1 else 0) + 3
-    columns = 4 if len(metrics) > 1 else 3
-    height = 3.0 + 0.22 * _legend_rows(entries, columns)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(FIGURE_WIDTH, height), squeeze=False, layout="constrained")
-    labels = {"loss": "weighted cross-entropy", "auc": "image-level AUROC", "accuracy": "accuracy"}
-    for ax, metric in zip(axes[0], metrics):
-        part = data.loc[data["metric"] == metric]
-        sns.lineplot(
-            part,
-            x="epoch",
-            y="value",
-            hue="run" if len(histories) > 1 else None,
-            style="subset",
-            marker="o",
-            ax=ax,
-            estimator=None,
-        )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(labels.get(metric, metric))
+    if not histories:
+        raise ValueError("learning_curves needs at least one history.")
+    runs = list(histories)
+    if len(runs) == 1:
+        panels = [(runs[0], metric) for metric in metrics]
+        rows, columns = 1, len(metrics)
+    elif len(metrics) == 1:
+        panels = [(run, metrics[0]) for run in runs]
+        columns = min(len(runs), 3)
+        rows = int(np.ceil(len(runs) / columns))
+    else:
+        panels = [(run, metric) for run in runs for metric in metrics]
+        rows, columns = len(runs), len(metrics)
+    height = (3.0 if rows == 1 else 2.1 * rows) + 0.35
+    fig, axes = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH, height), squeeze=False, layout="constrained")
+    limits = {}
+    for metric in metrics:
+        values = [
+            histories[run][f"{prefix}{metric}{suffix}"].to_numpy(dtype=float)
+            for run in runs
+            for prefix, suffix, *_ in CURVE_SERIES
+            if f"{prefix}{metric}{suffix}" in histories[run]
+        ]
+        limits[metric] = robust_limits(np.concatenate(values) if values else [])
+    shown = {}
+    for ax, (run, metric) in zip(axes.ravel(), panels):
+        history = histories[run]
+        epochs = history["epoch"].to_numpy() + 1
+        low, high, cut = limits[metric]
+        for prefix, suffix, label, colour, style, marker in CURVE_SERIES:
+            column = f"{prefix}{metric}{suffix}"
+            if column not in history:
+                continue
+            values = history[column].to_numpy(dtype=float)
+            shown[label] = ax.plot(
+                epochs, values, color=colour, linestyle=style, marker=marker, markersize=3.5, label=label
+            )[0]
+            above = values > high
+            if cut and above.any():
+                ax.plot(
+                    epochs[above],
+                    np.full(above.sum(), high),
+                    linestyle="none",
+                    marker="^",
+                    markersize=6,
+                    color=colour,
+                    clip_on=False,
+                )
+        ax.set_ylim(low, high)
+        size = "small" if len(runs) > 1 else None
+        ax.set_xlabel("epoch", fontsize=size)
+        ax.set_ylabel(metric_words(metric), fontsize=size)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0]:
-        if ax.get_legend():
-            ax.get_legend().remove()
-    _legend_below(fig, handles, names, columns=columns)
+        if len(runs) > 1:
+            ax.set_title(run, fontsize="small", pad=8)
+    for ax in axes.ravel()[len(panels) :]:
+        fig.delaxes(ax)
+    _legend_below(fig, list(shown.values()), list(shown), columns=len(shown))
     return fig
 
 
