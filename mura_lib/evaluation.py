@@ -44,6 +44,12 @@ PAPER_KAPPA = pd.DataFrame(
 PAPER_TEST_AUROC = 0.929
 
 
+def study_type_name(study_type: str) -> str:
+    """A study type as a reader names it: ``XR_SHOULDER`` as ``shoulder``; other labels (``overall``)
+    as they are."""
+    return str(study_type).removeprefix("XR_").lower()
+
+
 # --- vectorised statistics for the bootstrap (axis=-1 holds the studies) ---------------------
 
 
@@ -598,7 +604,7 @@ def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity"
             else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
             for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
         ]
-    shown.index.name = "study type"
+    shown.index = pd.Index([study_type_name(name) for name in shown.index], name="study type")
     return format_table(shown, digits=digits)
 
 
@@ -610,16 +616,27 @@ DATA_GROUPS = {
 
 
 def kappa_beside_paper(table: pd.DataFrame, label: str = "this model", *, data_source: str = "mura") -> pd.DataFrame:
-    """This run's kappa per study type beside the paper's radiologists and model.
+    """This run's kappa per study type beside the paper's radiologists and model, the study types
+    named as a reader names them (``elbow``, ..., ``overall``).
 
     The columns form two labelled groups: the published figures, and this build's kappa
     titled with the data it was measured on (``data_source``: ``"mura"`` or ``"synthetic"``),
-    so that a kappa measured on synthetic images never reads as a column of the paper's.
+    so that a kappa measured on synthetic images never reads as a column of the paper's.  Where
+    ``table`` has ``kappa_low`` and ``kappa_high`` (:func:`metrics_table`), this build's group
+    also has their ``95% interval`` (the paper gives none).
     """
     if data_source not in DATA_GROUPS:
         raise ValueError(f"data_source must be one of {tuple(DATA_GROUPS)}, got {data_source!r}")
     ours = table["kappa"].rename(label).reindex(PAPER_KAPPA.index).to_frame()
+    if {"kappa_low", "kappa_high"} <= set(table.columns):
+        bounds = table[["kappa_low", "kappa_high"]].reindex(PAPER_KAPPA.index)
+        ours["95% interval"] = [
+            "n/a" if pd.isna(low) or pd.isna(high) else f"{low:.3f} to {high:.3f}".replace("-", MINUS)
+            for low, high in zip(bounds["kappa_low"], bounds["kappa_high"])
+        ]
     published = PAPER_KAPPA.copy()
     published.columns = pd.MultiIndex.from_product([[PUBLISHED_GROUP], published.columns])
     ours.columns = pd.MultiIndex.from_product([[DATA_GROUPS[data_source]], ours.columns])
-    return published.join(ours, how="left")
+    joined = published.join(ours, how="left")
+    joined.index = pd.Index([study_type_name(name) for name in joined.index], name="study type")
+    return joined

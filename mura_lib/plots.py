@@ -196,9 +196,10 @@ def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figur
     return fig
 
 
-def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
+def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette, intervals: dict | None = None) -> None:
     """Grouped bars (rows: study types, columns: raters), each with a tick at its value so that
-    a kappa of 0 stays visible, and its value printed where the bar itself would not show."""
+    a kappa of 0 stays visible, and its value printed where the bar itself would not show;
+    ``intervals`` (rater -> (lows, highs)) adds error bars to a rater's bars."""
     raters = list(table.columns)
     groups = np.arange(len(table))
     width = 0.8 / len(raters)
@@ -217,6 +218,18 @@ def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
             markeredgewidth=2,
             color="black",
         )
+        if rater in (intervals or {}):
+            low, high = (np.asarray(v, dtype=float) for v in intervals[rater])
+            known = shown & np.isfinite(low) & np.isfinite(high)
+            ax.errorbar(
+                x[known],
+                values[known],
+                yerr=[values[known] - low[known], high[known] - values[known]],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.9,
+                capsize=2.5,
+            )
         for position, value in zip(x, values):
             if np.isnan(value) or abs(value) < 0.05:
                 ax.annotate(
@@ -235,22 +248,39 @@ def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
     ax.set_ylabel("Cohen's kappa")
 
 
-def kappa_comparison(table: pd.DataFrame, *, data_source: str = "mura") -> plt.Figure:
+def kappa_comparison(
+    table: pd.DataFrame, *, data_source: str = "mura", intervals: pd.DataFrame | None = None
+) -> plt.Figure:
     """Cohen's kappa per study type, from ``evaluation.kappa_beside_paper``.
 
-    The table's columns are grouped (published raters, this build).  On real MURA
-    (``data_source="mura"``) all raters share one chart.  On any other data the published
-    figures and this build's kappas are drawn in separate panels, titled with their data sets:
-    a kappa measured on synthetic images is no claim about radiologists.
+    The table's columns are grouped (published raters, this build); its text columns (this
+    build's interval) are not drawn.  ``intervals``, a table with ``kappa_low`` and
+    ``kappa_high`` per study type (``evaluation.metrics_table``), adds this build's 95% intervals
+    as error bars (the paper gives none).  On real MURA (``data_source="mura"``) all raters share
+    one chart.  On any other data the published figures and this build's kappas are drawn in
+    separate panels on one y-range, titled with their data sets: a kappa measured on synthetic
+    images is no claim about radiologists.
     """
     if not isinstance(table.columns, pd.MultiIndex):
         raise ValueError("kappa_comparison expects the grouped table of evaluation.kappa_beside_paper.")
+    table = table.select_dtypes("number")
     groups = list(dict.fromkeys(table.columns.get_level_values(0)))
     palette = sns.color_palette("colorblind", table.shape[1])
+    errors = {}
+    if intervals is not None:
+        from .evaluation import study_type_name
+
+        bounds = intervals.rename(index=study_type_name).reindex(table.index)
+        errors = {table.columns[-1][1]: (bounds["kappa_low"], bounds["kappa_high"])}
+    values = [table.to_numpy(dtype=float)] + [np.asarray(v, dtype=float) for pair in errors.values() for v in pair]
+    finite = np.concatenate([v.ravel() for v in values])
+    finite = finite[np.isfinite(finite)]
+    limits = (min(0.0, float(finite.min()) if len(finite) else 0.0) - 0.05, 1.05)
     if data_source == "mura":
         flat = table.droplevel(0, axis=1)
         fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2), layout="constrained")
-        _kappa_bars(ax, flat, palette)
+        _kappa_bars(ax, flat, palette, errors)
+        ax.set_ylim(*limits)
         _legend_below(fig, *ax.get_legend_handles_labels(), columns=min(flat.shape[1], 5))
         return fig
     fig, axes = plt.subplots(
@@ -259,7 +289,8 @@ def kappa_comparison(table: pd.DataFrame, *, data_source: str = "mura") -> plt.F
     start = 0
     for ax, group in zip(axes[:, 0], groups):
         part = table[group]
-        _kappa_bars(ax, part, palette[start : start + part.shape[1]])
+        _kappa_bars(ax, part, palette[start : start + part.shape[1]], errors)
+        ax.set_ylim(*limits)
         start += part.shape[1]
         ax.set_title(group)
         ax.legend(

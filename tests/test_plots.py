@@ -304,3 +304,30 @@ def test_robust_limits_cut_only_a_far_spike():
     assert plots.robust_limits([0.3, 0.4, 0.5, 0.6])[2] is False
     low, high, cut = plots.robust_limits([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.62, 0.64, 0.66] * 3 + [20.0])
     assert cut and 0.66 <= high < 1 and low < 0.3
+
+
+@pytest.mark.parametrize("data_source", ["mura", "synthetic"])
+def test_kappa_panels_share_one_scale_name_study_types_in_words_and_show_this_builds_intervals(data_source):
+    kappa = pd.DataFrame(
+        {"kappa": np.linspace(0.2, 0.9, len(evaluation.PAPER_KAPPA))}, index=evaluation.PAPER_KAPPA.index
+    )
+    kappa["kappa_low"], kappa["kappa_high"] = kappa["kappa"] - 0.3, np.minimum(kappa["kappa"] + 0.2, 1.0)
+    kappa.loc["XR_HAND", ["kappa_low", "kappa_high"]] = np.nan  # no interval: no error bar, no failure
+    table = evaluation.kappa_beside_paper(kappa, label="baseline", data_source=data_source)
+    fig = plots.kappa_comparison(table, data_source=data_source, intervals=kappa)
+    try:
+        assert len({ax.get_ylim() for ax in fig.axes}) == 1  # both panels on one scale
+        low, high = fig.axes[0].get_ylim()
+        assert low <= float(kappa["kappa_low"].min()) and high >= 1.0
+        for ax in fig.axes:
+            names = [label.get_text() for label in ax.get_xticklabels()]
+            assert names[:2] == ["elbow", "finger"] and names[-1] == "overall"
+            assert not any("XR_" in name for name in names)
+        bars = [c for ax in fig.axes for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+        assert len(bars) == 1  # this build's bars only; the paper gives no intervals
+        segments = bars[0].lines[2][0].get_segments()
+        assert len(segments) == len(kappa) - 1  # every study type but the one without an interval
+        lows = sorted(round(float(s[:, 1].min()), 6) for s in segments)
+        assert lows == sorted(round(v, 6) for v in kappa["kappa_low"].dropna())
+    finally:
+        plt.close(fig)
