@@ -417,12 +417,15 @@ def augmented_copies(image: np.ndarray, size: int, seed: int, samples: int) -> p
     )
 
 
+GRAD_CAM_COLOURS = "jet"
+
+
 def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> plt.Figure:
     """Grad-CAM maps over their images, one column per view: on top the image (``pixels``, 0-255)
     titled with the view's ``group``, study type, study label and study ``probability``; below the
-    same image under its map (``maps``, 0-1)."""
+    same image under its map (``maps``, 0-1), with a colour bar that reads the map's scale."""
     columns = max(len(views), 1)
-    fig, axes = plt.subplots(2, columns, figsize=(columns * 1.5, 3.6), squeeze=False)
+    fig, axes = plt.subplots(2, columns, figsize=(columns * 1.5 + 0.9, 3.8), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     label_names = {0: "normal", 1: "abnormal"}
@@ -434,6 +437,9 @@ def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> 
             fontsize="x-small",
         )
         axes[1, i].imshow(pixels[i, ..., 0], cmap="gray", vmin=0, vmax=255)
-        axes[1, i].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    fig.tight_layout()
+        axes[1, i].imshow(maps[i], cmap=GRAD_CAM_COLOURS, alpha=0.45, vmin=0, vmax=1)
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=GRAD_CAM_COLOURS)
+    bar = fig.colorbar(scale, ax=list(axes[1]), fraction=0.05, pad=0.02, shrink=0.9)
+    bar.set_label("Grad-CAM, as a share\nof the map's peak", fontsize="x-small")
+    bar.ax.tick_params(labelsize="x-small")
     return fig

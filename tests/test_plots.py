@@ -231,8 +231,13 @@ def test_grad_cam_grid_puts_each_map_under_its_view():
     maps = np.stack([np.eye(8), np.ones((8, 8))])
     fig = plots.grad_cam_grid(views, pixels, maps)
     try:
-        assert len(fig.axes) == 4 and not any(ax.axison for ax in fig.axes)
-        top, bottom = fig.axes[:2], fig.axes[2:]
+        *panels, bar = fig.axes
+        assert len(panels) == 4 and not any(ax.axison for ax in panels)
+        # the colour bar reads the maps' scale: 0 to 1 in the maps' colours
+        assert bar.get_label() == "<colorbar>" and "Grad-CAM" in bar.get_ylabel()
+        assert bar.get_ylim() == (0.0, 1.0)
+        assert bar._colorbar.cmap.name == panels[2].images[1].get_cmap().name
+        top, bottom = panels[:2], panels[2:]
         assert top[0].get_title() == "correct: hand\nlabel normal\np = 0.12"
         assert top[1].get_title() == "failed: elbow\nlabel abnormal\np = 0.46"
         assert [len(ax.images) for ax in top] == [1, 1] and [len(ax.images) for ax in bottom] == [2, 2]
@@ -241,7 +246,7 @@ def test_grad_cam_grid_puts_each_map_under_its_view():
     finally:
         plt.close(fig)
     empty = plots.grad_cam_grid(views.iloc[0:0], pixels[:0], maps[:0])
-    assert len(empty.axes) == 2  # one blank column: the figure still draws
+    assert len(empty.axes) == 3  # one blank column and the colour bar: the figure still draws
     plt.close(empty)
 
 
