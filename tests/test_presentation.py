@@ -431,3 +431,15 @@ def test_a_passage_may_hold_passages_of_its_own():
         _with_passages(text + "\n:::{passage} reg-data\n:when: mura\n:::", reg_data="mura")
     )
     assert notebook.cells[1].source == ""
+
+
+def test_times_in_seconds_are_rounded_for_reading():
+    frame = pd.DataFrame(
+        {"Image size (px)": [32, 64], "Training time (s)": [60.860123, 4.2345], "AUROC": [0.81234, 0.7]}
+    )
+    html = format_table(frame).to_html()
+    assert ">61<" in html and ">4.2<" in html and "60.860" not in html
+    assert ">0.812<" in html  # other numbers keep their three decimals
+    from mura_lib.tables import seconds_text
+
+    assert [seconds_text(v) for v in (0.04, 9.96, 10.4, 1234.5, float("nan"))] == ["0.0", "10", "10", "1,234", "n/a"]
