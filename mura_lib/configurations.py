@@ -47,9 +47,9 @@ from .evaluation import (
     STUDY_TABLE_COLUMNS,
     _auroc,
     _kappa,
-    _signed,
     check_study_table,
     comparison_name,
+    difference_text,
     table_interval,
 )
 
@@ -576,9 +576,7 @@ def configuration_table(comparisons: list[ConfigurationComparison]) -> pd.DataFr
             {
                 "Comparison": comparison_name(c.name_a, c.name_b),
                 "Verdict (AUROC)": c.verdict,
-                f"Mean AUROC difference ({interval})": (
-                    f"{_signed(c.auroc_diff)} ({_signed(c.auroc_low)} to {_signed(c.auroc_high)})"
-                ),
+                f"Mean AUROC difference ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
                 "Verdict (kappa)": c.kappa_verdict,
             }
             for c in comparisons
@@ -598,9 +596,7 @@ def configuration_details(comparisons: list[ConfigurationComparison]) -> pd.Data
                 "Seeds": f"{len(c.seeds_a)} / {len(c.seeds_b)}",
                 "Studies": int(c.studies),
                 "P(seed of A beats B)": _percentage(c.p_seed_beats),
-                f"Mean kappa difference ({interval})": (
-                    f"{_signed(c.kappa_diff)} ({_signed(c.kappa_low)} to {_signed(c.kappa_high)})"
-                ),
+                f"Mean kappa difference ({interval})": difference_text(c.kappa_diff, c.kappa_low, c.kappa_high),
             }
             for c in comparisons
         ]

@@ -448,6 +448,12 @@ def table_interval(comparisons: list, caller: str) -> str:
     return f"{_percent(levels.pop())} interval"
 
 
+def difference_text(difference: float, low: float, high: float) -> str:
+    """A difference with its interval in a table cell: ``+0.022 (−0.004 to +0.047)``, the interval
+    held together by non-breaking spaces, so that a narrow cell breaks only before the bracket."""
+    return f"{_signed(difference)} ({_signed(low)}\u00a0to\u00a0{_signed(high)})"
+
+
 def comparison_name(name_a: str, name_b: str) -> str:
     """The first column of a table of comparisons: ``A vs B``."""
     return f"{name_a} vs {name_b}"
@@ -463,7 +469,7 @@ def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
             {
                 "Comparison": comparison_name(c.name_a, c.name_b),
                 "Verdict (AUROC)": c.verdict,
-                f"AUROC difference ({interval})": f"{_signed(c.auroc_diff)} ({_signed(c.auroc_low)} to {_signed(c.auroc_high)})",
+                f"AUROC difference ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
                 "Verdict (kappa)": c.kappa_verdict,
             }
             for c in comparisons
@@ -482,7 +488,7 @@ def comparison_details(comparisons: list[Comparison]) -> pd.DataFrame:
                 "Comparison": comparison_name(c.name_a, c.name_b),
                 "Studies": int(c.studies),
                 "DeLong p": _p_text(c.delong_p),
-                f"Kappa difference ({interval})": f"{_signed(c.kappa_diff)} ({_signed(c.kappa_low)} to {_signed(c.kappa_high)})",
+                f"Kappa difference ({interval})": difference_text(c.kappa_diff, c.kappa_low, c.kappa_high),
             }
             for c in comparisons
         ]

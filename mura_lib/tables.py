@@ -169,12 +169,15 @@ def format_table(
     caption: str | None = None,
     index: bool = True,
     words: dict | None = None,
+    wrap: bool = False,
 ) -> Styler:
     """A result DataFrame as a table for reading (a pandas Styler, shown as HTML).
 
     ``index=False`` drops the index instead of showing it as the first column; ``words``
     adds or overrides header words for this table; ``caption`` is for tables shown without a
-    ``{glue:figure}`` caption.
+    ``{glue:figure}`` caption.  ``wrap=True`` lets the cells wrap at their spaces (on a page,
+    where the cells' text allows it: a table of comparisons keeps each interval on one line with
+    non-breaking spaces), so that a narrow screen shows more columns.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"format_table expects a pandas DataFrame, got {type(frame).__name__}")
@@ -208,7 +211,8 @@ def format_table(
             formats[column] = seconds_text
     table.columns = renamed
     styler = table.style.format(formats, na_rep="n/a").hide(axis="index")
-    styler = styler.set_table_attributes('class="dataframe thesis-table"')
+    classes = "dataframe thesis-table" + (" thesis-wrap" if wrap else "")
+    styler = styler.set_table_attributes(f'class="{classes}"')
     if caption:
         styler = styler.set_caption(caption)
     return styler

@@ -376,7 +376,9 @@ def test_configuration_table_is_readable():
     assert (first["Verdict (AUROC)"], second["Verdict (AUROC)"]) == ("higher", "lower")
     assert list(table["Verdict (kappa)"]) == [c.kappa_verdict for c in comparisons]
     c = comparisons[1]
-    expected = f"{MINUS}{abs(c.auroc_diff):.3f} ({MINUS}{abs(c.auroc_low):.3f} to {MINUS}{abs(c.auroc_high):.3f})"
+    expected = (
+        f"{MINUS}{abs(c.auroc_diff):.3f} ({MINUS}{abs(c.auroc_low):.3f}\u00a0to\u00a0{MINUS}{abs(c.auroc_high):.3f})"
+    )
     assert second["Mean AUROC difference (95% interval)"] == expected
     assert "-" not in "".join(table["Mean AUROC difference (95% interval)"])
     details = configuration_details(comparisons)

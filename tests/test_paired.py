@@ -264,7 +264,8 @@ def test_comparison_table_is_readable():
     ]
     first = table.iloc[0]
     assert first["Comparison"] == "DenseNet-169 vs ResNet-50"
-    assert first["AUROC difference (95% interval)"] == "+0.022 (\u22120.004 to +0.047)"
+    # the interval is held together by non-breaking spaces: a narrow cell breaks only before it
+    assert first["AUROC difference (95% interval)"] == "+0.022 (\u22120.004\u00a0to\u00a0+0.047)"
     assert list(table["Verdict (AUROC)"]) == ["no detectable difference", "higher"]
     assert list(table["Verdict (kappa)"]) == [c.kappa_verdict for c in comparisons]
     details = evaluation.comparison_details(comparisons)
@@ -339,3 +340,5 @@ def test_glue_comparisons_glues_the_verdicts_and_their_details(monkeypatch):
     assert sorted(glued) == ["tab-x", "tab-x-details"]
     assert list(glued["tab-x"].data.columns)[:2] == ["Comparison", "Verdict (AUROC)"]
     assert "DeLong p" in glued["tab-x-details"].data.columns
+    for table in glued.values():  # cells may wrap on a page: a phone shows more columns
+        assert 'class="dataframe thesis-table thesis-wrap"' in table.to_html()

@@ -94,8 +94,8 @@ def glue_comparisons(name: str, comparisons) -> None:
         main, details = configurations.configuration_table, configurations.configuration_details
     else:
         main, details = evaluation.comparison_table, evaluation.comparison_details
-    glue(name, format_table(main(comparisons), index=False))
-    glue(f"{name}-details", format_table(details(comparisons), index=False))
+    glue(name, format_table(main(comparisons), index=False, wrap=True))
+    glue(f"{name}-details", format_table(details(comparisons), index=False, wrap=True))
 
 
 def glue_group(prefix: str, plan, group: str) -> None:
