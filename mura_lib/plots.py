@@ -440,6 +440,6 @@ def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> 
         axes[1, i].imshow(maps[i], cmap=GRAD_CAM_COLOURS, alpha=0.45, vmin=0, vmax=1)
     scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=GRAD_CAM_COLOURS)
     bar = fig.colorbar(scale, ax=list(axes[1]), fraction=0.05, pad=0.02, shrink=0.9)
-    bar.set_label("Grad-CAM, as a share\nof the map's peak", fontsize="x-small")
-    bar.ax.tick_params(labelsize="x-small")
+    bar.set_label("Grad-CAM, as a share\nof the map's peak", fontsize="small")
+    bar.ax.tick_params(labelsize="small")
     return fig
