@@ -574,16 +574,14 @@ class ShortcutEvidence:
 
         return self._omitted() if self.shortcut is None else format_table(shortcut_table(self.shortcut), index=False)
 
-    def marker_table(self):
-        """The paired comparison with the markers removed, formatted, or a note saying why it is omitted."""
-        from .evaluation import comparison_table
+    def marker_table(self, details: bool = False):
+        """The paired comparison with the markers removed, formatted (verdicts first; ``details``:
+        studies, DeLong's p and the kappa difference), or a note saying why it is omitted."""
+        from .evaluation import comparison_details, comparison_table
         from .tables import format_table
 
-        return (
-            self._omitted()
-            if self.comparison is None
-            else format_table(comparison_table([self.comparison]), index=False)
-        )
+        table = comparison_details if details else comparison_table
+        return self._omitted() if self.comparison is None else format_table(table([self.comparison]), index=False)
 
     def marker_figure(self):
         """:func:`mura_lib.plots.probability_changes` of the markers removed, or a note saying why it is omitted."""

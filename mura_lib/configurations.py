@@ -32,7 +32,7 @@ on the same images do.
 
 :func:`holm` applies Holm's (1979, "A simple sequentially rejective multiple test procedure")
 step-down procedure to a family of comparisons, per metric; :func:`configuration_table` lays a
-family out for reading.
+family out for reading, verdicts first, and :func:`configuration_details` gives the rest.
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .evaluation import STUDY_TABLE_COLUMNS, _auroc, _kappa, _signed, check_study_table, table_interval
+from .evaluation import (
+    STUDY_TABLE_COLUMNS,
+    _auroc,
+    _kappa,
+    check_study_table,
+    comparison_name,
+    difference_text,
+    table_interval,
+)
 
 METRICS = ("auroc", "kappa")
 DIFFERENCE_BOUNDS = {"auroc": 1.0, "kappa": 2.0}  # the largest possible |A - B| of each metric
@@ -558,29 +566,47 @@ def _percentage(p: float) -> str:
 
 
 def configuration_table(comparisons: list[ConfigurationComparison]) -> pd.DataFrame:
-    """Configuration comparisons for reading, one row each: the verdicts (after any adjustment)
-    near the front, the mean differences with their plain intervals, and the probability that a
-    seed of A beats a seed of B."""
+    """Configuration comparisons for reading, the verdicts first: one row each, with the
+    comparison, the AUROC verdict (after any adjustment), the mean AUROC difference with its plain
+    interval and the kappa verdict.  Four columns, so that a phone shows the verdict beside the
+    name; :func:`configuration_details` holds the rest."""
     interval = table_interval(comparisons, "configuration_table")
     return pd.DataFrame(
         [
             {
-                "Model A": c.name_a,
-                "Model B": c.name_b,
-                "Seeds": f"{len(c.seeds_a)} / {len(c.seeds_b)}",
+                "Comparison": comparison_name(c.name_a, c.name_b),
                 "Verdict (AUROC)": c.verdict,
-                f"Mean AUROC difference ({interval})": (
-                    f"{_signed(c.auroc_diff)} ({_signed(c.auroc_low)} to {_signed(c.auroc_high)})"
-                ),
-                "P(seed of A beats B)": _percentage(c.p_seed_beats),
+                f"Mean AUROC difference ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
                 "Verdict (kappa)": c.kappa_verdict,
-                f"Mean kappa difference ({interval})": (
-                    f"{_signed(c.kappa_diff)} ({_signed(c.kappa_low)} to {_signed(c.kappa_high)})"
-                ),
             }
             for c in comparisons
         ]
     )
 
 
-__all__ = ["ConfigurationComparison", "compare_configurations", "configuration_table", "holm"]
+def configuration_details(comparisons: list[ConfigurationComparison]) -> pd.DataFrame:
+    """The details of :func:`configuration_table`, one row per comparison in the same order: the
+    seeds of each arm, the test studies, the probability that a seed of A beats a seed of B in
+    AUROC, and the mean kappa difference with its plain interval."""
+    interval = table_interval(comparisons, "configuration_details")
+    return pd.DataFrame(
+        [
+            {
+                "Comparison": comparison_name(c.name_a, c.name_b),
+                "Seeds": f"{len(c.seeds_a)} / {len(c.seeds_b)}",
+                "Studies": int(c.studies),
+                "P(seed of A beats B)": _percentage(c.p_seed_beats),
+                f"Mean kappa difference ({interval})": difference_text(c.kappa_diff, c.kappa_low, c.kappa_high),
+            }
+            for c in comparisons
+        ]
+    )
+
+
+__all__ = [
+    "ConfigurationComparison",
+    "compare_configurations",
+    "configuration_details",
+    "configuration_table",
+    "holm",
+]

@@ -44,6 +44,12 @@ PAPER_KAPPA = pd.DataFrame(
 PAPER_TEST_AUROC = 0.929
 
 
+def study_type_name(study_type: str) -> str:
+    """A study type as a reader names it: ``XR_SHOULDER`` as ``shoulder``; other labels (``overall``)
+    as they are."""
+    return str(study_type).removeprefix("XR_").lower()
+
+
 # --- vectorised statistics for the bootstrap (axis=-1 holds the studies) ---------------------
 
 
@@ -446,21 +452,47 @@ def table_interval(comparisons: list, caller: str) -> str:
     return f"{_percent(levels.pop())} interval"
 
 
+def difference_text(difference: float, low: float, high: float) -> str:
+    """A difference with its interval in a table cell: ``+0.022 (−0.004 to +0.047)``, the interval
+    held together by non-breaking spaces, so that a narrow cell breaks only before the bracket."""
+    return f"{_signed(difference)} ({_signed(low)}\u00a0to\u00a0{_signed(high)})"
+
+
+def comparison_name(name_a: str, name_b: str) -> str:
+    """The first column of a table of comparisons: ``A vs B``."""
+    return f"{name_a} vs {name_b}"
+
+
 def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
-    """Paired comparisons for reading: one row each, signed differences with their intervals."""
+    """Paired comparisons for reading, the verdicts first: one row each, with the comparison, the
+    AUROC verdict, the AUROC difference with its interval and the kappa verdict.  Four columns,
+    so that a phone shows the verdict beside the name; :func:`comparison_details` holds the rest."""
     interval = table_interval(comparisons, "comparison_table")
     return pd.DataFrame(
         [
             {
-                "Model A": c.name_a,
-                "Model B": c.name_b,
+                "Comparison": comparison_name(c.name_a, c.name_b),
+                "Verdict (AUROC)": c.verdict,
+                f"AUROC difference ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
+                "Verdict (kappa)": c.kappa_verdict,
+            }
+            for c in comparisons
+        ]
+    )
+
+
+def comparison_details(comparisons: list[Comparison]) -> pd.DataFrame:
+    """The details of :func:`comparison_table`, one row per comparison in the same order: the
+    studies compared, DeLong's p-value of the AUROC difference and the kappa difference with its
+    interval."""
+    interval = table_interval(comparisons, "comparison_details")
+    return pd.DataFrame(
+        [
+            {
+                "Comparison": comparison_name(c.name_a, c.name_b),
                 "Studies": int(c.studies),
-                "AUROC difference": _signed(c.auroc_diff),
-                interval: f"{_signed(c.auroc_low)} to {_signed(c.auroc_high)}",
                 "DeLong p": _p_text(c.delong_p),
-                "Kappa difference": _signed(c.kappa_diff),
-                f"{interval} (kappa)": f"{_signed(c.kappa_low)} to {_signed(c.kappa_high)}",
-                "Verdict": c.verdict,
+                f"Kappa difference ({interval})": difference_text(c.kappa_diff, c.kappa_low, c.kappa_high),
             }
             for c in comparisons
         ]
@@ -839,7 +871,7 @@ def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity"
             else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
             for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
         ]
-    shown.index.name = "study type"
+    shown.index = pd.Index([study_type_name(name) for name in shown.index], name="study type")
     return format_table(shown, digits=digits)
 
 
@@ -851,16 +883,27 @@ DATA_GROUPS = {
 
 
 def kappa_beside_paper(table: pd.DataFrame, label: str = "this model", *, data_source: str = "mura") -> pd.DataFrame:
-    """This run's kappa per study type beside the paper's radiologists and model.
+    """This run's kappa per study type beside the paper's radiologists and model, the study types
+    named as a reader names them (``elbow``, ..., ``overall``).
 
     The columns form two labelled groups: the published figures, and this build's kappa
     titled with the data it was measured on (``data_source``: ``"mura"`` or ``"synthetic"``),
-    so that a kappa measured on synthetic images never reads as a column of the paper's.
+    so that a kappa measured on synthetic images never reads as a column of the paper's.  Where
+    ``table`` has ``kappa_low`` and ``kappa_high`` (:func:`metrics_table`), this build's group
+    also has their ``95% interval`` (the paper gives none).
     """
     if data_source not in DATA_GROUPS:
         raise ValueError(f"data_source must be one of {tuple(DATA_GROUPS)}, got {data_source!r}")
     ours = table["kappa"].rename(label).reindex(PAPER_KAPPA.index).to_frame()
+    if {"kappa_low", "kappa_high"} <= set(table.columns):
+        bounds = table[["kappa_low", "kappa_high"]].reindex(PAPER_KAPPA.index)
+        ours["95% interval"] = [
+            "n/a" if pd.isna(low) or pd.isna(high) else f"{low:.3f} to {high:.3f}".replace("-", MINUS)
+            for low, high in zip(bounds["kappa_low"], bounds["kappa_high"])
+        ]
     published = PAPER_KAPPA.copy()
     published.columns = pd.MultiIndex.from_product([[PUBLISHED_GROUP], published.columns])
     ours.columns = pd.MultiIndex.from_product([[DATA_GROUPS[data_source]], ours.columns])
-    return published.join(ours, how="left")
+    joined = published.join(ours, how="left")
+    joined.index = pd.Index([study_type_name(name) for name in joined.index], name="study type")
+    return joined

@@ -41,55 +41,112 @@ def _legend_rows(entries: int, columns: int) -> int:
     return int(np.ceil(entries / max(columns, 1)))
 
 
-def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc")) -> plt.Figure:
-    """Training and validation curves per epoch, one panel per metric, one colour per run.
+METRIC_WORDS = {
+    "loss": "weighted cross-entropy",
+    "auc": "image-level AUROC",
+    "study_auroc": "study-level AUROC",
+    "accuracy": "accuracy",
+}
+# The series of a metric in a training history: (column prefix, suffix, legend label, colour, line
+# style, marker).  Colour and line style both tell the subset, so that neither alone carries it.
+CURVE_SERIES = (
+    ("", "", "training", "C0", "-", "o"),
+    ("val_", "", "validation", "C1", "--", "s"),
+    ("val_", "_smooth", "validation, smoothed", "C2", ":", None),
+)
+CLIP_QUANTILE = 0.95  # a panel whose largest value is far above this quantile stops near it
 
-    The legend sits below the panels: with many runs (a regularisation study trains ten) it
-    would otherwise cover the curves.
+
+def metric_words(metric: str) -> str:
+    """A history's metric name (``study_auroc``) as an axis label in words."""
+    return METRIC_WORDS.get(metric, metric.replace("_", " "))
+
+
+def robust_limits(values, quantile: float = CLIP_QUANTILE) -> tuple[float, float, bool]:
+    """The y-range of a panel of curves: the values' range with a small margin, unless the largest
+    value lies more than twice as far above the smallest as the ``quantile`` does (one spike that
+    would compress every other curve): then the range stops a little above the quantile.  Returns
+    ``(low, high, cut)``."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return 0.0, 1.0, False
+    low, top, high = float(values.min()), float(np.quantile(values, quantile)), float(values.max())
+    cut = top > low and high - low > 2 * (top - low)
+    upper = top + 0.15 * (top - low) if cut else high
+    margin = 0.05 * (upper - low) or 0.05 * max(abs(low), 1.0)
+    return low - margin, (upper if cut else high + margin), cut
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], metrics=("loss", "auc")) -> plt.Figure:
+    """Training and validation curves per epoch.
+
+    One run: one panel per metric.  Several runs: small multiples, one panel per run (and metric),
+    titled with the run's name, sharing each metric's y-range, so that no two runs need telling
+    apart by a colour.  In every panel the colour and the line style tell the subset (training,
+    validation, and the validation series smoothed over epochs where the history records one,
+    ``val_<metric>_smooth``); one legend below the panels says which.  A spike far above the rest
+    of a metric's values (:func:`robust_limits`) no longer sets the range: the axis stops near the
+    values' 95th percentile and each value above it is marked by a triangle at the top edge.
     """
-    frames = []
-    for name, history in histories.items():
-        for metric in metrics:
-            for prefix, subset in (("", "training"), ("val_", "validation")):
-                column = prefix + metric
-                if column in history:
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "epoch": history["epoch"] + 1,
-                                "value": history[column],
-                                "metric": metric,
-                                "subset": subset,
-                                "run": name,
-                            }
-                        )
-                    )
-    data = pd.concat(frames, ignore_index=True)
-    entries = (len(histories) + 1 if len(histories) > 1 else 0) + 3
-    columns = 4 if len(metrics) > 1 else 3
-    height = 3.0 + 0.22 * _legend_rows(entries, columns)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(FIGURE_WIDTH, height), squeeze=False, layout="constrained")
-    labels = {"loss": "weighted cross-entropy", "auc": "image-level AUROC", "accuracy": "accuracy"}
-    for ax, metric in zip(axes[0], metrics):
-        part = data.loc[data["metric"] == metric]
-        sns.lineplot(
-            part,
-            x="epoch",
-            y="value",
-            hue="run" if len(histories) > 1 else None,
-            style="subset",
-            marker="o",
-            ax=ax,
-            estimator=None,
-        )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(labels.get(metric, metric))
+    if not histories:
+        raise ValueError("learning_curves needs at least one history.")
+    runs = list(histories)
+    if len(runs) == 1:
+        panels = [(runs[0], metric) for metric in metrics]
+        rows, columns = 1, len(metrics)
+    elif len(metrics) == 1:
+        panels = [(run, metrics[0]) for run in runs]
+        columns = min(len(runs), 3)
+        rows = int(np.ceil(len(runs) / columns))
+    else:
+        panels = [(run, metric) for run in runs for metric in metrics]
+        rows, columns = len(runs), len(metrics)
+    height = (3.0 if rows == 1 else 2.1 * rows) + 0.35
+    fig, axes = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH, height), squeeze=False, layout="constrained")
+    limits = {}
+    for metric in metrics:
+        values = [
+            histories[run][f"{prefix}{metric}{suffix}"].to_numpy(dtype=float)
+            for run in runs
+            for prefix, suffix, *_ in CURVE_SERIES
+            if f"{prefix}{metric}{suffix}" in histories[run]
+        ]
+        limits[metric] = robust_limits(np.concatenate(values) if values else [])
+    shown = {}
+    for ax, (run, metric) in zip(axes.ravel(), panels):
+        history = histories[run]
+        epochs = history["epoch"].to_numpy() + 1
+        low, high, cut = limits[metric]
+        for prefix, suffix, label, colour, style, marker in CURVE_SERIES:
+            column = f"{prefix}{metric}{suffix}"
+            if column not in history:
+                continue
+            values = history[column].to_numpy(dtype=float)
+            shown[label] = ax.plot(
+                epochs, values, color=colour, linestyle=style, marker=marker, markersize=3.5, label=label
+            )[0]
+            above = values > high
+            if cut and above.any():
+                ax.plot(
+                    epochs[above],
+                    np.full(above.sum(), high),
+                    linestyle="none",
+                    marker="^",
+                    markersize=6,
+                    color=colour,
+                    clip_on=False,
+                )
+        ax.set_ylim(low, high)
+        size = "small" if len(runs) > 1 else None
+        ax.set_xlabel("epoch", fontsize=size)
+        ax.set_ylabel(metric_words(metric), fontsize=size)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0]:
-        if ax.get_legend():
-            ax.get_legend().remove()
-    _legend_below(fig, handles, names, columns=columns)
+        if len(runs) > 1:
+            ax.set_title(run, fontsize="small", pad=8)
+    for ax in axes.ravel()[len(panels) :]:
+        fig.delaxes(ax)
+    _legend_below(fig, list(shown.values()), list(shown), columns=len(shown))
     return fig
 
 
@@ -159,9 +216,10 @@ def confusion_matrix(studies: pd.DataFrame, threshold: float = 0.5) -> plt.Figur
     return fig
 
 
-def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
+def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette, intervals: dict | None = None) -> None:
     """Grouped bars (rows: study types, columns: raters), each with a tick at its value so that
-    a kappa of 0 stays visible, and its value printed where the bar itself would not show."""
+    a kappa of 0 stays visible, and its value printed where the bar itself would not show;
+    ``intervals`` (rater -> (lows, highs)) adds error bars to a rater's bars."""
     raters = list(table.columns)
     groups = np.arange(len(table))
     width = 0.8 / len(raters)
@@ -180,6 +238,18 @@ def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
             markeredgewidth=2,
             color="black",
         )
+        if rater in (intervals or {}):
+            low, high = (np.asarray(v, dtype=float) for v in intervals[rater])
+            known = shown & np.isfinite(low) & np.isfinite(high)
+            ax.errorbar(
+                x[known],
+                values[known],
+                yerr=[values[known] - low[known], high[known] - values[known]],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.9,
+                capsize=2.5,
+            )
         for position, value in zip(x, values):
             if np.isnan(value) or abs(value) < 0.05:
                 ax.annotate(
@@ -198,22 +268,39 @@ def _kappa_bars(ax: plt.Axes, table: pd.DataFrame, palette) -> None:
     ax.set_ylabel("Cohen's kappa")
 
 
-def kappa_comparison(table: pd.DataFrame, *, data_source: str = "mura") -> plt.Figure:
+def kappa_comparison(
+    table: pd.DataFrame, *, data_source: str = "mura", intervals: pd.DataFrame | None = None
+) -> plt.Figure:
     """Cohen's kappa per study type, from ``evaluation.kappa_beside_paper``.
 
-    The table's columns are grouped (published raters, this build).  On real MURA
-    (``data_source="mura"``) all raters share one chart.  On any other data the published
-    figures and this build's kappas are drawn in separate panels, titled with their data sets:
-    a kappa measured on synthetic images is no claim about radiologists.
+    The table's columns are grouped (published raters, this build); its text columns (this
+    build's interval) are not drawn.  ``intervals``, a table with ``kappa_low`` and
+    ``kappa_high`` per study type (``evaluation.metrics_table``), adds this build's 95% intervals
+    as error bars (the paper gives none).  On real MURA (``data_source="mura"``) all raters share
+    one chart.  On any other data the published figures and this build's kappas are drawn in
+    separate panels on one y-range, titled with their data sets: a kappa measured on synthetic
+    images is no claim about radiologists.
     """
     if not isinstance(table.columns, pd.MultiIndex):
         raise ValueError("kappa_comparison expects the grouped table of evaluation.kappa_beside_paper.")
+    table = table.select_dtypes("number")
     groups = list(dict.fromkeys(table.columns.get_level_values(0)))
     palette = sns.color_palette("colorblind", table.shape[1])
+    errors = {}
+    if intervals is not None:
+        from .evaluation import study_type_name
+
+        bounds = intervals.rename(index=study_type_name).reindex(table.index)
+        errors = {table.columns[-1][1]: (bounds["kappa_low"], bounds["kappa_high"])}
+    values = [table.to_numpy(dtype=float)] + [np.asarray(v, dtype=float) for pair in errors.values() for v in pair]
+    finite = np.concatenate([v.ravel() for v in values])
+    finite = finite[np.isfinite(finite)]
+    limits = (min(0.0, float(finite.min()) if len(finite) else 0.0) - 0.05, 1.05)
     if data_source == "mura":
         flat = table.droplevel(0, axis=1)
         fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.2), layout="constrained")
-        _kappa_bars(ax, flat, palette)
+        _kappa_bars(ax, flat, palette, errors)
+        ax.set_ylim(*limits)
         _legend_below(fig, *ax.get_legend_handles_labels(), columns=min(flat.shape[1], 5))
         return fig
     fig, axes = plt.subplots(
@@ -222,7 +309,8 @@ def kappa_comparison(table: pd.DataFrame, *, data_source: str = "mura") -> plt.F
     start = 0
     for ax, group in zip(axes[:, 0], groups):
         part = table[group]
-        _kappa_bars(ax, part, palette[start : start + part.shape[1]])
+        _kappa_bars(ax, part, palette[start : start + part.shape[1]], errors)
+        ax.set_ylim(*limits)
         start += part.shape[1]
         ax.set_title(group)
         ax.legend(
@@ -349,12 +437,15 @@ def augmented_copies(image: np.ndarray, size: int, seed: int, samples: int) -> p
     )
 
 
+GRAD_CAM_COLOURS = "jet"
+
+
 def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> plt.Figure:
     """Grad-CAM maps over their images, one column per view: on top the image (``pixels``, 0-255)
     titled with the view's ``group``, study type, study label and study ``probability``; below the
-    same image under its map (``maps``, 0-1)."""
+    same image under its map (``maps``, 0-1), with a colour bar that reads the map's scale."""
     columns = max(len(views), 1)
-    fig, axes = plt.subplots(2, columns, figsize=(columns * 1.5, 3.6), squeeze=False)
+    fig, axes = plt.subplots(2, columns, figsize=(columns * 1.5 + 0.9, 3.8), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     label_names = {0: "normal", 1: "abnormal"}
@@ -366,6 +457,9 @@ def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> 
             fontsize="x-small",
         )
         axes[1, i].imshow(pixels[i, ..., 0], cmap="gray", vmin=0, vmax=255)
-        axes[1, i].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    fig.tight_layout()
+        axes[1, i].imshow(maps[i], cmap=GRAD_CAM_COLOURS, alpha=0.45, vmin=0, vmax=1)
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=GRAD_CAM_COLOURS)
+    bar = fig.colorbar(scale, ax=list(axes[1]), fraction=0.05, pad=0.02, shrink=0.9)
+    bar.set_label("Grad-CAM, as a share\nof the map's peak", fontsize="small")
+    bar.ax.tick_params(labelsize="small")
     return fig

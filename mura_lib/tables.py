@@ -113,6 +113,21 @@ def column_words(name) -> str:
     return key[:1].upper() + key[1:]
 
 
+def seconds_text(value) -> str:
+    """A duration in seconds for reading: whole seconds from 10 s up (``61``, ``1,234``), one
+    decimal below (``4.2``); a timer's milliseconds are noise between runs, not a result."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    value = round(float(value), 1)
+    return f"{value:.1f}" if abs(value) < 10 else f"{value:,.0f}"
+
+
+def _is_seconds(header) -> bool:
+    """A column of durations in seconds, by its header in words (``Training time (s)``)."""
+    text = header[-1] if isinstance(header, tuple) else str(header)
+    return text.endswith("(s)")
+
+
 def _is_count(name, values: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(values):
         return False
@@ -154,12 +169,15 @@ def format_table(
     caption: str | None = None,
     index: bool = True,
     words: dict | None = None,
+    wrap: bool = False,
 ) -> Styler:
     """A result DataFrame as a table for reading (a pandas Styler, shown as HTML).
 
     ``index=False`` drops the index instead of showing it as the first column; ``words``
     adds or overrides header words for this table; ``caption`` is for tables shown without a
-    ``{glue:figure}`` caption.
+    ``{glue:figure}`` caption.  ``wrap=True`` lets the cells wrap at their spaces (on a page,
+    where the cells' text allows it: a table of comparisons keeps each interval on one line with
+    non-breaking spaces), so that a narrow screen shows more columns.
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"format_table expects a pandas DataFrame, got {type(frame).__name__}")
@@ -188,9 +206,13 @@ def format_table(
     else:
         renamed = pd.Index([header(c) for c in table.columns])
     formats = {renamed[list(table.columns).index(c)]: f for c, f in formats.items()}
+    for column, values in zip(renamed, (table[c] for c in table.columns)):
+        if _is_seconds(column) and pd.api.types.is_numeric_dtype(values):
+            formats[column] = seconds_text
     table.columns = renamed
     styler = table.style.format(formats, na_rep="n/a").hide(axis="index")
-    styler = styler.set_table_attributes('class="dataframe thesis-table"')
+    classes = "dataframe thesis-table" + (" thesis-wrap" if wrap else "")
+    styler = styler.set_table_attributes(f'class="{classes}"')
     if caption:
         styler = styler.set_caption(caption)
     return styler

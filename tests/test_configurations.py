@@ -11,7 +11,13 @@ import pytest
 from sklearn import metrics as skm
 
 from mura_lib import configurations as cf
-from mura_lib.configurations import ConfigurationComparison, compare_configurations, configuration_table, holm
+from mura_lib.configurations import (
+    ConfigurationComparison,
+    compare_configurations,
+    configuration_details,
+    configuration_table,
+    holm,
+)
 from mura_lib.evaluation import MINUS, _auroc, _kappa
 
 
@@ -358,27 +364,39 @@ def test_configuration_table_is_readable():
         compare_configurations(weak, strong, name_a="ResNet-50", name_b="DenseNet-169"),
     ]
     table = configuration_table(comparisons)
+    # The verdict comes right after the name, and the table stays narrow enough for a phone.
     assert list(table.columns) == [
-        "Model A",
-        "Model B",
-        "Seeds",
+        "Comparison",
         "Verdict (AUROC)",
         "Mean AUROC difference (95% interval)",
-        "P(seed of A beats B)",
         "Verdict (kappa)",
-        "Mean kappa difference (95% interval)",
     ]
     first, second = table.iloc[0], table.iloc[1]
-    assert (first["Seeds"], second["Seeds"]) == ("3 / 2", "2 / 3")
+    assert (first["Comparison"], second["Comparison"]) == ("DenseNet-169 vs ResNet-50", "ResNet-50 vs DenseNet-169")
     assert (first["Verdict (AUROC)"], second["Verdict (AUROC)"]) == ("higher", "lower")
-    assert (first["P(seed of A beats B)"], second["P(seed of A beats B)"]) == ("100%", "0%")
+    assert list(table["Verdict (kappa)"]) == [c.kappa_verdict for c in comparisons]
     c = comparisons[1]
-    expected = f"{MINUS}{abs(c.auroc_diff):.3f} ({MINUS}{abs(c.auroc_low):.3f} to {MINUS}{abs(c.auroc_high):.3f})"
+    expected = (
+        f"{MINUS}{abs(c.auroc_diff):.3f} ({MINUS}{abs(c.auroc_low):.3f}\u00a0to\u00a0{MINUS}{abs(c.auroc_high):.3f})"
+    )
     assert second["Mean AUROC difference (95% interval)"] == expected
-    assert first["Mean kappa difference (95% interval)"].startswith("+")
     assert "-" not in "".join(table["Mean AUROC difference (95% interval)"])
-    with pytest.raises(ValueError, match="at least one"):
-        configuration_table([])
+    details = configuration_details(comparisons)
+    assert list(details.columns) == [
+        "Comparison",
+        "Seeds",
+        "Studies",
+        "P(seed of A beats B)",
+        "Mean kappa difference (95% interval)",
+    ]
+    assert list(details["Comparison"]) == list(table["Comparison"])
+    assert list(details["Seeds"]) == ["3 / 2", "2 / 3"]
+    assert list(details["Studies"]) == [600, 600]
+    assert list(details["P(seed of A beats B)"]) == ["100%", "0%"]
+    assert details.iloc[0]["Mean kappa difference (95% interval)"].startswith("+")
+    for make in (configuration_table, configuration_details):
+        with pytest.raises(ValueError, match="at least one"):
+            make([])
 
 
 def test_intervals_never_leave_the_range_a_difference_can_take():

@@ -250,33 +250,35 @@ def test_sentences_read_plainly_with_minus_signs():
 
 
 def test_comparison_table_is_readable():
-    table = evaluation.comparison_table(
-        [
-            _comparison(-0.004, 0.047, name_a="DenseNet-169", name_b="ResNet-50"),
-            _comparison(0.004, 0.047, p=0.0004, name_a="DenseNet-169", name_b="ensemble"),
-        ]
-    )
+    comparisons = [
+        _comparison(-0.004, 0.047, name_a="DenseNet-169", name_b="ResNet-50"),
+        _comparison(0.004, 0.047, p=0.0004, name_a="DenseNet-169", name_b="ensemble"),
+    ]
+    table = evaluation.comparison_table(comparisons)
+    # The verdict comes right after the name, and the table stays narrow enough for a phone.
     assert list(table.columns) == [
-        "Model A",
-        "Model B",
-        "Studies",
-        "AUROC difference",
-        "95% interval",
-        "DeLong p",
-        "Kappa difference",
-        "95% interval (kappa)",
-        "Verdict",
+        "Comparison",
+        "Verdict (AUROC)",
+        "AUROC difference (95% interval)",
+        "Verdict (kappa)",
     ]
     first = table.iloc[0]
-    assert first["Studies"] == 1199 and table["Studies"].dtype.kind == "i"
-    assert first["AUROC difference"] == "+0.022"
-    assert first["95% interval"] == "\u22120.004 to +0.047"
-    assert first["DeLong p"] == "0.09"
-    assert first["Kappa difference"] == "+0.010"
-    assert list(table["Verdict"]) == ["no detectable difference", "higher"]
-    assert table.iloc[1]["DeLong p"] == "< 0.001"
-    with pytest.raises(ValueError, match="at least one"):
-        evaluation.comparison_table([])
+    assert first["Comparison"] == "DenseNet-169 vs ResNet-50"
+    # the interval is held together by non-breaking spaces: a narrow cell breaks only before it
+    assert first["AUROC difference (95% interval)"] == "+0.022 (\u22120.004\u00a0to\u00a0+0.047)"
+    assert list(table["Verdict (AUROC)"]) == ["no detectable difference", "higher"]
+    assert list(table["Verdict (kappa)"]) == [c.kappa_verdict for c in comparisons]
+    details = evaluation.comparison_details(comparisons)
+    assert list(details.columns) == ["Comparison", "Studies", "DeLong p", "Kappa difference (95% interval)"]
+    assert list(details["Comparison"]) == list(table["Comparison"])
+    assert details.iloc[0]["Studies"] == 1199 and details["Studies"].dtype.kind == "i"
+    assert details.iloc[0]["DeLong p"] == "0.09"
+    assert details.iloc[1]["DeLong p"] == "< 0.001"
+    assert details.iloc[0]["Kappa difference (95% interval)"].startswith("+0.010 (")
+    assert "-" not in "".join(table.iloc[:, 2]) + "".join(details.iloc[:, 3])
+    for make in (evaluation.comparison_table, evaluation.comparison_details):
+        with pytest.raises(ValueError, match="at least one"):
+            make([])
 
 
 def test_seed_spread_matches_numpy_and_covers_the_true_sd():
@@ -327,3 +329,16 @@ def test_forest_plot_has_one_row_per_comparison(metric):
         assert ax.yaxis_inverted()
     finally:
         plt.close(fig)
+
+
+def test_glue_comparisons_glues_the_verdicts_and_their_details(monkeypatch):
+    from mura_lib import book
+
+    glued = {}
+    monkeypatch.setattr(book, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
+    book.glue_comparisons("tab-x", [_comparison(-0.004, 0.047, name_a="a", name_b="b")])
+    assert sorted(glued) == ["tab-x", "tab-x-details"]
+    assert list(glued["tab-x"].data.columns)[:2] == ["Comparison", "Verdict (AUROC)"]
+    assert "DeLong p" in glued["tab-x-details"].data.columns
+    for table in glued.values():  # cells may wrap on a page: a phone shows more columns
+        assert 'class="dataframe thesis-table thesis-wrap"' in table.to_html()

@@ -18,13 +18,20 @@ from mura_lib import evaluation, plots
 from mura_lib.dataset import STUDY_TYPES
 
 
-def _history(seed: int, epochs: int = 6) -> pd.DataFrame:
+def _history(seed: int, epochs: int = 6, *, study: bool = False, spike: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     loss = np.linspace(0.7, 0.3, epochs) + rng.normal(0, 0.02, epochs)
     auc = np.linspace(0.55, 0.9, epochs) + rng.normal(0, 0.02, epochs)
-    return pd.DataFrame(
+    history = pd.DataFrame(
         {"epoch": np.arange(epochs), "loss": loss, "val_loss": loss + 0.05, "auc": auc, "val_auc": auc - 0.05}
     )
+    if spike:
+        history.loc[2, "val_loss"] = 25.0  # one epoch whose validation loss explodes
+    if study:
+        raw = auc - 0.03 + rng.normal(0, 0.05, epochs)
+        history["val_study_auroc"] = raw
+        history["val_study_auroc_smooth"] = pd.Series(raw).ewm(alpha=0.5, adjust=False).mean()
+    return history
 
 
 def _studies(seed: int, n: int = 80) -> pd.DataFrame:
@@ -53,6 +60,12 @@ FIGURES = {
     ),
     "learning curves, ten runs, two metrics": lambda: plots.learning_curves(
         {f"variant {i}": _history(i) for i in range(10)}
+    ),
+    "learning curves, smoothed study AUROC": lambda: plots.learning_curves(
+        {"baseline": _history(0, study=True)}, metrics=("loss", "auc", "study_auroc")
+    ),
+    "learning curves, five runs, one spike": lambda: plots.learning_curves(
+        {f"variant {i}": _history(i, spike=i == 3) for i in range(5)}, metrics=("loss",)
     ),
     "ROC curves": lambda: plots.roc_curves(
         {"model A": _studies(0), "model B": _studies(1)}, points={"radiologist": (0.1, 0.8)}, title="test"
@@ -219,8 +232,13 @@ def test_grad_cam_grid_puts_each_map_under_its_view():
     maps = np.stack([np.eye(8), np.ones((8, 8))])
     fig = plots.grad_cam_grid(views, pixels, maps)
     try:
-        assert len(fig.axes) == 4 and not any(ax.axison for ax in fig.axes)
-        top, bottom = fig.axes[:2], fig.axes[2:]
+        *panels, bar = fig.axes
+        assert len(panels) == 4 and not any(ax.axison for ax in panels)
+        # the colour bar reads the maps' scale: 0 to 1 in the maps' colours
+        assert bar.get_label() == "<colorbar>" and "Grad-CAM" in bar.get_ylabel()
+        assert bar.get_ylim() == (0.0, 1.0)
+        assert bar._colorbar.cmap.name == panels[2].images[1].get_cmap().name
+        top, bottom = panels[:2], panels[2:]
         assert top[0].get_title() == "correct: hand\nlabel normal\np = 0.12"
         assert top[1].get_title() == "failed: elbow\nlabel abnormal\np = 0.46"
         assert [len(ax.images) for ax in top] == [1, 1] and [len(ax.images) for ax in bottom] == [2, 2]
@@ -229,5 +247,93 @@ def test_grad_cam_grid_puts_each_map_under_its_view():
     finally:
         plt.close(fig)
     empty = plots.grad_cam_grid(views.iloc[0:0], pixels[:0], maps[:0])
-    assert len(empty.axes) == 2  # one blank column: the figure still draws
+    assert len(empty.axes) == 3  # one blank column and the colour bar: the figure still draws
     plt.close(empty)
+
+
+def _panel_lines(ax) -> dict:
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_learning_curves_draw_each_subset_as_the_legend_says():
+    """Every panel draws training, validation and the smoothed validation series in the colour and
+    line style of their legend entry, the smoothed series is the smoothed column (not the raw
+    one), and the axes are labelled in words."""
+    history = _history(0, study=True)
+    fig = plots.learning_curves({"baseline": history}, metrics=("loss", "auc", "study_auroc"))
+    try:
+        legend = {text.get_text(): handle for text, handle in zip(fig.legends[0].texts, fig.legends[0].legend_handles)}
+        assert list(legend) == ["training", "validation", "validation, smoothed"]
+        for ax in fig.axes:
+            for label, line in _panel_lines(ax).items():
+                assert line.get_linestyle() == legend[label].get_linestyle(), f"{label} in {ax.get_ylabel()}"
+                assert line.get_color() == legend[label].get_color(), f"{label} in {ax.get_ylabel()}"
+        study = fig.axes[2]
+        assert study.get_ylabel() == "study-level AUROC"
+        lines = _panel_lines(study)
+        assert sorted(lines) == ["validation", "validation, smoothed"]  # no training series to draw
+        np.testing.assert_allclose(lines["validation"].get_ydata(), history["val_study_auroc"])
+        np.testing.assert_allclose(lines["validation, smoothed"].get_ydata(), history["val_study_auroc_smooth"])
+        assert not np.allclose(lines["validation"].get_ydata(), lines["validation, smoothed"].get_ydata())
+        assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["weighted cross-entropy", "image-level AUROC"]
+    finally:
+        plt.close(fig)
+
+
+def test_learning_curves_of_several_runs_are_small_multiples_with_a_range_robust_to_a_spike():
+    histories = {f"variant {i}": _history(i, spike=i == 3) for i in range(5)}
+    fig = plots.learning_curves(histories, metrics=("loss",))
+    try:
+        assert [ax.get_title() for ax in fig.axes] == list(histories)  # one panel per run
+        assert len({ax.get_ylim() for ax in fig.axes}) == 1  # one y-range for all of them
+        low, high = fig.axes[0].get_ylim()
+        assert high < 2, "the spike of 25 should not set the range"
+        assert low < 0.3 and high > 0.75  # every other value stays inside
+        triangles = [
+            line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "^" and len(line.get_xdata())
+        ]
+        assert len(triangles) == 1 and triangles[0].axes.get_title() == "variant 3"
+        assert triangles[0].get_xdata()[0] == 3  # epoch 3 (the third, counted from 1)
+    finally:
+        plt.close(fig)
+    calm = plots.learning_curves({f"variant {i}": _history(i) for i in range(5)}, metrics=("loss",))
+    try:
+        values = np.concatenate([line.get_ydata() for ax in calm.axes for line in ax.get_lines()])
+        low, high = calm.axes[0].get_ylim()
+        assert low < values.min() and high > values.max()  # without a spike nothing is cut
+        assert not any(line.get_marker() == "^" for ax in calm.axes for line in ax.get_lines())
+    finally:
+        plt.close(calm)
+
+
+def test_robust_limits_cut_only_a_far_spike():
+    assert plots.robust_limits([0.3, 0.4, 0.5, 0.6])[2] is False
+    low, high, cut = plots.robust_limits([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.62, 0.64, 0.66] * 3 + [20.0])
+    assert cut and 0.66 <= high < 1 and low < 0.3
+
+
+@pytest.mark.parametrize("data_source", ["mura", "synthetic"])
+def test_kappa_panels_share_one_scale_name_study_types_in_words_and_show_this_builds_intervals(data_source):
+    kappa = pd.DataFrame(
+        {"kappa": np.linspace(0.2, 0.9, len(evaluation.PAPER_KAPPA))}, index=evaluation.PAPER_KAPPA.index
+    )
+    kappa["kappa_low"], kappa["kappa_high"] = kappa["kappa"] - 0.3, np.minimum(kappa["kappa"] + 0.2, 1.0)
+    kappa.loc["XR_HAND", ["kappa_low", "kappa_high"]] = np.nan  # no interval: no error bar, no failure
+    table = evaluation.kappa_beside_paper(kappa, label="baseline", data_source=data_source)
+    fig = plots.kappa_comparison(table, data_source=data_source, intervals=kappa)
+    try:
+        assert len({ax.get_ylim() for ax in fig.axes}) == 1  # both panels on one scale
+        low, high = fig.axes[0].get_ylim()
+        assert low <= float(kappa["kappa_low"].min()) and high >= 1.0
+        for ax in fig.axes:
+            names = [label.get_text() for label in ax.get_xticklabels()]
+            assert names[:2] == ["elbow", "finger"] and names[-1] == "overall"
+            assert not any("XR_" in name for name in names)
+        bars = [c for ax in fig.axes for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+        assert len(bars) == 1  # this build's bars only; the paper gives no intervals
+        segments = bars[0].lines[2][0].get_segments()
+        assert len(segments) == len(kappa) - 1  # every study type but the one without an interval
+        lows = sorted(round(float(s[:, 1].min()), 6) for s in segments)
+        assert lows == sorted(round(v, 6) for v in kappa["kappa_low"].dropna())
+    finally:
+        plt.close(fig)

@@ -73,6 +73,7 @@ def test_metrics_table_for_reading_has_word_headers():
     html = evaluation.with_intervals(evaluation.metrics_table(studies, n_resamples=50)).to_html()
     assert _headers(html)[:3] == ["Study type", "Studies", "AUROC (95% interval)"]
     assert "auroc" not in " ".join(_headers(html))
+    assert ">hand<" in html and "XR_" not in html  # study types named as a reader names them
 
 
 @pytest.mark.parametrize("data_source", ["mura", "synthetic"])
@@ -85,6 +86,11 @@ def test_kappa_beside_paper_keeps_this_build_in_its_own_labelled_group(data_sour
     assert ("synthetic" in groups[1]) == (data_source == "synthetic")
     html = format_table(table).to_html()
     assert evaluation.PUBLISHED_GROUP in html and ">Baseline<" in html
+    assert list(table.index) == ["elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist", "overall"]
+    with_bounds = ours.assign(kappa_low=-0.1, kappa_high=0.7)
+    bounded = evaluation.kappa_beside_paper(with_bounds, label="baseline", data_source=data_source)
+    interval = bounded[evaluation.DATA_GROUPS[data_source]]["95% interval"]
+    assert (interval == "\u22120.100 to 0.700").all()
     with pytest.raises(ValueError, match="data_source"):
         evaluation.kappa_beside_paper(ours, data_source="imagenet")
 
@@ -425,3 +431,15 @@ def test_a_passage_may_hold_passages_of_its_own():
         _with_passages(text + "\n:::{passage} reg-data\n:when: mura\n:::", reg_data="mura")
     )
     assert notebook.cells[1].source == ""
+
+
+def test_times_in_seconds_are_rounded_for_reading():
+    frame = pd.DataFrame(
+        {"Image size (px)": [32, 64], "Training time (s)": [60.860123, 4.2345], "AUROC": [0.81234, 0.7]}
+    )
+    html = format_table(frame).to_html()
+    assert ">61<" in html and ">4.2<" in html and "60.860" not in html
+    assert ">0.812<" in html  # other numbers keep their three decimals
+    from mura_lib.tables import seconds_text
+
+    assert [seconds_text(v) for v in (0.04, 9.96, 10.4, 1234.5, float("nan"))] == ["0.0", "10", "10", "1,234", "n/a"]

@@ -82,12 +82,29 @@ def glue_all(prefix: str, values: dict) -> None:
         glue(f"{prefix}-{name}" if prefix else name, value)
 
 
+def glue_comparisons(name: str, comparisons) -> None:
+    """Glue a list of comparisons as two tables: ``name``, the verdicts first (the comparison, the
+    AUROC verdict, the AUROC difference with its interval, the kappa verdict), and
+    ``name-details``, the rest (studies and DeLong's p for two runs; seeds, studies and the share of
+    pairs of seeds won for two configurations; the kappa difference with its interval)."""
+    from .. import configurations, evaluation
+
+    comparisons = list(comparisons)
+    if comparisons and all(isinstance(c, configurations.ConfigurationComparison) for c in comparisons):
+        main, details = configurations.configuration_table, configurations.configuration_details
+    else:
+        main, details = evaluation.comparison_table, evaluation.comparison_details
+    glue(name, format_table(main(comparisons), index=False, wrap=True))
+    glue(f"{name}-details", format_table(details(comparisons), index=False, wrap=True))
+
+
 def glue_group(prefix: str, plan, group: str) -> None:
-    """Glue what every results group shows: the comparisons of its configurations as the table
-    ``tab-PREFIX-paired`` and the figure ``fig-PREFIX-paired``.  The chapter's text reads the
-    comparisons' values (:mod:`mura_lib.book.values`)."""
-    from .. import configurations, plots
+    """Glue what every results group shows: the comparisons of its configurations as the tables
+    ``tab-PREFIX-paired`` (verdicts first) and ``tab-PREFIX-paired-details``
+    (:func:`glue_comparisons`) and the figure ``fig-PREFIX-paired``.  The chapter's text reads
+    the comparisons' values (:mod:`mura_lib.book.values`)."""
+    from .. import plots
 
     comparisons = list(plan.comparisons(group).values())
-    glue(f"tab-{prefix}-paired", format_table(configurations.configuration_table(comparisons), index=False))
+    glue_comparisons(f"tab-{prefix}-paired", comparisons)
     glue_figure(f"fig-{prefix}-paired", plots.paired_differences(comparisons))

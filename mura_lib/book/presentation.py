@@ -68,7 +68,7 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
         f"- **Parameters:** {parameters}\n"
         f"- **Seeds:** {seeds}\n"
         + (f"- **Runs read** (keys in the run store, `mura-thesis runs KEY`): {runs}\n" if runs else "")
-        + f"- **Executed:** {record['started']} to {record['finished']} ({record['seconds']:.1f} s)\n"
+        + f"- **Executed:** {record['started']} to {record['finished']} ({format_duration(record['seconds'])})\n"
         f"- **Software:** Python {versions['python']}, {framework} (backend `{environment['backend']}`)\n"
         f"- **Device:** {environment['device']}\n"
         ":::\n"
