@@ -51,6 +51,7 @@ from .evaluation import (
     comparison_name,
     difference_text,
     table_interval,
+    verdict_table,
 )
 
 METRICS = ("auroc", "kappa")
@@ -570,18 +571,7 @@ def configuration_table(comparisons: list[ConfigurationComparison]) -> pd.DataFr
     comparison, the AUROC verdict (after any adjustment), the mean AUROC difference with its plain
     interval and the kappa verdict.  Four columns, so that a phone shows the verdict beside the
     name; :func:`configuration_details` holds the rest."""
-    interval = table_interval(comparisons, "configuration_table")
-    return pd.DataFrame(
-        [
-            {
-                "Comparison": comparison_name(c.name_a, c.name_b),
-                "Verdict (AUROC)": c.verdict,
-                f"Mean AUROC difference ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
-                "Verdict (kappa)": c.kappa_verdict,
-            }
-            for c in comparisons
-        ]
-    )
+    return verdict_table(comparisons, "Mean AUROC difference", "configuration_table")
 
 
 def configuration_details(comparisons: list[ConfigurationComparison]) -> pd.DataFrame:

@@ -467,13 +467,19 @@ def comparison_table(comparisons: list[Comparison]) -> pd.DataFrame:
     """Paired comparisons for reading, the verdicts first: one row each, with the comparison, the
     AUROC verdict, the AUROC difference with its interval and the kappa verdict.  Four columns,
     so that a phone shows the verdict beside the name; :func:`comparison_details` holds the rest."""
-    interval = table_interval(comparisons, "comparison_table")
+    return verdict_table(comparisons, "AUROC difference", "comparison_table")
+
+
+def verdict_table(comparisons, difference: str, caller: str) -> pd.DataFrame:
+    """The four columns of a comparison table (of two runs or of two configurations): the
+    comparison, its AUROC verdict, the ``difference`` column with its interval, the kappa verdict."""
+    interval = table_interval(comparisons, caller)
     return pd.DataFrame(
         [
             {
                 "Comparison": comparison_name(c.name_a, c.name_b),
                 "Verdict (AUROC)": c.verdict,
-                f"AUROC difference ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
+                f"{difference} ({interval})": difference_text(c.auroc_diff, c.auroc_low, c.auroc_high),
                 "Verdict (kappa)": c.kappa_verdict,
             }
             for c in comparisons

@@ -226,11 +226,20 @@ def _published_pdf(latex: Path, manifest: dict, say) -> dict[str, Path]:
     return files
 
 
-def _sha256(path: Path) -> str:
+# Weights, images and archives hardly compress: they are stored as they are.
+STORED_SUFFIXES = {".h5", ".png", ".jpg", ".pdf", ".zip", ".woff", ".woff2"}
+
+
+def _add(archive: zipfile.ZipFile, path: Path, name: str) -> str:
+    """Write ``path`` into ``archive`` as ``name``; return its SHA-256, computed from the same
+    read (a run's weights are read once, not once for the archive and again for the checksum)."""
+    info = zipfile.ZipInfo.from_file(path, name)
+    info.compress_type = zipfile.ZIP_STORED if path.suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+    with path.open("rb") as source, archive.open(info, "w", force_zip64=True) as target:
+        for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
+            target.write(block)
     return digest.hexdigest()
 
 
@@ -288,10 +297,7 @@ def write_archive(root: Path, output: Path | None = None, *, with_weights: bool 
         for name, text in texts.items():
             archive.writestr(f"{folder}/{name}", text)
         for name, path in sorted(members.items()):
-            # Weights and images hardly compress: store them as they are.
-            stored = path.suffix in {".h5", ".png", ".jpg", ".pdf", ".zip", ".woff", ".woff2"}
-            archive.write(path, f"{folder}/{name}", compress_type=zipfile.ZIP_STORED if stored else None)
-            sums.append(f"{_sha256(path)}  {name}")
+            sums.append(f"{_add(archive, path, f'{folder}/{name}')}  {name}")
         archive.writestr(f"{folder}/SHA256SUMS", "\n".join(sorted(sums, key=lambda line: line[66:])) + "\n")
     partial.replace(output)
     size = output.stat().st_size

@@ -249,11 +249,7 @@ class Builder:
         try:
             yield
         finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            _restore_environment(previous)
 
     def check_data(self) -> None:
         """Read and check the dataset here, before any kernel starts (a clear error, not a
@@ -464,11 +460,7 @@ class Builder:
                 f"The executed notebook with the error is kept at {kept}."
             ) from None
         finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            _restore_environment(previous)
         finished = datetime.now(timezone.utc)
         record = {
             "chapter": plan.name,
@@ -832,6 +824,15 @@ def jupyter_book_command() -> str:
     if not found:
         raise BuildError("jupyter-book is not installed; run `make book`, which installs it.")
     return found
+
+
+def _restore_environment(previous: dict) -> None:
+    """Put back the environment variables saved as ``{name: value or None}`` (None: was unset)."""
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def git_commit(root: Path) -> str:

@@ -145,19 +145,19 @@ def expected_files(root: Path) -> dict[str, str]:
     return {CFF_NAME: citation_cff(meta), ZENODO_NAME: zenodo_json(meta)}
 
 
+def _stale(root: Path, expected: dict[str, str]) -> list[str]:
+    return [name for name, text in expected.items() if not (root / name).is_file() or (root / name).read_text() != text]
+
+
 def stale_files(root: Path) -> list[str]:
     """The citation files that are missing or differ from what the settings give."""
-    return [
-        name
-        for name, text in expected_files(root).items()
-        if not (root / name).is_file() or (root / name).read_text() != text
-    ]
+    return _stale(root, expected_files(root))
 
 
 def write_files(root: Path) -> list[str]:
     """Write the citation files that are stale; return their names."""
-    stale = stale_files(root)
     expected = expected_files(root)
+    stale = _stale(root, expected)
     for name in stale:
         (root / name).write_text(expected[name])
     return stale
