@@ -14,7 +14,7 @@ STAMP    = $(VENV)/.installed
 # spaces, quotes or $ reaches the command as it was typed.
 export PROFILE DATA
 
-# Debian packages for `make pdf` (mura_lib/book/pdf.py names the same set).
+# Debian packages for `make pdf` (mura_thesis/pdf.py names the same set).
 TEX_PACKAGES = texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                fonts-freefont-otf lmodern latexmk poppler-utils
 
@@ -46,12 +46,12 @@ status: $(STAMP)
 	$(BIN)/mura-thesis status --profile "$$PROFILE" $(if $(DATA),--data "$$DATA")
 
 lint: $(STAMP)
-	$(BIN)/ruff check mura_lib tests benchmarks
-	$(BIN)/ruff format --check mura_lib tests benchmarks
+	$(BIN)/ruff check mura_lib mura_thesis tests benchmarks
+	$(BIN)/ruff format --check mura_lib mura_thesis tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format mura_lib tests benchmarks
-	$(BIN)/ruff check --fix mura_lib tests benchmarks
+	$(BIN)/ruff format mura_lib mura_thesis tests benchmarks
+	$(BIN)/ruff check --fix mura_lib mura_thesis tests benchmarks
 
 # The fast tier: the library, the statistics, training, the pipeline's parts, Ray and faults.
 test: $(STAMP)

@@ -26,10 +26,10 @@ import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mura_lib.book.profiles import load_profile, resolve_data  # noqa: E402
 from mura_lib.dataset import load_mura  # noqa: E402
 from mura_lib.models import RandomAffine, augmentation  # noqa: E402
 from mura_lib.preprocess import build_cache  # noqa: E402
+from mura_thesis.profiles import load_profile, resolve_data  # noqa: E402
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mura_lib import numerics  # noqa: E402
-from mura_lib.book.profiles import load_profile, resolve_data  # noqa: E402
 from mura_lib.dataset import load_mura  # noqa: E402
-from mura_lib.plan import PlanSettings, settings_from_parameters  # noqa: E402
 from mura_lib.runs import RunStore  # noqa: E402
 from mura_lib.training import run_experiment  # noqa: E402
+from mura_thesis.plan import PlanSettings, settings_from_parameters  # noqa: E402
+from mura_thesis.profiles import load_profile, resolve_data  # noqa: E402
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -34,11 +34,11 @@ def main(argv=None) -> int:
 
     import ray
 
-    from mura_lib.book.executors import train_runs
     from mura_lib.config import ExperimentConfig
     from mura_lib.dataset import load_mura
     from mura_lib.preprocess import build_cache
     from mura_lib.synthetic import generate_synthetic_mura
+    from mura_thesis.executors import train_runs
 
     folder = Path(tempfile.mkdtemp(prefix="executor-wall-time-"))
     root = generate_synthetic_mura(folder / "data", scale=args.scale, image_size=64, seed=0, workers=1, progress=False)

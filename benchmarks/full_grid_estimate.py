@@ -1,6 +1,6 @@
 """Worked estimate of the `full` profile's training wall time on 1, 8 and 32 GPUs.
 
-The grid is the full profile's experiment plan (``mura_lib.plan.ExperimentPlan`` from
+The grid is the full profile's experiment plan (``mura_thesis.plan.ExperimentPlan`` from
 ``params/full.yaml``): every run the thesis needs, one per distinct configuration.  Each run's time comes
 from training rates measured on an NVIDIA H100 (``benchmarks/results/gpu_h100_*.txt``; Keras on
 JAX, mixed bfloat16, 224 px, batch 64).  Nothing is trained: the script only computes.
@@ -35,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mura_lib.plan import ExperimentPlan, PlanSettings  # noqa: E402
+from mura_thesis.plan import ExperimentPlan, PlanSettings  # noqa: E402
 
 # Measured on an H100 (benchmarks/results/gpu_h100_throughput.txt, gpu_h100_augmentation.txt):
 # training images/s at 224 px, batch 64, mixed bfloat16, Keras on JAX.

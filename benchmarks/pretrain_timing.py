@@ -26,9 +26,9 @@ from mura_lib.config import ExperimentConfig  # noqa: E402
 from mura_lib.dataset import load_mura  # noqa: E402
 from mura_lib.inputs import CacheBatches, prepare_data, task_labels  # noqa: E402
 from mura_lib.models import build_model  # noqa: E402
-from mura_lib.plan import SOURCE_SEED_OFFSET, PlanSettings  # noqa: E402
 from mura_lib.synthetic import generate_synthetic_mura  # noqa: E402
 from mura_lib.training import compile_model  # noqa: E402
+from mura_thesis.plan import SOURCE_SEED_OFFSET, PlanSettings  # noqa: E402
 
 
 def clocked(call):

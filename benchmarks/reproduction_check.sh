@@ -29,9 +29,9 @@ for side in default two; do
     cd "$WORK/$side"
     start=$(date +%s) rc=0
     env ${THREADS[$side]:+MURA_THREADS=${THREADS[$side]}} PYTHONPATH="$PWD" \
-      "$PY" -m mura_lib.book.cli build --profile "$PROFILE" > "$WORK/$side.log" 2>&1 || rc=$?
+      "$PY" -m mura_thesis.cli build --profile "$PROFILE" > "$WORK/$side.log" 2>&1 || rc=$?
     echo "build ($side threads): $(( $(date +%s) - start )) s wall, rc $rc; load after: $(cut -d' ' -f1-3 /proc/loadavg)"
   )
 done
 cd "$WORK/default"
-PYTHONPATH="$PWD" "$PY" -m mura_lib.book.cli compare "$WORK/default" "$WORK/two"
+PYTHONPATH="$PWD" "$PY" -m mura_thesis.cli compare "$WORK/default" "$WORK/two"

@@ -25,9 +25,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 CHILD = """
 import io, json, sys, time
 from pathlib import Path
-from mura_lib.book.executors import train_runs
-from mura_lib.book.profiles import load_profile, resolve_data
-from mura_lib.plan import PlanSettings, settings_from_parameters
+from mura_thesis.executors import train_runs
+from mura_thesis.profiles import load_profile, resolve_data
+from mura_thesis.plan import PlanSettings, settings_from_parameters
 project, profile_name, runs, epochs, size, workers, store = sys.argv[1:]
 profile = load_profile(Path(project), profile_name)
 settings = PlanSettings.from_dict(settings_from_parameters(profile.parameters, source=profile_name))

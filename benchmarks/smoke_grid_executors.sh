@@ -13,7 +13,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=$REPO/.venv/bin/python
 WORK=${1:-$(mktemp -d)}
-cli() { (cd "$1" && shift && PYTHONPATH="$PWD" "$PY" -m mura_lib.book.cli "$@"); }
+cli() { (cd "$1" && shift && PYTHONPATH="$PWD" "$PY" -m mura_thesis.cli "$@"); }
 # elapsed LOG COMMAND...: runs COMMAND with its output in LOG; prints the wall seconds.
 elapsed() { local log=$1; shift; local s=$(date +%s.%N); "$@" > "$log" 2>&1 || true; echo "$(date +%s.%N) - $s" | bc; }
 

@@ -33,12 +33,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mura_lib import numerics  # noqa: E402
-from mura_lib.book.profiles import load_profile, resolve_data  # noqa: E402
 from mura_lib.dataset import load_mura  # noqa: E402
-from mura_lib.plan import PlanSettings, settings_from_parameters  # noqa: E402
 from mura_lib.runs import RunStore  # noqa: E402
 from mura_lib.scoring import study_metrics  # noqa: E402
 from mura_lib.training import run_experiment  # noqa: E402
+from mura_thesis.plan import PlanSettings, settings_from_parameters  # noqa: E402
+from mura_thesis.profiles import load_profile, resolve_data  # noqa: E402
 
 # Each rule: the changes to the profile's baseline configuration (each names its schedule and
 # epochs, so that a rule means the same whatever the profile's defaults are).

@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mura_thesis.tables import join_words, plain, signed
+
 from .evaluation import percentile_bootstrap
 from .files import short_hash
 from .synthetic.findings import FINDINGS
-from .tables import join_words, plain, signed
 
 FINDING_NAMES = {
     "fracture": "fractures",
@@ -222,7 +223,7 @@ def detection_table(table: pd.DataFrame | None, drop: str | None = None):
     a table for reading, without ``drop``'s column.  Where there is nothing to show (real MURA
     records no findings, or no test study has a subtle finding) it is one row saying so, so that
     the captioned table in the chapter always has content."""
-    from .tables import format_table
+    from mura_thesis.tables import format_table
 
     if table is None:
         shown = pd.DataFrame({FINDING: ["not recorded: real MURA labels a study only normal or abnormal"]})
@@ -570,22 +571,23 @@ class ShortcutEvidence:
 
     def shortcut_table(self):
         """:func:`shortcut_table` formatted for the page, or a note saying why it is omitted."""
-        from .tables import format_table
+        from mura_thesis.tables import format_table
 
         return self._omitted() if self.shortcut is None else format_table(shortcut_table(self.shortcut), index=False)
 
     def marker_table(self, details: bool = False):
         """The paired comparison with the markers removed, formatted (verdicts first; ``details``:
         studies, DeLong's p and the kappa difference), or a note saying why it is omitted."""
+        from mura_thesis.tables import format_table
+
         from .evaluation import comparison_details, comparison_table
-        from .tables import format_table
 
         table = comparison_details if details else comparison_table
         return self._omitted() if self.comparison is None else format_table(table([self.comparison]), index=False)
 
     def marker_figure(self):
-        """:func:`mura_lib.plots.probability_changes` of the markers removed, or a note saying why it is omitted."""
-        from .plots import probability_changes
+        """:func:`mura_thesis.figures.probability_changes` of the markers removed, or a note saying why it is omitted."""
+        from mura_thesis.figures import probability_changes
 
         return self._omitted() if self.changes is None else probability_changes(self.changes)
 

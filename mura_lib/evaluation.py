@@ -863,7 +863,7 @@ def score_submission(submission: str | os.PathLike, labeled_studies: str | os.Pa
 def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3):
     """A metrics table for reading (a styled table): each metric as ``estimate (low to high)``,
     its 95% bootstrap interval in brackets, with word headers (``tables.format_table``)."""
-    from .tables import column_words, format_table
+    from mura_thesis.tables import column_words, format_table
 
     shown = pd.DataFrame(index=table.index)
     if "studies" in table:

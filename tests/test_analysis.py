@@ -4,13 +4,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mura_lib import analysis
-from mura_lib.book import values
 from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.preprocess import build_cache
 from mura_lib.runs import RunStore
 from mura_lib.synthetic import image_truth, study_truth
 from mura_lib.training import run_experiment
+from mura_thesis import values
 
 TINY = dict(image_size=32, depth=2, width=8, epochs=2, batch_size=16, seed=1)
 

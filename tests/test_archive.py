@@ -11,8 +11,8 @@ import zipfile
 
 import pytest
 
-from mura_lib.book import archive
-from mura_lib.book.project import BuildError
+from mura_thesis import archive
+from mura_thesis.project import BuildError
 
 from .conftest import REPO
 
@@ -24,7 +24,7 @@ from .conftest import REPO
         ("a/published/results.json", False),
         ("a/runs/0123/predictions.csv", False),
         ("a/chapters/03_data.md", False),
-        ("a/mura_lib/book/static/thesis.css", False),
+        ("a/mura_thesis/static/thesis.css", False),
         ("a/chapters/train_image_paths.csv", True),
         ("a/records/valid_labeled_studies.csv", True),
         ("a/MURA-v1.1/README.txt", True),
@@ -39,7 +39,13 @@ def test_forbidden_members(name, refused):
 
 def test_source_holds_the_book_the_package_and_the_project_files():
     files = archive.source_files(REPO)
-    for name in ("_config.yml", "chapters/05_1_baseline.md", "params/smoke.yaml", "mura_lib/plan.py", "pyproject.toml"):
+    for name in (
+        "_config.yml",
+        "chapters/05_1_baseline.md",
+        "params/smoke.yaml",
+        "mura_thesis/plan.py",
+        "pyproject.toml",
+    ):
         assert name in files, name
     assert not any("__pycache__" in name or name.startswith(("data/", "runs/", "_build/")) for name in files)
 
@@ -100,7 +106,7 @@ def test_archive_round_trip_rebuilds_the_book_without_training(smoke_book, tmp_p
         "requirements.lock.txt",
         "published/html/index.html",
         "published/results.json",
-        "mura_lib/plan.py",
+        "mura_thesis/plan.py",
         "chapters/05_1_baseline.md",
         "params/smoke.yaml",
     ):
@@ -131,7 +137,7 @@ def test_archive_round_trip_rebuilds_the_book_without_training(smoke_book, tmp_p
 
 
 def test_a_pdf_is_archived_only_with_the_results_it_shows(tmp_path):
-    from mura_lib.book.pdf import pdf_identity
+    from mura_thesis.pdf import pdf_identity
 
     manifest = {"profile": "demo", "commit": "abc", "glued": {"05_1_baseline": {"baseline-auroc": "0.812"}}}
     latex = tmp_path / "latex"
@@ -147,7 +153,7 @@ def test_a_pdf_is_archived_only_with_the_results_it_shows(tmp_path):
 
 
 def test_archive_refuses_a_build_of_other_source(tmp_path, monkeypatch):
-    from mura_lib.book import build
+    from mura_thesis import build
 
     project = _fake_build(tmp_path)  # its results manifest says commit abc1234
     monkeypatch.setattr(build, "git_commit", lambda root: "def5678")

@@ -16,7 +16,7 @@ import yaml
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "mura_lib.book.cli"]
+CLI = [sys.executable, "-m", "mura_thesis.cli"]
 PROJECT_FILES = ["_config.yml", "_toc.yml", "references.bib", "chapters", "params"]
 
 
@@ -114,8 +114,8 @@ def test_rebuild_with_nothing_changed_reuses_every_chapter(smoke_book):
 def test_build_writes_its_results_manifest_also_from_reused_chapters(smoke_book):
     """``_build/results.json``: the runs, comparisons and glued values of the build; a rebuild
     that reuses every chapter writes the same results (from the chapters' stored state)."""
-    from mura_lib.book.manifest import compare_manifests, load_manifest
     from mura_lib.runs import RunStore
+    from mura_thesis.manifest import compare_manifests, load_manifest
 
     project, _ = smoke_book
     first = load_manifest(project)  # _build/results.json
@@ -333,8 +333,8 @@ def _page_text(project: Path, page: str) -> str:
 def test_conclusions_and_abstract_state_the_chapters_verdicts(smoke_book):
     """One source of verdicts: the results chapters, the conclusions and the abstract read the
     same comparisons of the same stored runs, and no passage markup reaches a page."""
-    from mura_lib.book import values
-    from mura_lib.book.profiles import load_profile, plan_for_profile
+    from mura_thesis import values
+    from mura_thesis.profiles import load_profile, plan_for_profile
 
     project, _ = smoke_book
     plan = plan_for_profile(project, load_profile(project, "smoke"), verbose="silent")
@@ -385,8 +385,8 @@ def test_text_holds_for_the_build_it_sits_in(smoke_book):
         for pattern in offenders:
             assert not re.search(pattern, text), f"{pattern!r} on {page.name}"
     # The number of test studies is this build's, glued from its data.
-    from mura_lib.book.profiles import load_profile, resolve_data
     from mura_lib.dataset import load_mura
+    from mura_thesis.profiles import load_profile, resolve_data
 
     _, root = resolve_data(project, load_profile(project, "smoke"))
     images = load_mura(root).images

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from mura_lib.book import citation
-from mura_lib.book.project import BuildError
+from mura_thesis import citation
+from mura_thesis.project import BuildError
 
 from .conftest import REPO
 
@@ -98,7 +98,7 @@ def project(tmp_path):
 
 
 def test_a_changed_title_makes_both_files_stale_until_written(project, monkeypatch, capsys):
-    from mura_lib.book import cli
+    from mura_thesis import cli
 
     config = project / "_config.yml"
     config.write_text(config.read_text().replace("title: ", "title: A new ", 1))

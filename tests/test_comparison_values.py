@@ -45,7 +45,7 @@ def same():
 def test_verdict_lists_read_single_run_and_configuration_comparisons(better, same):
     """The lists the chapters glue: a single-run comparison's "no detectable difference" counts as
     undetermined, and each name can carry its difference and interval."""
-    from mura_lib.book import values
+    from mura_thesis import values
 
     paired_better = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="the max", name_b="B")
     paired_same = compare_paired(_studies(0.2), _studies(0.2), n_resamples=300, seed=0, name_a="the vote", name_b="D")
@@ -65,7 +65,7 @@ def test_verdict_lists_read_single_run_and_configuration_comparisons(better, sam
 
 
 def test_multiview_values_read_the_run_the_data_and_the_comparison(better):
-    from mura_lib.book import values
+    from mura_thesis import values
 
     config = SimpleNamespace(max_views=2, image_size=48, epochs=1)
     run = SimpleNamespace(config=config, training={"epochs": 1, "stopped_early": False})

@@ -1,4 +1,4 @@
-"""The model-development chapter's tables and numbers (mura_lib.development), on tiny inputs."""
+"""The model-development chapter's tables and numbers (mura_thesis.development), on tiny inputs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from mura_lib import development
 from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.models import build_cnn, build_model
+from mura_thesis import development
 
 TINY = dict(image_size=16, depth=2, width=4, epochs=1, batch_size=8, seed=3)
 

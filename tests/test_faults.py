@@ -19,16 +19,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mura_lib.book import cli
-from mura_lib.book.build import Builder, ChapterPlan
-from mura_lib.book.profiles import load_profile
-from mura_lib.book.project import BuildError
-from mura_lib.book.schema import ParameterError
 from mura_lib.dataset import MuraFormatError, load_mura, manifest_hash
 from mura_lib.files import atomic_write_text
 from mura_lib.parallel import partial_name, remove_stale_partials
 from mura_lib.preprocess import TooManyExcludedError, build_cache, exclusions
 from mura_lib.runs import BrokenRunError, RunStore
+from mura_thesis import cli
+from mura_thesis.build import Builder, ChapterPlan
+from mura_thesis.profiles import load_profile
+from mura_thesis.project import BuildError
+from mura_thesis.schema import ParameterError
 
 from .conftest import REPO
 
@@ -47,7 +47,7 @@ def small_project(target: Path) -> Path:
 
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mura_lib.book.cli", *args],
+        [sys.executable, "-m", "mura_thesis.cli", *args],
         cwd=project,
         capture_output=True,
         text=True,
@@ -137,7 +137,7 @@ def test_a_chapter_waiting_for_a_run_says_so_on_the_terminal(tmp_path):
     import nbformat
     import papermill
 
-    from mura_lib.book.build import WAITING_PREFIX, ForwardLines
+    from mura_thesis.build import WAITING_PREFIX, ForwardLines
 
     # The run store's own line, while another process holds the run's lock.
     holder = subprocess.Popen(
@@ -204,8 +204,8 @@ def test_second_build_of_a_profile_waits_or_fails_fast(tmp_path):
             textwrap.dedent("""
             import sys, time
             from pathlib import Path
-            from mura_lib.book.build import Builder
-            from mura_lib.book.profiles import load_profile
+            from mura_thesis.build import Builder
+            from mura_thesis.profiles import load_profile
             builder = Builder(Path.cwd(), load_profile(Path.cwd(), "smoke"))
             with builder.lock():
                 print("locked", flush=True)
@@ -262,8 +262,8 @@ def test_two_runs_of_one_chapter_do_not_share_an_output(tmp_path):
                     textwrap.dedent("""
                     import sys
                     from pathlib import Path
-                    from mura_lib.book.build import Builder, run_single_chapter
-                    from mura_lib.book.profiles import load_profile
+                    from mura_thesis.build import Builder, run_single_chapter
+                    from mura_thesis.profiles import load_profile
                     root = Path.cwd()
                     Builder.check_data = lambda self: None  # not needed: the output check comes first
                     try:
@@ -559,7 +559,7 @@ def staged_text(chapter: str, glued: dict[str, str]) -> str:
     import jupytext
     import nbformat
 
-    from mura_lib.book import presentation
+    from mura_thesis import presentation
 
     notebook = jupytext.read(REPO / "chapters" / f"{chapter}.md")
     markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
@@ -582,8 +582,8 @@ def test_switched_off_experiments_have_no_arms_and_their_chapters_say_so(monkeyp
     """`regularisation: false` and `development: false` passed the schema and stopped chapters 04
     and 05_3 with "The plan has no group"; now the plan lists the baseline alone for them, and
     the chapters and the conclusions say the experiment is switched off, quoting nothing of it."""
-    from mura_lib.book.profiles import profile_settings
-    from mura_lib.plan import ExperimentPlan, PlanSettings
+    from mura_thesis.plan import ExperimentPlan, PlanSettings
+    from mura_thesis.profiles import profile_settings
 
     settings = profile_settings("smoke", REPO) | {"regularisation": False, "development": False}
     plan = ExperimentPlan(PlanSettings.from_dict(settings), "unused")
@@ -645,7 +645,7 @@ def test_settings_no_chapter_can_report_are_rejected_before_any_chapter_runs(cha
     ],
 )
 def test_empty_and_repeated_settings_are_rejected_by_the_schema(values, message):
-    from mura_lib.book.schema import check_overrides
+    from mura_thesis.schema import check_overrides
 
     with pytest.raises(ParameterError, match=message):
         check_overrides(REPO, "08_extensions", [("-p", values)])
@@ -738,8 +738,8 @@ def test_train_reads_the_data_as_told(tmp_path, monkeypatch, capsys):
     """`train --missing drop` and `--max-excluded-fraction` were ignored (and the error then told
     the user to pass the option they had passed): every reader of the data, in this process and
     in the workers, now gets them, as does the command that retries a run."""
-    import mura_lib.book.executors as executors
-    import mura_lib.book.profiles as profiles
+    import mura_thesis.executors as executors
+    import mura_thesis.profiles as profiles
 
     seen = {}
 
@@ -765,8 +765,8 @@ def test_a_run_store_that_cannot_be_written_stops_training_at_once(synthetic_roo
     import errno
     import tempfile
 
-    from mura_lib.book.executors import NotWritableError, train_runs
     from mura_lib.config import ExperimentConfig
+    from mura_thesis.executors import NotWritableError, train_runs
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
@@ -864,7 +864,7 @@ def test_status_does_not_generate_the_dataset(tmp_path):
 def test_run_names_the_settings_it_changed(tmp_path, monkeypatch):
     """`mura-thesis run CHAPTER -p image_size 64` said "Executing CHAPTER with {}": the settings
     reach a chapter inside its `settings` parameter, so none was among its own parameters."""
-    import mura_lib.book.build as build
+    import mura_thesis.build as build
 
     project = small_project(tmp_path / "thesis")
     monkeypatch.setattr(Builder, "data", property(lambda self: ("synthetic", tmp_path, "manifest")))
@@ -1058,7 +1058,7 @@ def test_changed_weights_of_the_same_size_are_refused_when_loaded(tmp_path):
 
 def test_the_data_chapter_never_opens_an_image_the_cache_left_out(mura_copy, tmp_path, monkeypatch):
     import mura_lib.preprocess as preprocess
-    from mura_lib import data_report, development
+    from mura_thesis import data_tables, development
 
     expected = damage(load_mura(mura_copy), mura_copy)
     dataset = load_mura(mura_copy)
@@ -1074,12 +1074,12 @@ def test_the_data_chapter_never_opens_an_image_the_cache_left_out(mura_copy, tmp
     original = preprocess.open_image
     monkeypatch.setattr(preprocess, "open_image", lambda path: opened.append(str(path)) or original(path))
     excluded = table["relpath"]
-    sizes = data_report.image_sizes(dataset, 10**6, excluded=excluded)
+    sizes = data_tables.image_sizes(dataset, 10**6, excluded=excluded)
     assert len(sizes) == len(dataset.images) - len(expected)
-    data_report.examples_figure(dataset, 0, excluded=excluded)
+    data_tables.examples_figure(dataset, 0, excluded=excluded)
     study = dataset.images.loc[dataset.images["relpath"] == huge, "study_path"].item()
-    data_report.study_figure(dataset, study, excluded=excluded)
-    assert data_report.example_study(dataset, 0, excluded=excluded)["study_path"] not in set(
+    data_tables.study_figure(dataset, study, excluded=excluded)
+    assert data_tables.example_study(dataset, 0, excluded=excluded)["study_path"] not in set(
         dataset.images.loc[dataset.images["relpath"].isin(excluded), "study_path"]
     )
     for seed in range(20):
@@ -1087,7 +1087,7 @@ def test_the_data_chapter_never_opens_an_image_the_cache_left_out(mura_copy, tmp
     assert opened and not {str(mura_copy / relpath) for relpath in expected} & set(opened)
     # Without the list, an image that cannot be read is a clear error, not PIL's.
     with pytest.raises(ValueError, match="did not leave it out"):
-        data_report.image_sizes(dataset, 10**6)
+        data_tables.image_sizes(dataset, 10**6)
 
 
 def test_every_image_is_opened_through_the_one_reader():

@@ -14,9 +14,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from mura_lib.book import manifest
-from mura_lib.book.cli import main
-from mura_lib.tables import format_table
+from mura_thesis import manifest
+from mura_thesis.cli import main
+from mura_thesis.tables import format_table
 
 PREFIX = "application/papermill.record/"
 
@@ -207,13 +207,13 @@ def test_manifest_lists_a_result_two_chapters_report_differently():
 
 
 def test_results_env_var_is_the_one_the_plan_writes():
-    from mura_lib import plan
+    from mura_thesis import plan
 
     assert plan.RESULTS_ENV_VAR == manifest.RESULTS_ENV_VAR == "MURA_RESULTS_USED"
 
 
 def test_a_chapters_results_are_read_once_each_and_the_file_removed(tmp_path):
-    from mura_lib.book.build import BuildError, _results_used
+    from mura_thesis.build import BuildError, _results_used
 
     path = tmp_path / ".c.results.jsonl"
     lines = [comparison("x vs baseline"), metric("m", 0.5), comparison("x vs baseline")]
@@ -259,8 +259,8 @@ def test_build_records_a_chapters_results_and_reuses_them_from_its_state(tmp_pat
 
     import papermill
 
-    from mura_lib.book.build import Builder
-    from mura_lib.book.profiles import Profile
+    from mura_thesis.build import Builder
+    from mura_thesis.profiles import Profile
 
     (tmp_path / "chapters").mkdir()
     (tmp_path / "chapters" / "c1.md").write_text(CHAPTER)
@@ -457,7 +457,7 @@ def test_reference_manifest_of_a_profile(tmp_path):
 
 
 def test_status_page_checks_the_verdicts_against_the_reference(tmp_path):
-    from mura_lib.book import presentation
+    from mura_thesis import presentation
 
     this, reference = two_builds()
     kept = write(tmp_path / "benchmarks" / "results" / "reference_demo_results.json", reference)

@@ -73,7 +73,7 @@ def test_every_image_model_is_one_entry_that_keras_can_build():
 
     from mura_lib.config import IMAGE_MODELS
     from mura_lib.models import BACKBONES
-    from mura_lib.plan import BACKBONE_NAMES
+    from mura_thesis.plan import BACKBONE_NAMES
 
     for name, model in IMAGE_MODELS.items():
         assert BACKBONE_NAMES[name] == model.display_name

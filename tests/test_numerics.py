@@ -51,7 +51,7 @@ def test_notebook_and_script_train_identical_runs(synthetic_root, tmp_path):
     # A chapter's set-up cell, then the same training, in a Jupyter kernel.
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
-        nbformat.v4.new_code_cell("from mura_lib import book\nbook.setup_notebook()"),
+        nbformat.v4.new_code_cell("import mura_thesis as book\nbook.setup_notebook()"),
         nbformat.v4.new_code_cell(
             TRAIN.format(data=str(synthetic_root), store=str(tmp_path / "notebook"), cache=cache)
         ),

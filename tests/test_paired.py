@@ -12,8 +12,9 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from mura_lib import evaluation, plots
-from mura_lib.plots import FIGURE_WIDTH
+from mura_lib import evaluation
+from mura_thesis import figures
+from mura_thesis.figures import FIGURE_WIDTH
 
 from .conftest import REPO
 
@@ -308,7 +309,7 @@ def test_forest_plot_has_one_row_per_comparison(metric):
         evaluation.compare_paired(tables[x], tables[y], n_resamples=200, name_a=x, name_b=y)
         for x, y in [("DenseNet-169", "ResNet-50"), ("DenseNet-169", "ensemble"), ("ResNet-50", "ensemble")]
     ]
-    fig = plots.paired_differences(comparisons, metric=metric, title="Paired differences")
+    fig = figures.paired_differences(comparisons, metric=metric, title="Paired differences")
     try:
         assert isinstance(fig, plt.Figure)
         ax = fig.axes[0]
@@ -332,7 +333,7 @@ def test_forest_plot_has_one_row_per_comparison(metric):
 
 
 def test_glue_comparisons_glues_the_verdicts_and_their_details(monkeypatch):
-    from mura_lib import book
+    import mura_thesis as book
 
     glued = {}
     monkeypatch.setattr(book, "glue", lambda name, value, display=False: glued.__setitem__(name, value))

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from mura_lib.book import pdf
-from mura_lib.book.frontmatter import body_entries, count_words, notebook_prose
-from mura_lib.book.project import BuildError
+from mura_thesis import pdf
+from mura_thesis.frontmatter import body_entries, count_words, notebook_prose
+from mura_thesis.project import BuildError
 
 from .conftest import REPO
 

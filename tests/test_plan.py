@@ -4,11 +4,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from mura_lib import tables
-from mura_lib.book.profiles import profile_settings
 from mura_lib.configurations import ConfigurationComparison
 from mura_lib.evaluation import Comparison
-from mura_lib.plan import ExperimentPlan, PlanSettings
+from mura_thesis import tables
+from mura_thesis.plan import ExperimentPlan, PlanSettings
+from mura_thesis.profiles import profile_settings
 
 from .conftest import REPO
 
@@ -151,7 +151,7 @@ def test_runs_table_has_one_row_per_run_in_the_order_asked():
 
 
 def test_training_values_say_how_a_run_ended():
-    from mura_lib.book import values
+    from mura_thesis import values
 
     capped, stopped = _run(0.7, 0.4, 8, 8, 8), _run(0.7, 0.4, 1, 1, 8)
     assert values.training_values(capped) == {
@@ -218,3 +218,22 @@ def test_each_pretrained_arm_has_a_reference_at_its_own_learning_rate():
 def test_seeds_must_be_distinct():
     with pytest.raises(ValueError, match="repeat"):
         PlanSettings(seeds=[0, 0])
+
+
+def test_arm_table_lists_what_each_arm_changes_and_its_seeds():
+    plan = _plan("demo")
+    sizes = plan.arm_table("image size")
+    assert list(sizes.index) == ["baseline", "32 px", "64 px"]
+    assert sizes.loc["baseline", "changes from the baseline"] == "none"
+    assert sizes.loc["32 px", "changes from the baseline"] == "image_size = 32"
+    assert set(sizes["seeds"]) == {", ".join(str(s) for s in plan.settings.arm_seeds)}
+    regularisation = plan.arm_table("regularisation")
+    assert regularisation.loc["no dropout", "changes from the baseline"] == "dropout = 0.0"
+    transfer = plan.arm_table("transfer")
+    started = transfer[transfer["starts from"] != "none"]
+    # The pretrained arms start from the source task's run; the random-initialisation arms do not.
+    assert len(started) == 2 and set(started["starts from"]) == {
+        plan.runs[plan.arms["ab-initio CNN source task"][0]].label
+    }
+    source = plan.arm_table("source")
+    assert source.iloc[1]["data"] == "source corpus" and source.iloc[1]["seeds"] == "0"

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from mura_lib import evaluation
-from mura_lib.book import presentation
-from mura_lib.tables import column_words, format_table, plural
+from mura_thesis import presentation
+from mura_thesis.tables import column_words, format_table, plural
 
 
 def _headers(html: str) -> list[str]:
@@ -167,7 +167,7 @@ def test_format_duration():
 
 SPHINX_PROJECT = {
     "conf.py": """
-        extensions = ["sphinx_external_toc", "sphinx_multitoc_numbering", "mura_lib.book.sphinx_book"]
+        extensions = ["sphinx_external_toc", "sphinx_multitoc_numbering", "mura_thesis.sphinx_book"]
         external_toc_path = "_toc.yml"
         numfig = True
         numfig_secnum_depth = 1
@@ -261,8 +261,7 @@ def test_sphinx_extension_numbers_tables_letters_appendices_and_serves_mathjax(t
 def test_provenance_lists_the_runs_a_chapter_read(tmp_path, monkeypatch):
     """The plan notes each run it reads in the file the build names; the build reads the file
     back (first use first, each run once) and the provenance box lists the runs with their keys."""
-    from mura_lib import plan
-    from mura_lib.book import build
+    from mura_thesis import build, plan
 
     notes = tmp_path / "chapter.runs.jsonl"
     monkeypatch.setenv(plan.RUNS_USED_ENV_VAR, str(notes))
@@ -440,6 +439,6 @@ def test_times_in_seconds_are_rounded_for_reading():
     html = format_table(frame).to_html()
     assert ">61<" in html and ">4.2<" in html and "60.860" not in html
     assert ">0.812<" in html  # other numbers keep their three decimals
-    from mura_lib.tables import seconds_text
+    from mura_thesis.tables import seconds_text
 
     assert [seconds_text(v) for v in (0.04, 9.96, 10.4, 1234.5, float("nan"))] == ["0.0", "10", "10", "1,234", "n/a"]

@@ -6,7 +6,8 @@ import pytest
 import tomllib
 import yaml
 
-from . import import_graph
+from mura_thesis import imports as import_graph
+
 from .conftest import REPO
 
 
@@ -47,8 +48,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_profile_is_valid_and_chapters_exist():
-    from mura_lib.book.profiles import load_profile
-    from mura_lib.book.project import toc_entries
+    from mura_thesis.profiles import load_profile
+    from mura_thesis.project import toc_entries
 
     assert toc_entries(REPO)
     for path in (REPO / "params").glob("*.yaml"):
@@ -57,8 +58,8 @@ def test_every_profile_is_valid_and_chapters_exist():
 
 
 def test_every_profile_resolves_into_an_experiment_plan():
-    from mura_lib.book.profiles import load_profile
-    from mura_lib.plan import PlanSettings, settings_from_parameters
+    from mura_thesis.plan import PlanSettings, settings_from_parameters
+    from mura_thesis.profiles import load_profile
 
     for path in (REPO / "params").glob("*.yaml"):
         profile = load_profile(REPO, path.stem)
@@ -71,10 +72,10 @@ def test_chapter_defaults_are_the_demo_profile():
     """A chapter run on its own (papermill, Jupyter) gets the same settings as the demo build."""
     import papermill
 
-    from mura_lib.book.build import Builder
-    from mura_lib.book.profiles import load_profile
-    from mura_lib.book.project import is_notebook, toc_entries
-    from mura_lib.plan import PlanSettings
+    from mura_thesis.build import Builder
+    from mura_thesis.plan import PlanSettings
+    from mura_thesis.profiles import load_profile
+    from mura_thesis.project import is_notebook, toc_entries
 
     demo = load_profile(REPO, "demo")
     builder = Builder(REPO, demo)
@@ -97,8 +98,8 @@ def test_build_process_describes_the_machine_without_loading_a_framework():
     import sys
 
     code = (
-        "import sys\nfrom mura_lib.book.build import build_environment\nbuild_environment()\n"
-        "from mura_lib.plan import PlanSettings\nPlanSettings()\n"
+        "import sys\nfrom mura_thesis.build import build_environment\nbuild_environment()\n"
+        "from mura_thesis.plan import PlanSettings\nPlanSettings()\n"
         "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -108,11 +109,11 @@ def test_build_process_describes_the_machine_without_loading_a_framework():
 def test_no_import_cycles_and_the_core_never_imports_the_book_pipeline():
     edges = import_graph.graph()
     assert import_graph.cycles(edges) == []
-    core = [name for name in edges if not name.startswith("mura_lib.book")]
-    upward = {name: sorted(t for t in edges[name] if t.startswith("mura_lib.book")) for name in core}
+    core = [name for name in edges if not name.startswith("mura_thesis")]
+    upward = {name: sorted(t for t in edges[name] if t.startswith("mura_thesis")) for name in core}
     assert {name: targets for name, targets in upward.items() if targets} == {}
     # The configuration and the project helpers import nothing of the project.
-    assert edges["mura_lib.config"] == set() and edges["mura_lib.book.project"] == set()
+    assert edges["mura_lib.config"] == set() and edges["mura_thesis.project"] == set()
 
 
 # Modules that training reaches but that cannot change a run's result, each with its reason.
@@ -152,10 +153,45 @@ def test_run_key_follows_the_source_of_every_result_module(monkeypatch, tmp_path
         config.library_source_hash(("mura_lib.no_such_module",))
 
 
-def test_chapter_keys_cover_every_source_file_in_every_folder():
-    from mura_lib.book import build
+def test_chapter_keys_cover_the_modules_a_chapter_can_run():
+    """A chapter's key covers the project modules its code imports, what they import (inside
+    functions too, and the packages' __init__), never the pipeline's NOT_IN_CHAPTERS, and
+    nothing it cannot reach: editing the Background chapter's module re-executes no other."""
+    from mura_thesis import build, imports
 
-    hashed = {path.relative_to(build.PACKAGE).as_posix() for path in build.chapter_library_files()}
-    every = {path.relative_to(build.PACKAGE).as_posix() for path in build.PACKAGE.rglob("*.py")}
-    assert every - hashed == set(build.NOT_IN_CHAPTERS)
-    assert {"book/build.py", "book/__init__.py", "plan.py", "training.py"} <= hashed
+    background = set(build.chapter_library_files("import mura_thesis as book\nfrom mura_thesis import background\n"))
+    assert {"mura_thesis", "mura_thesis.background", "mura_thesis.tables", "mura_thesis.figures"} <= background
+    assert not background & set(build.NOT_IN_CHAPTERS)
+    baseline = set(
+        build.chapter_library_files(
+            "%matplotlib inline\nfrom mura_thesis import values\nfrom mura_lib import explain\n"
+        )
+    )
+    # values reaches the plan, and the plan the training code (inside its functions).
+    assert {"mura_thesis.values", "mura_thesis.plan", "mura_lib.training", "mura_lib.models", "mura_lib"} <= baseline
+    assert "mura_thesis.background" not in baseline and "mura_thesis.values" not in background
+    assert build.chapter_library_files("x = 1\n") == {}
+    assert set(build.NOT_IN_CHAPTERS) <= set(imports.modules())
+
+
+def test_a_chapter_key_changes_with_the_modules_it_reaches_only(monkeypatch, tmp_path):
+    from mura_thesis import build, imports
+
+    code = "from mura_thesis import background\n"
+    before = build.library_hash(code)
+    original = imports.modules
+
+    def edited(name):
+        def modules(*args, **kwargs):
+            found = dict(original(*args, **kwargs))
+            copy = tmp_path / f"{name}.py"
+            copy.write_bytes(found[name].read_bytes() + b"\n# edited\n")
+            found[name] = copy
+            return found
+
+        return modules
+
+    monkeypatch.setattr(imports, "modules", edited("mura_thesis.background"))
+    assert build.library_hash(code) != before
+    monkeypatch.setattr(imports, "modules", edited("mura_thesis.values"))
+    assert build.library_hash(code) == before

@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from mura_lib.book import cli, profiles
-from mura_lib.book.executors import train_runs
 from mura_lib.config import ExperimentConfig
 from mura_lib.dataset import load_mura
 from mura_lib.preprocess import build_cache
 from mura_lib.runs import RunStore
 from mura_lib.synthetic import generate_synthetic_mura
+from mura_thesis import cli, profiles
+from mura_thesis.executors import train_runs
 
 from .conftest import REPO
 

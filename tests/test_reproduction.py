@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_build_under_other_numerics_retrains_every_run_and_flips_no_verdict(smoke_book, tmp_path):
-    from mura_lib.book.manifest import load_manifest
+    from mura_thesis.manifest import load_manifest
 
     project, _ = smoke_book
     first = load_manifest(project)

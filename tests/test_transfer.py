@@ -137,7 +137,7 @@ def test_invalid_task_and_init_from_are_explained():
 def plan(synthetic_root, store, tmp_path_factory):
     """The plan's transfer experiment at a tiny scale: VGG16 pretrained on the study types of a
     small source corpus of its own, then frozen or fine-tuned, against VGG16 from random weights."""
-    from mura_lib.plan import ExperimentPlan, PlanSettings
+    from mura_thesis.plan import ExperimentPlan, PlanSettings
 
     settings = PlanSettings(
         image_size=32,

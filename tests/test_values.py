@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mura_lib.book import values
+from mura_thesis import values
 
 
 def _comparison(name_a, verdict, diff=0.01, kappa_verdict=None, name_b="baseline"):

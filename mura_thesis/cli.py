@@ -45,7 +45,7 @@ def _overrides(args, root: Path | None = None) -> dict:
 
 def _build_overrides(args) -> dict:
     """Settings for a whole build: only experiment settings, which every chapter shares."""
-    from ..plan import PlanSettings
+    from .plan import PlanSettings
 
     values = _overrides(args)  # checked against the settings' schema
     unknown = sorted(set(values) - set(PlanSettings.fields()))
@@ -203,7 +203,7 @@ def _train(args, root: Path, profile, data_settings: dict) -> int:
 
 
 def cmd_synthesize(args) -> int:
-    from ..synthetic import generate_synthetic_mura
+    from mura_lib.synthetic import generate_synthetic_mura
 
     root = generate_synthetic_mura(
         args.destination,
@@ -219,7 +219,7 @@ def cmd_synthesize(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from ..runs import RunStore
+    from mura_lib.runs import RunStore
 
     store = RunStore(args.store)
     if args.delete:

@@ -82,7 +82,7 @@ def default_workers() -> int:
     """How many runs the local executor trains at once by default: on a machine without a GPU, one
     per ``$MURA_THREADS`` threads (1 by default) of the CPUs this process may use; with a GPU, one
     (runs side by side would share it)."""
-    from .. import numerics
+    from mura_lib import numerics
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if os.path.exists("/dev/nvidia0") and visible not in ("", "-1"):
@@ -115,10 +115,10 @@ def train_one(
     """
     if events is not None:
         events.put(("started", name, os.getpid(), socket.gethostname()))
-    from ..config import ExperimentConfig
-    from ..dataset import load_mura
-    from ..runs import RunStore
-    from ..training import run_experiment
+    from mura_lib.config import ExperimentConfig
+    from mura_lib.dataset import load_mura
+    from mura_lib.runs import RunStore
+    from mura_lib.training import run_experiment
 
     started = time.perf_counter()
     experiment = ExperimentConfig.from_dict(config)
@@ -222,9 +222,9 @@ def train_runs(
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    from ..dataset import load_mura
-    from ..runs import RunStore
-    from ..training import run_key
+    from mura_lib.dataset import load_mura
+    from mura_lib.runs import RunStore
+    from mura_lib.training import run_key
 
     out = sys.stdout if out is None else out
     runs_dir, cache_dir = str(runs_dir), str(cache_dir)
@@ -299,7 +299,7 @@ class _Work:
 
 def _train_local(work: _Work) -> None:
     todo, results, progress, retry = work.todo, work.results, work.progress, work.retry
-    from ..training import run_experiment
+    from mura_lib.training import run_experiment
 
     for key, (name, config) in todo.items():
         progress.line("started", name)
@@ -333,7 +333,7 @@ def _train_local(work: _Work) -> None:
 def _build_caches(work: _Work) -> None:
     """Every image cache the runs need, built once here with all local cores, before the workers
     start: otherwise several workers would build the same cache at once."""
-    from ..preprocess import build_cache
+    from mura_lib.preprocess import build_cache
 
     needed = sorted({(work.roots[key], c.image_size, c.policy) for key, (_, c) in work.todo.items()})
     for root, size, policy in needed:

@@ -14,8 +14,9 @@ def results_table(runs: dict) -> pd.DataFrame:
     number of parameters and of those trained (from the architecture its configuration builds, no
     trained weights needed), the epochs trained, how training ended (budget, plateau or cap), and
     whether its test predictions are constant."""
+    from mura_lib.models import build_model
+
     from .development import trainable_parameters
-    from .models import build_model
     from .tables import runs_table
 
     models = [build_model(run.config) for run in runs.values()]
@@ -27,7 +28,7 @@ def results_table(runs: dict) -> pd.DataFrame:
 
 
 def source_table(sources: dict, pretraining: str):
-    """The source runs (``{label: Run}``) as a formatted table (:func:`mura_lib.tables.format_table`):
+    """The source runs (``{label: Run}``) as a formatted table (:func:`mura_thesis.tables.format_table`):
     study-type accuracy, macro one-vs-rest AUROC, epochs and training images per backbone; without
     source runs, a one-row note that the backbones start from ``pretraining`` weights."""
     from .tables import format_table

@@ -2,7 +2,7 @@
 
 Every function takes a :class:`mura_lib.dataset.MuraDataset` (or a table derived from one) and
 returns what the chapter shows: a DataFrame for a table (the chapter formats it with
-:func:`mura_lib.tables.format_table`), a matplotlib Figure, a sentence, or a dict of the facts that
+:func:`mura_thesis.tables.format_table`), a matplotlib Figure, a sentence, or a dict of the facts that
 the chapter's text quotes, keyed by the glue name without its ``data-`` prefix.
 
 For a synthetic dataset :func:`synthetic_facts` gives, from the generator's recorded
@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import plots, synthetic
-from .dataset import STUDY_TYPES, MuraDataset
-from .preprocess import DECODE_ERRORS, exclusion_reason, load_grayscale, read_header
-from .synthetic.findings import FINDINGS
+from mura_lib import synthetic
+from mura_lib.dataset import STUDY_TYPES, MuraDataset
+from mura_lib.preprocess import DECODE_ERRORS, exclusion_reason, load_grayscale, read_header
+from mura_lib.synthetic.findings import FINDINGS
+
+from . import figures
 
 TYPE_NAMES = {t: t.removeprefix("XR_").lower() for t in STUDY_TYPES}
 LABEL_NAMES = {0: "normal", 1: "abnormal"}
@@ -79,7 +81,7 @@ def examples_figure(dataset: MuraDataset, seed: int = 0, *, excluded=()) -> plt.
             pictures.append(_decoded(row["path"], load_grayscale))
             # Two short lines: "shoulder, abnormal" on one line overlaps its neighbours.
             titles.append(f"{TYPE_NAMES[study_type]}\n{LABEL_NAMES[label]}")
-    return plots.image_grid(pictures, titles, columns=len(STUDY_TYPES), cell=1.0)
+    return figures.image_grid(pictures, titles, columns=len(STUDY_TYPES), cell=1.0)
 
 
 def example_study(dataset: MuraDataset, seed: int = 0, *, excluded=()) -> pd.Series:
@@ -105,7 +107,7 @@ def study_figure(dataset: MuraDataset, study_path: str, *, excluded=()) -> plt.F
     if rows.empty:
         raise ValueError(f"{dataset.root} has no study {study_path!r}: pass a study_path of dataset.studies")
     left_out = rows["relpath"].isin(list(excluded)).to_numpy()
-    return plots.image_grid(
+    return figures.image_grid(
         [
             np.zeros((8, 8), dtype=np.uint8) if out else _decoded(path, load_grayscale)
             for path, out in zip(rows["path"], left_out)
@@ -135,7 +137,7 @@ def counts_table(dataset: MuraDataset) -> pd.DataFrame:
 def counts_figure(dataset: MuraDataset) -> plt.Figure:
     """Normal and abnormal studies per study type, one panel per split."""
     studies = _named(dataset.studies)
-    fig, axes = plt.subplots(1, 2, figsize=(plots.FIGURE_WIDTH, 3.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(figures.FIGURE_WIDTH, 3.2), sharey=True)
     for ax, split in zip(axes, ("train", "valid")):
         part = studies.loc[studies["split"] == split]
         order = sorted(TYPE_NAMES.values())

@@ -3,7 +3,7 @@ counts and short lists of names, never sentences.
 
 A chapter glues these values and holds its sentences, and every variant of a sentence that
 depends on what the build found, in its own Markdown (``{passage}`` blocks, resolved when the
-book is staged: :func:`mura_lib.book.presentation.resolve_passages`).  The verdict words are
+book is staged: :func:`mura_thesis.presentation.resolve_passages`).  The verdict words are
 those of :class:`mura_lib.configurations.ConfigurationComparison`: ``higher``, ``lower`` and
 ``undetermined``; an arm that this build does not train is ``absent``.
 """
@@ -14,8 +14,9 @@ import re
 
 import numpy as np
 
-from ..evaluation import COLLAPSED_MARGIN, FAR_FROM_PREVALENCE, calls_against_prevalence
-from ..tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
+from mura_lib.evaluation import COLLAPSED_MARGIN, FAR_FROM_PREVALENCE, calls_against_prevalence
+
+from .tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
 
 ABSENT = "absent"
 # How a chapter names the data it was built on.
@@ -270,7 +271,7 @@ def pretraining_values(plan) -> dict:
     """Where this build's pretrained weights come from (``pretraining``: ``source``,
     ``ImageNet`` or ``weights``), the backbones by name (``names``), the weights file
     (``weights-file``) and whether any backbone is a keras.applications network (``keras``)."""
-    from ..plan import BACKBONE_NAMES
+    from .plan import BACKBONE_NAMES
 
     settings = plan.settings
     return {
@@ -426,7 +427,16 @@ def finding_values(table) -> dict:
     studies for an interval (``too-few``), each with ``any-…``; and the sensitivity at 0.5
     (``sensitivity``: ``same`` on every finding, ``spread`` between the subtle and the
     conspicuous findings, or ``absent``)."""
-    from ..analysis import AUROC, CONSPICUOUS_FINDINGS, FINDING, FINDING_NAMES, HIGH, LOW, SENSITIVITY, SUBTLE_FINDINGS
+    from mura_lib.analysis import (
+        AUROC,
+        CONSPICUOUS_FINDINGS,
+        FINDING,
+        FINDING_NAMES,
+        HIGH,
+        LOW,
+        SENSITIVITY,
+        SUBTLE_FINDINGS,
+    )
 
     values = {"findings": ABSENT if table is None else "empty" if table.empty else "measured"}
     groups = {"detected": [], "undecided": [], "below": [], "too-few": []}
@@ -464,7 +474,7 @@ def conspicuity_values(table, gap: dict | None) -> dict:
     (``low-…``) and the most conspicuous third (``high-…``), and the verdict on their difference
     (``gap-verdict``: ``higher`` when the most conspicuous third scores higher, ``lower``,
     ``undetermined``, or ``absent`` without an interval) with ``gap``, ``gap-low``, ``gap-high``."""
-    from ..analysis import AUROC, CONSPICUITY, FINDING, HIGH, LOW
+    from mura_lib.analysis import AUROC, CONSPICUITY, FINDING, HIGH, LOW
 
     values = {"conspicuity": ABSENT if table is None else "too-few" if table.empty else "measured"}
     values |= {key: "n/a" for key in ("low", "low-interval", "high", "high-interval", "gap", "gap-low", "gap-high")}

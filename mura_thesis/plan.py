@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .config import IMAGE_MODELS
-from .files import atomic_write_text, short_hash
+from mura_lib.config import IMAGE_MODELS
+from mura_lib.files import atomic_write_text, short_hash
 
 if TYPE_CHECKING:
-    from .config import ExperimentConfig
+    from mura_lib.config import ExperimentConfig
 
 # The networks whose pretraining the thesis tests (the keras.applications backbones, and the
 # ab-initio CNN itself, cheap enough to pretrain on a CPU), by the names the thesis prints.
@@ -156,7 +156,7 @@ class PlanSettings:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     def baseline_config(self, **changes) -> "ExperimentConfig":
-        from .config import ExperimentConfig
+        from mura_lib.config import ExperimentConfig
 
         return ExperimentConfig(
             model="cnn",
@@ -215,7 +215,7 @@ def _note_run_used(name: str, key: str) -> None:
 
 def _note_result(record: dict) -> None:
     """One result a chapter read (a comparison's verdict with its interval, a metric), for the
-    build's results manifest (:mod:`mura_lib.book.manifest`)."""
+    build's results manifest (:mod:`mura_thesis.manifest`)."""
     _append_line(RESULTS_ENV_VAR, record)
 
 
@@ -410,13 +410,13 @@ class ExperimentPlan:
     # --- runs ------------------------------------------------------------------------------
     @cached_property
     def dataset(self):
-        from .dataset import load_mura
+        from mura_lib.dataset import load_mura
 
         return load_mura(self.data_root)
 
     @cached_property
     def store(self):
-        from .runs import RunStore
+        from mura_lib.runs import RunStore
 
         return RunStore(self.runs_dir)
 
@@ -424,8 +424,8 @@ class ExperimentPlan:
     def source_dataset(self):
         """The pretraining corpus: a synthetic dataset of its own, from another seed, so that none
         of its images is in the thesis' data; generated once beside the build's data."""
-        from .dataset import load_mura
-        from .synthetic import generate_synthetic_mura
+        from mura_lib.dataset import load_mura
+        from mura_lib.synthetic import generate_synthetic_mura
 
         seed = self.settings.seed + SOURCE_SEED_OFFSET
         folder = self.cache_dir.parent / "synthetic" / f"source-scale{self.settings.source_scale}-seed{seed}"
@@ -450,7 +450,7 @@ class ExperimentPlan:
         return planned.config.replace(init_from=self.key(planned.source))
 
     def key(self, name: str) -> str:
-        from .training import run_key
+        from mura_lib.training import run_key
 
         return run_key(self.config(name), self.dataset_of(name).manifest_hash())
 
@@ -466,7 +466,7 @@ class ExperimentPlan:
         """The stored run ``name``, trained first if the store does not have it yet."""
         planned = self.planned(name)
         if planned.name not in self._trained:
-            from .training import run_experiment
+            from mura_lib.training import run_experiment
 
             if planned.source is not None:
                 self.run(planned.source)  # the source run must exist before its weights can be used
@@ -492,6 +492,33 @@ class ExperimentPlan:
         runs.update({self.runs[n].label: self.run(n) for n in names})
         return runs
 
+    def arm_table(self, group: str) -> pd.DataFrame:
+        """What the group ``group`` trains, one row per arm: the settings in which the arm's
+        configuration differs from the baseline's (``image_size = 32``), the run whose weights
+        it starts from (if any), the data it trains on and its seeds.  The baseline's own row comes first."""
+        base = self.runs["baseline"].config
+        rows = []
+        for arm in ["baseline", *dict.fromkeys(p.arm for p in self.runs.values() if p.group == group)]:
+            if arm == "baseline" and group == "seeds":
+                continue
+            planned = self.runs[self.arms[arm][min(self.arms[arm])]]
+            config = planned.config
+            changed = {
+                name: getattr(config, name)
+                for name in config.__dataclass_fields__
+                if name not in ("seed", "split_seed") and getattr(config, name) != getattr(base, name)
+            }
+            rows.append(
+                {
+                    "arm": planned.label if arm != "baseline" else "baseline",
+                    "changes from the baseline": ", ".join(f"{k} = {v}" for k, v in changed.items()) or "none",
+                    "starts from": self.runs[planned.source].label if planned.source else "none",
+                    "data": "source corpus" if planned.dataset == "source" else "thesis data",
+                    "seeds": ", ".join(str(seed) for seed in self.arms[arm]),
+                }
+            )
+        return pd.DataFrame(rows).set_index("arm")
+
     def trains(self, group: str) -> bool:
         """Whether this plan trains the experiment ``group``: ``False`` for one the profile switched
         off (``regularisation: false``, :data:`SWITCHED_GROUPS`), whose :meth:`group` is the
@@ -508,7 +535,7 @@ class ExperimentPlan:
     def headline(self):
         """The baseline's overall test metrics with their bootstrap intervals (the row
         ``overall`` of :func:`mura_lib.evaluation.metrics_table`)."""
-        from .evaluation import metrics_table
+        from mura_lib.evaluation import metrics_table
 
         studies = self.run("baseline").study_predictions("test")
         row = metrics_table(studies, n_resamples=self.settings.n_resamples, seed=self.settings.seed).loc["overall"]
@@ -553,7 +580,7 @@ class ExperimentPlan:
         return self._label(planned.a), self._label(planned.b)
 
     def _run_comparison(self, planned: PlannedComparison):
-        from .evaluation import Comparison, compare_paired
+        from mura_lib.evaluation import Comparison, compare_paired
 
         run_a, run_b = self.run(planned.a), self.run(planned.b)
         identity = {
@@ -586,8 +613,8 @@ class ExperimentPlan:
     def _family(self, group: str) -> dict:
         """Every configuration comparison of ``group``, decided together (Holm's procedure over
         the family), cached in the run store under the keys of all their runs."""
-        from .config import library_source_hash
-        from .configurations import ConfigurationComparison, compare_configurations, holm
+        from mura_lib.config import library_source_hash
+        from mura_lib.configurations import ConfigurationComparison, compare_configurations, holm
 
         members = [c for c in self.comparisons_planned.values() if c.group == group and c.level == "configuration"]
         arms = {c.name: (self.arm_runs(c.a), self.arm_runs(c.b)) for c in members}
@@ -655,7 +682,7 @@ class ExperimentPlan:
 
     def seed_summary(self, metric: str = "auroc") -> dict:
         """Mean, SD and the SD's interval over the seeds (:func:`mura_lib.evaluation.seed_spread`)."""
-        from .evaluation import seed_spread
+        from mura_lib.evaluation import seed_spread
 
         values = [run.metrics[metric] for run in self.seed_runs().values()]
         if len(values) < 2:

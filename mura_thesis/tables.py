@@ -5,7 +5,7 @@
 integers, other numbers at three decimals, missing values as "n/a", and the index becomes an
 ordinary first column (no stray index-name row).  The book's stylesheet lets a wide table scroll
 inside the text column.  A glued table whose name starts with ``tab-`` is numbered as a table
-(see ``mura_lib.book.sphinx_book``).
+(see ``mura_thesis.sphinx_book``).
 """
 
 from __future__ import annotations

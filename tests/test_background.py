@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from scipy import signal, stats
 from sklearn import linear_model, metrics
 
-from mura_lib import illustrations as il
+from mura_thesis import background as il
 
 
 def _texts(ax) -> list[str]:

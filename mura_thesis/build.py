@@ -12,7 +12,7 @@ A build (``mura-thesis build``) goes through these steps:
    The first failing chapter stops the build: its name, cell and traceback are printed and
    the failed notebook is kept in ``build/failed/``.
 3. Gather the build's results (the comparisons and metrics each chapter read, the values it
-   glued) into a manifest (:mod:`mura_lib.book.manifest`).
+   glued) into a manifest (:mod:`mura_thesis.manifest`).
 4. Stage the chapters: each chapter's current text with the outputs of its execution (so a
    prose edit shows without executing anything), presented (run-configuration box on top,
    provenance box at the end), with the book's configuration and a generated status page
@@ -39,9 +39,10 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from ..files import atomic_write_text, short_hash
-from ..parallel import partial_name, remove_stale_partials
-from ..plan import RUNS_USED_ENV_VAR
+from mura_lib.files import atomic_write_text, short_hash
+from mura_lib.parallel import partial_name, remove_stale_partials
+
+from . import imports
 from .frontmatter import BUILD_SUBSTITUTIONS, stage_front_matter
 from .manifest import (
     MANIFEST_NAME,
@@ -51,6 +52,7 @@ from .manifest import (
     reference_section,
     write_manifest,
 )
+from .plan import RUNS_USED_ENV_VAR
 from .presentation import (
     PassageError,
     StaleOutputs,
@@ -63,7 +65,9 @@ from .presentation import (
 from .profiles import Profile, load_profile, resolve_data  # noqa: F401 (load_profile, resolve_data: re-exported)
 from .project import AUTOMATIC_PARAMETERS, BuildError, chapter_name, is_notebook, project_root, toc_entries  # noqa: F401
 
-PIPELINE_VERSION = 2  # 2: executed notebooks are kept as executed; presentation happens when staged
+# 2: executed notebooks are kept as executed; presentation happens when staged.
+# 3: a chapter's key covers the modules its code can run, not the whole package.
+PIPELINE_VERSION = 3
 
 
 # --- profiles --------------------------------------------------------------------------------
@@ -74,46 +78,44 @@ PIPELINE_VERSION = 2  # 2: executed notebooks are kept as executed; presentation
 
 # Modules that never change what a chapter computes: typesetting the PDF, the command line, the
 # cluster executor, the build's results manifest and the comparison of two builds, the archive
-# and the citation files (paths inside the package).  Editing them re-executes no chapter; every
-# other source file of the package, in any folder, is part of every chapter's key.
+# and the citation files.  Editing them re-executes no chapter.  Of every other module of
+# mura_lib and mura_thesis, a chapter's key covers those its code can run (see
+# :func:`mura_thesis.imports.chapter_modules`): editing a module re-executes only the chapters
+# that reach it.
 NOT_IN_CHAPTERS = (
-    "book/pdf.py",
-    "book/frontmatter.py",
-    "book/cli.py",
-    "book/executors.py",
-    "book/manifest.py",
-    "book/archive.py",
-    "book/citation.py",
+    "mura_thesis.pdf",
+    "mura_thesis.frontmatter",
+    "mura_thesis.cli",
+    "mura_thesis.executors",
+    "mura_thesis.manifest",
+    "mura_thesis.archive",
+    "mura_thesis.citation",
 )
-PACKAGE = Path(__file__).resolve().parent.parent
 
 
-def chapter_library_files() -> list[Path]:
-    """The package's source files that every chapter's key covers (all but NOT_IN_CHAPTERS)."""
-    missing = [name for name in NOT_IN_CHAPTERS if not (PACKAGE / name).is_file()]
+def chapter_library_files(code: str) -> dict[str, Path]:
+    """``{module: source file}`` of the project modules that a chapter's key covers: those its
+    code (``code``, its code cells joined) can run, but NOT_IN_CHAPTERS."""
+    missing = [name for name in NOT_IN_CHAPTERS if name not in imports.modules()]
     if missing:
         raise BuildError(
-            f"NOT_IN_CHAPTERS names files that do not exist: {missing}; a moved file must be renamed there."
+            f"NOT_IN_CHAPTERS names modules that do not exist: {missing}; a moved module must be renamed there."
         )
-    return [
-        path
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if path.relative_to(PACKAGE).as_posix() not in NOT_IN_CHAPTERS
-        and "static" not in path.relative_to(PACKAGE).parts
-    ]
+    return {name: path for name, path in imports.chapter_modules(code).items() if name not in NOT_IN_CHAPTERS}
 
 
-def library_hash() -> str:
+def library_hash(code: str) -> str:
+    """A digest of the names and source of the modules a chapter's code can run."""
     digest = hashlib.sha256()
-    for path in chapter_library_files():
-        digest.update(path.relative_to(PACKAGE).as_posix().encode())
+    for name, path in chapter_library_files(code).items():
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def _runs_used(path: Path) -> list[list[str]]:
     """``[[name, key], ...]`` of the runs a chapter read, in first-use order, from the file its
-    plan wrote (see :data:`mura_lib.plan.RUNS_USED_ENV_VAR`); the file is then removed."""
+    plan wrote (see :data:`mura_thesis.plan.RUNS_USED_ENV_VAR`); the file is then removed."""
     if not path.exists():
         return []
     used = {}
@@ -126,7 +128,7 @@ def _runs_used(path: Path) -> list[list[str]]:
 
 def _results_used(path: Path) -> list[dict]:
     """The results a chapter read (comparisons, metrics: one JSON object a line, each with a
-    ``"kind"``; see :data:`mura_lib.book.manifest.RESULTS_ENV_VAR`), each once, in first-use
+    ``"kind"``; see :data:`mura_thesis.manifest.RESULTS_ENV_VAR`), each once, in first-use
     order, from the file its plan wrote; the file is then removed."""
     if not path.exists():
         return []
@@ -194,7 +196,7 @@ class Builder:
         self.data_override = data
         self.generate = generate
         # How the data are read: from the command line, else the profile's data section.
-        from ..preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
+        from mura_lib.preprocess import DEFAULT_MAX_EXCLUDED_FRACTION
 
         self.missing = missing or profile.data.get("missing", "error")
         self.patient_overlap = profile.data.get("patient_overlap", "error")
@@ -218,7 +220,7 @@ class Builder:
     @property
     def data(self) -> tuple[str, Path, str]:
         if self._data is None:
-            from ..dataset import manifest_hash
+            from mura_lib.dataset import manifest_hash
 
             source, path = resolve_data(
                 self.root, self.profile, self.data_override, progress=self.progress, generate=self.generate
@@ -231,8 +233,8 @@ class Builder:
 
     def data_settings(self) -> dict:
         """How the chapters read the data (environment variables of the kernels)."""
-        from ..dataset import MISSING_ENV_VAR, PATIENT_OVERLAP_ENV_VAR
-        from ..preprocess import MAX_EXCLUDED_ENV_VAR
+        from mura_lib.dataset import MISSING_ENV_VAR, PATIENT_OVERLAP_ENV_VAR
+        from mura_lib.preprocess import MAX_EXCLUDED_ENV_VAR
 
         settings = {MISSING_ENV_VAR: self.missing, MAX_EXCLUDED_ENV_VAR: repr(self.max_excluded_fraction)}
         if self.patient_overlap != "error":  # the default leaves the chapters' keys as they were
@@ -254,7 +256,7 @@ class Builder:
     def check_data(self) -> None:
         """Read and check the dataset here, before any kernel starts (a clear error, not a
         chapter traceback): layout, CSV files, missing files, empty or one-class splits."""
-        from ..dataset import load_mura
+        from mura_lib.dataset import load_mura
 
         load_mura(self.data[1], missing=self.missing, patient_overlap=self.patient_overlap)
 
@@ -264,7 +266,7 @@ class Builder:
         orientation applied: one more line)."""
         import pandas as pd
 
-        from ..preprocess import summarise_exclusions
+        from mura_lib.preprocess import summarise_exclusions
 
         failures, notes = [], []
         for meta_path in (self.root / "data" / "cache").glob("*/meta.json"):
@@ -303,7 +305,7 @@ class Builder:
     def settings(self, overrides: dict | None = None) -> dict:
         """The experiment settings of the build: the profile's, with the experiment settings
         among ``overrides`` (default: the build's) on top, checked."""
-        from ..plan import PlanSettings, settings_from_parameters
+        from .plan import PlanSettings, settings_from_parameters
         from .schema import check_settings
 
         overrides = self.overrides if overrides is None else overrides
@@ -326,7 +328,7 @@ class Builder:
             raise BuildError(f"Chapter {entry!r} is listed in _toc.yml but {source} does not exist.")
         if overrides is None:
             overrides = self.overrides
-        from ..plan import PlanSettings
+        from .plan import PlanSettings
 
         declared = papermill.inspect_notebook(str(self._converted(source)))
         overrides = overrides or {}
@@ -343,12 +345,13 @@ class Builder:
             )
         chosen = self.automatic_parameters() | settings | wanted | {"settings": settings}
         parameters = {k: v for k, v in chosen.items() if k in declared}
+        cells = code_cells(nbformat.read(self._converted(source), as_version=4))
         parts = {
             # What the chapter executes: its code cells only.  A prose edit re-renders the chapter
             # with the outputs of its last execution (see Builder.stage).
-            "code": _sha(code_cells(nbformat.read(self._converted(source), as_version=4))),
+            "code": _sha(cells),
             "parameters": _sha(parameters),
-            "library": library_hash(),
+            "library": library_hash("\n".join(source for source, _ in cells)),
             "data": self.data[2],
             "data_settings": _sha(self.data_settings()),
             "pipeline": str(PIPELINE_VERSION),
@@ -545,7 +548,7 @@ class Builder:
 
     # rendering ---------------------------------------------------------------------------
     def results_manifest(self, records: list[dict]) -> dict:
-        """The build's results manifest (:func:`mura_lib.book.manifest.build_manifest`) from the
+        """The build's results manifest (:func:`mura_thesis.manifest.build_manifest`) from the
         chapters' records and executed notebooks."""
         source, path, manifest = self.data
         # Data inside the project are named relative to it, so that two checkouts' manifests agree.
@@ -576,11 +579,10 @@ class Builder:
         for name in ("_config.yml", "_toc.yml", "references.bib"):
             if (self.root / name).exists():
                 files[staging / name] = (self.root / name).read_bytes()
-        # The library's source, for the chapters that show its code with ``literalinclude``
+        # The packages' source, for the chapters that show code with ``literalinclude``
         # (``/_code/mura_lib/models.py``, ``:pyobject: build_cnn``).
-        for path in sorted(PACKAGE.rglob("*.py")):
-            if "static" not in path.relative_to(PACKAGE).parts:
-                files[staging / "_code" / "mura_lib" / path.relative_to(PACKAGE)] = path.read_bytes()
+        for path in imports.modules().values():
+            files[staging / "_code" / path.relative_to(imports.ROOT)] = path.read_bytes()
         images = self.root / "chapters" / "images"
         for path in sorted(images.rglob("*")) if images.is_dir() else []:
             if path.is_file():
@@ -852,7 +854,7 @@ def build_environment() -> dict:
     """Versions and device, without importing TensorFlow in the build process."""
     from importlib import metadata
 
-    from ..device import cpu_name
+    from mura_lib.device import cpu_name
 
     versions = {"python": sys.version.split()[0]}
     for name in ("tensorflow", "tensorflow-cpu", "keras", "jax", "torch", "numpy", "jupyter-book"):

@@ -288,7 +288,7 @@ def kappa_comparison(
     palette = sns.color_palette("colorblind", table.shape[1])
     errors = {}
     if intervals is not None:
-        from .evaluation import study_type_name
+        from mura_lib.evaluation import study_type_name
 
         bounds = intervals.rename(index=study_type_name).reindex(table.index)
         errors = {table.columns[-1][1]: (bounds["kappa_low"], bounds["kappa_high"])}
@@ -411,7 +411,7 @@ def probability_changes(changes: pd.DataFrame) -> plt.Figure:
 def resize_policies(image: np.ndarray, size: int, policies=("pad", "stretch", "crop")) -> plt.Figure:
     """One greyscale image at its stored size beside each resize policy
     (:func:`mura_lib.preprocess.resize_image`) at ``size`` pixels, titled with the sizes."""
-    from .preprocess import resize_image
+    from mura_lib.preprocess import resize_image
 
     panels = [image] + [resize_image(image, size, policy) for policy in policies]
     titles = [f"original {image.shape[1]}x{image.shape[0]}"] + [f"{policy}, {size}x{size}" for policy in policies]
@@ -423,8 +423,8 @@ def augmented_copies(image: np.ndarray, size: int, seed: int, samples: int) -> p
     (:func:`mura_lib.models.augmentation` with ``seed``, in training mode), in one row."""
     import keras
 
-    from .models import augmentation
-    from .preprocess import resize_image
+    from mura_lib.models import augmentation
+    from mura_lib.preprocess import resize_image
 
     resized = resize_image(image, size, "pad")
     batch = np.repeat(resized[None, :, :, None].astype("float32"), samples, axis=0)

@@ -11,7 +11,6 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mura_lib import data_report  # noqa: E402
 from mura_lib.dataset import STUDY_TYPES, MuraDataset, load_mura  # noqa: E402
 from mura_lib.synthetic import (  # noqa: E402
     FINDINGS,
@@ -21,6 +20,7 @@ from mura_lib.synthetic import (  # noqa: E402
     plan_studies,
     study_truth,
 )
+from mura_thesis import data_tables  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _study_labels(dataset: MuraDataset) -> dict[str, int]:
 
 
 def test_overview_counts_match_the_files(dataset, synthetic_root):
-    facts = data_report.overview(dataset)
+    facts = data_tables.overview(dataset)
     pngs = [p for p in synthetic_root.rglob("*.png") if not p.name.startswith("._")]
     labels = _study_labels(dataset)
     assert facts["images"] == len(pngs)
@@ -52,9 +52,9 @@ def test_overview_counts_match_the_files(dataset, synthetic_root):
 
 
 def test_counts_table_counts_studies_and_images_per_type_split_and_label(dataset):
-    table = data_report.counts_table(dataset)
+    table = data_tables.counts_table(dataset)
     labels = _study_labels(dataset)
-    assert list(table.index) == sorted(data_report.TYPE_NAMES.values()) + ["total"]
+    assert list(table.index) == sorted(data_tables.TYPE_NAMES.values()) + ["total"]
     assert table.columns.names == ["", "split", "label"]
     assert table.loc["total", "studies"].sum() == len(labels)
     assert table.loc["total", "images"].sum() == len(dataset.images)
@@ -65,10 +65,10 @@ def test_counts_table_counts_studies_and_images_per_type_split_and_label(dataset
 
 
 def test_counts_figure_has_one_panel_per_split_with_bars_per_type(dataset):
-    fig = data_report.counts_figure(dataset)
+    fig = data_tables.counts_figure(dataset)
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["train split", "valid split"]
-    assert [t.get_text() for t in axes[0].get_yticklabels()] == sorted(data_report.TYPE_NAMES.values())
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == sorted(data_tables.TYPE_NAMES.values())
     # One legend for the figure, below the panels, none over the bars.
     assert axes[0].get_legend() is None and axes[1].get_legend() is None
     (legend,) = fig.legends
@@ -83,40 +83,40 @@ def test_counts_figure_has_one_panel_per_split_with_bars_per_type(dataset):
 
 
 def test_examples_figure_shows_one_study_per_type_and_label(dataset):
-    fig = data_report.examples_figure(dataset, seed=0)
+    fig = data_tables.examples_figure(dataset, seed=0)
     titles = [ax.get_title() for ax in fig.get_axes() if ax.images]
     assert len(titles) == 2 * len(STUDY_TYPES)
-    assert titles[0] == f"{data_report.TYPE_NAMES[STUDY_TYPES[0]]}\nnormal"
-    assert titles[-1] == f"{data_report.TYPE_NAMES[STUDY_TYPES[-1]]}\nabnormal"
+    assert titles[0] == f"{data_tables.TYPE_NAMES[STUDY_TYPES[0]]}\nnormal"
+    assert titles[-1] == f"{data_tables.TYPE_NAMES[STUDY_TYPES[-1]]}\nabnormal"
 
 
 def test_example_study_and_its_views(dataset):
-    study = data_report.example_study(dataset, seed=0)
+    study = data_tables.example_study(dataset, seed=0)
     assert study["label"] == 1 and study["views"] >= min(3, dataset.studies["views"].max())
-    fig = data_report.study_figure(dataset, study["study_path"])
+    fig = data_tables.study_figure(dataset, study["study_path"])
     shown = [ax for ax in fig.get_axes() if ax.images]
     assert [ax.get_title() for ax in shown] == [f"view {v}" for v in range(1, study["views"] + 1)]
     first = dataset.images.loc[(dataset.images["study_path"] == study["study_path"]) & (dataset.images["view"] == 1)]
     with Image.open(first["path"].iloc[0]) as handle:
         assert shown[0].images[0].get_array().shape == handle.convert("L").size[::-1]
     with pytest.raises(ValueError, match="no study"):
-        data_report.study_figure(dataset, "train/XR_HAND/patient0/study9_negative")
+        data_tables.study_figure(dataset, "train/XR_HAND/patient0/study9_negative")
 
 
 def test_views_table_and_facts(dataset):
-    table = data_report.views_table(dataset)
+    table = data_tables.views_table(dataset)
     views = dataset.images.groupby("study_path").size()
     assert table.to_numpy().sum() == len(views)
     assert sorted(table.index) == sorted(views.unique())
-    facts = data_report.view_facts(dataset)
+    facts = data_tables.view_facts(dataset)
     assert facts == {"mean-views": pytest.approx(views.mean()), "max-views": views.max()}
 
 
 def test_image_sizes_facts_and_figure(dataset):
-    sizes = data_report.image_sizes(dataset, sample=30, seed=0)
+    sizes = data_tables.image_sizes(dataset, sample=30, seed=0)
     assert len(sizes) == 30 and list(sizes.columns) == ["width", "height", "mode", "longest", "shortest"]
     assert (sizes["longest"] >= sizes["shortest"]).all()
-    facts = data_report.size_facts(sizes)
+    facts = data_tables.size_facts(sizes)
     assert facts["size-sample"] == 30
     assert facts["size-portrait"] == pytest.approx(np.mean([h > w for w, h in zip(sizes["width"], sizes["height"])]))
     # The generator stores every image with its longest side at the dataset's image size.
@@ -124,14 +124,14 @@ def test_image_sizes_facts_and_figure(dataset):
     assert facts["size-longest-max"] == facts["size-longest-median"] == image_size
     assert facts["size-shortest-min"] <= facts["size-shortest-max"] <= image_size
     # The generator records which images it stored as RGB; the rest are greyscale.
-    every = data_report.size_facts(data_report.image_sizes(dataset, sample=10**6))
+    every = data_tables.size_facts(data_tables.image_sizes(dataset, sample=10**6))
     assert every["size-sample"] == len(dataset.images)
     rgb = int(image_truth(dataset.root)["rgb"].sum())
     assert rgb > 0
     assert sorted(every["size-modes"].split(", ")) == sorted(
         [f"{rgb} in mode RGB", f"{len(dataset.images) - rgb} in mode L"]
     )
-    fig = data_report.sizes_figure(sizes)
+    fig = data_tables.sizes_figure(sizes)
     (ax,) = fig.get_axes()
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("width (pixels)", "height (pixels)")
     assert len(ax.collections[0].get_offsets()) == 30
@@ -165,15 +165,15 @@ def test_patients_table_and_facts_on_a_hand_built_dataset():
                 }
             )
     dataset = MuraDataset(root=Path("/x"), images=pd.DataFrame(images))
-    table = data_report.patients_table(dataset)
+    table = data_tables.patients_table(dataset)
     assert table.index.name == "studies per patient"
     # p1 has 3 studies (its first split is train), p2 has 2 (train), p3 has 1 (valid).
     assert table.to_dict() == {"train": {1: 0, 2: 1, 3: 1}, "valid": {1: 1, 2: 0, 3: 0}}
-    facts = data_report.patient_facts(dataset)
+    facts = data_tables.patient_facts(dataset)
     assert facts == {"multi-study": 2, "multi-type": 1, "multi-type-share": pytest.approx(1 / 3), "both-splits": 1}
-    assert data_report.exclusion_facts(dataset) == {"excluded": 0, "excluded-reasons": "none", "quirks": "none"}
+    assert data_tables.exclusion_facts(dataset) == {"excluded": 0, "excluded-reasons": "none", "quirks": "none"}
     dataset.csv_quirks = ["a header row in train_labeled_studies.csv", "Windows line endings"]
-    assert data_report.exclusion_facts(dataset)["quirks"] == (
+    assert data_tables.exclusion_facts(dataset)["quirks"] == (
         "a header row in train_labeled_studies.csv; Windows line endings"
     )
 
@@ -181,7 +181,7 @@ def test_patients_table_and_facts_on_a_hand_built_dataset():
 def test_exclusion_facts_count_the_sidecar_files(dataset, synthetic_root):
     sidecars = len(list(synthetic_root.rglob("._*")))
     assert sidecars > 0
-    facts = data_report.exclusion_facts(dataset)
+    facts = data_tables.exclusion_facts(dataset)
     assert facts["excluded"] == len(dataset.exclusions) >= sidecars
     counts = dataset.exclusion_counts()
     assert facts["excluded-reasons"] == "; ".join(f"{reason}: {count:,d}" for reason, count in counts.items())
@@ -190,9 +190,9 @@ def test_exclusion_facts_count_the_sidecar_files(dataset, synthetic_root):
 
 def test_undecodable_table():
     none = pd.DataFrame({"relpath": pd.Series(dtype=str), "reason": pd.Series(dtype=str)})
-    assert data_report.undecodable_table(none) is None
+    assert data_tables.undecodable_table(none) is None
     two = pd.DataFrame({"relpath": ["a.png", "b.png"], "reason": ["truncated", "not an image"], "error": ["", ""]})
-    assert data_report.undecodable_table(two).to_dict("list") == {
+    assert data_tables.undecodable_table(two).to_dict("list") == {
         "image": ["a.png", "b.png"],
         "reason": ["truncated", "not an image"],
     }
@@ -219,7 +219,7 @@ def test_finding_table_and_marker_paragraph_on_hand_built_truth():
             "marker_y1": [9] * 12,
         }
     )
-    table = data_report.finding_table(truth, images).set_index("finding")
+    table = data_tables.finding_table(truth, images).set_index("finding")
     assert list(table.index) == list(FINDINGS)
     assert table.loc["fracture", "train studies"] == 1 and table.loc["fracture", "test studies"] == 1
     assert table.loc["fracture", "share of abnormal studies"] == "66.7%"
@@ -227,7 +227,7 @@ def test_finding_table_and_marker_paragraph_on_hand_built_truth():
     assert table.loc["fracture", "median conspicuity"] == "0.30"
     assert table.loc["cast", "views showing it"] == "100%"
     assert table.loc["lesion"].tolist() == [0, 0, "0.0%", "n/a", "n/a"]
-    markers = data_report.marker_facts(images)
+    markers = data_tables.marker_facts(images)
     assert markers["marker-share"] == 0.5
     assert markers["marker-share-normal"] == markers["marker-share-abnormal"] == 0.5
     assert round(markers["marker-side"]) == 6
@@ -242,8 +242,8 @@ def test_auroc_halfwidth_matches_a_simulation():
     abnormal = rng.exponential(auroc / (1 - auroc), (reps, 1, n))
     empirical = (abnormal > normal).mean(axis=(1, 2))
     assert empirical.mean() == pytest.approx(auroc, abs=0.01)
-    assert data_report.auroc_halfwidth(n, n, auroc) == pytest.approx(1.96 * empirical.std(), rel=0.1)
-    assert data_report.auroc_halfwidth(4 * n, 4 * n) < data_report.auroc_halfwidth(n, n)
+    assert data_tables.auroc_halfwidth(n, n, auroc) == pytest.approx(1.96 * empirical.std(), rel=0.1)
+    assert data_tables.auroc_halfwidth(4 * n, 4 * n) < data_tables.auroc_halfwidth(n, n)
 
 
 def test_proportional_test_counts_are_what_the_generator_makes(synthetic_root):
@@ -251,31 +251,31 @@ def test_proportional_test_counts_are_what_the_generator_makes(synthetic_root):
     spec = dataset_spec(synthetic_root)
     assert spec["valid_scale"] == spec["scale"]
     test = study_truth(synthetic_root).query("split == 'valid'")
-    assert data_report.proportional_test_counts(spec["scale"]) == {
+    assert data_tables.proportional_test_counts(spec["scale"]) == {
         0: int((test["label"] == 0).sum()),
         1: int(test["label"].sum()),
     }
     # At a tiny scale every study type keeps at least one study of each label, as in the generator's plan.
     for scale in (0.001, 0.05):
         planned = plan_studies(SyntheticSpec(scale=scale)).query("split == 'valid'")
-        assert data_report.proportional_test_counts(scale) == planned.groupby("label").size().to_dict()
+        assert data_tables.proportional_test_counts(scale) == planned.groupby("label").size().to_dict()
 
 
 def test_split_facts_say_why_the_test_split_is_larger(synthetic_root):
     truth = study_truth(synthetic_root)
     spec = dataset_spec(synthetic_root)
-    same = data_report.split_facts(truth, spec)
+    same = data_tables.split_facts(truth, spec)
     assert same["test-larger"] == "no" and same["test-studies"] == int((truth["split"] == "valid").sum())
-    larger = data_report.split_facts(truth, {**spec, "valid_scale": 10 * spec["scale"]})
-    proportional = sum(data_report.proportional_test_counts(spec["scale"]).values())
+    larger = data_tables.split_facts(truth, {**spec, "valid_scale": 10 * spec["scale"]})
+    proportional = sum(data_tables.proportional_test_counts(spec["scale"]).values())
     assert larger["test-larger"] == "yes" and larger["proportional-studies"] == proportional
     assert larger["test-scale"] == 10 * spec["scale"]
 
 
 def test_synthetic_facts(synthetic_root):
-    facts = data_report.synthetic_facts(synthetic_root)
+    facts = data_tables.synthetic_facts(synthetic_root)
     truth = study_truth(synthetic_root)
     assert facts["synthetic"] == "yes" and facts["finding-kinds"] == len(FINDINGS)
-    assert facts.items() >= data_report.marker_facts(image_truth(synthetic_root)).items()
-    assert facts.items() >= data_report.split_facts(truth, dataset_spec(synthetic_root)).items()
-    assert data_report.synthetic_facts(synthetic_root, "mura") == {"synthetic": "no"}
+    assert facts.items() >= data_tables.marker_facts(image_truth(synthetic_root)).items()
+    assert facts.items() >= data_tables.split_facts(truth, dataset_spec(synthetic_root)).items()
+    assert data_tables.synthetic_facts(synthetic_root, "mura") == {"synthetic": "no"}

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage, stats
 from sklearn import datasets, metrics
 
-from .plots import FIGURE_WIDTH
+from .figures import FIGURE_WIDTH
 
 # ----------------------------------------------------------------------------------------------
 # Neural networks: structure and activation functions

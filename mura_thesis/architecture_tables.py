@@ -1,7 +1,7 @@
 """Tables of the backbones' architectures, read from the Keras models themselves.
 
 Each function takes built models (:func:`build_backbones`, or any ``keras.Model``) and returns a
-DataFrame for :func:`mura_lib.tables.format_table`: the size of each model
+DataFrame for :func:`mura_thesis.tables.format_table`: the size of each model
 (:func:`summary_table`), the kinds of layers (:func:`layer_type_table`), one model by stage
 (:func:`stage_table`) and one model layer by layer (:func:`layer_table`).
 """
@@ -23,7 +23,7 @@ STAGE_PATTERN = re.compile(r"^(block\d+|conv\d+|pool\d+|stem|top)")
 
 def build_backbones(image_size: int) -> dict:
     """Every backbone of :data:`mura_lib.models.BACKBONES`, untrained, at ``image_size`` pixels."""
-    from .models import BACKBONES, build_backbone
+    from mura_lib.models import BACKBONES, build_backbone
 
     return {name: build_backbone(name, image_size, weights=None) for name in BACKBONES}
 

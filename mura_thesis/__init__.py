@@ -8,7 +8,7 @@ import warnings
 from numbers import Number
 from typing import Any
 
-from ..tables import format_table, plural  # noqa: F401  (chapters call them as book.format_table, book.plural)
+from .tables import format_table, plural  # noqa: F401  (chapters call them as book.format_table, book.plural)
 
 
 def quiet_logs() -> None:
@@ -28,7 +28,7 @@ def setup_notebook() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from ..plots import set_style
+    from .figures import set_style
 
     set_style()
     plt.ioff()
@@ -61,7 +61,7 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
 def start(profile, settings, data_root, runs_dir="runs", cache_dir="data/cache"):
     """A results chapter's first call: the notebook set-up and the chapter's experiment plan
-    (:func:`mura_lib.book.profiles.chapter_plan`)."""
+    (:func:`mura_thesis.profiles.chapter_plan`)."""
     from .profiles import chapter_plan
 
     setup_notebook()
@@ -87,7 +87,7 @@ def glue_comparisons(name: str, comparisons) -> None:
     AUROC verdict, the AUROC difference with its interval, the kappa verdict), and
     ``name-details``, the rest (studies and DeLong's p for two runs; seeds, studies and the share of
     pairs of seeds won for two configurations; the kappa difference with its interval)."""
-    from .. import configurations, evaluation
+    from mura_lib import configurations, evaluation
 
     comparisons = list(comparisons)
     if comparisons and all(isinstance(c, configurations.ConfigurationComparison) for c in comparisons):
@@ -102,9 +102,9 @@ def glue_group(prefix: str, plan, group: str) -> None:
     """Glue what every results group shows: the comparisons of its configurations as the tables
     ``tab-PREFIX-paired`` (verdicts first) and ``tab-PREFIX-paired-details``
     (:func:`glue_comparisons`) and the figure ``fig-PREFIX-paired``.  The chapter's text reads
-    the comparisons' values (:mod:`mura_lib.book.values`)."""
-    from .. import plots
+    the comparisons' values (:mod:`mura_thesis.values`)."""
+    from . import figures
 
     comparisons = list(plan.comparisons(group).values())
     glue_comparisons(f"tab-{prefix}-paired", comparisons)
-    glue_figure(f"fig-{prefix}-paired", plots.paired_differences(comparisons))
+    glue_figure(f"fig-{prefix}-paired", figures.paired_differences(comparisons))

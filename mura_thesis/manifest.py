@@ -43,11 +43,11 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..files import atomic_write_text, short_hash
+from mura_lib.files import atomic_write_text, short_hash
 
 # Where a chapter's experiment plan appends the results it reads (one JSON object a line); set by
 # the build for each chapter it executes.  The name is the plan's, which writes the records.
-from ..plan import RESULTS_ENV_VAR  # noqa: F401 (re-exported for the build)
+from .plan import RESULTS_ENV_VAR  # noqa: F401 (re-exported for the build)
 
 FORMAT = 1
 MANIFEST_NAME = "results.json"
@@ -152,7 +152,7 @@ def numerics_environment() -> dict:
     """The numeric settings of the build process, which the chapters' kernels inherit (each run
     records its own in its key): ``TF_ENABLE_ONEDNN_OPTS``, ``$MURA_THREADS`` and the intra-op
     thread count it gives (see :mod:`mura_lib.numerics`)."""
-    from .. import numerics
+    from mura_lib import numerics
 
     numerics.configure()
     try:

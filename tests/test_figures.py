@@ -1,4 +1,4 @@
-"""Every figure of mura_lib.plots, drawn on small synthetic inputs: each axes is labelled (or is
+"""Every figure of mura_thesis.figures, drawn on small synthetic inputs: each axes is labelled (or is
 an image panel), no legend covers plotted data, and a kappa of 0 stays visible."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 from matplotlib.patches import Rectangle
 from matplotlib.transforms import Bbox
 
-from mura_lib import evaluation, plots
+from mura_lib import evaluation
 from mura_lib.dataset import STUDY_TYPES
+from mura_thesis import figures
 
 
 def _history(seed: int, epochs: int = 6, *, study: bool = False, spike: bool = False) -> pd.DataFrame:
@@ -54,28 +55,28 @@ def _kappa_table(data_source: str) -> pd.DataFrame:
 
 
 FIGURES = {
-    "learning curves, one run": lambda: plots.learning_curves({"baseline": _history(0)}),
-    "learning curves, ten runs": lambda: plots.learning_curves(
+    "learning curves, one run": lambda: figures.learning_curves({"baseline": _history(0)}),
+    "learning curves, ten runs": lambda: figures.learning_curves(
         {f"variant {i}": _history(i) for i in range(10)}, metrics=("loss",)
     ),
-    "learning curves, ten runs, two metrics": lambda: plots.learning_curves(
+    "learning curves, ten runs, two metrics": lambda: figures.learning_curves(
         {f"variant {i}": _history(i) for i in range(10)}
     ),
-    "learning curves, smoothed study AUROC": lambda: plots.learning_curves(
+    "learning curves, smoothed study AUROC": lambda: figures.learning_curves(
         {"baseline": _history(0, study=True)}, metrics=("loss", "auc", "study_auroc")
     ),
-    "learning curves, five runs, one spike": lambda: plots.learning_curves(
+    "learning curves, five runs, one spike": lambda: figures.learning_curves(
         {f"variant {i}": _history(i, spike=i == 3) for i in range(5)}, metrics=("loss",)
     ),
-    "ROC curves": lambda: plots.roc_curves(
+    "ROC curves": lambda: figures.roc_curves(
         {"model A": _studies(0), "model B": _studies(1)}, points={"radiologist": (0.1, 0.8)}, title="test"
     ),
-    "confusion matrix": lambda: plots.confusion_matrix(_studies(0)),
-    "reliability diagram": lambda: plots.reliability_diagram(evaluation.reliability_curve(_studies(0))),
-    "kappa on MURA": lambda: plots.kappa_comparison(_kappa_table("mura"), data_source="mura"),
-    "kappa on synthetic data": lambda: plots.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic"),
-    "image grid": lambda: plots.image_grid([np.full((8, 8), 100, np.uint8)] * 3, ["a", "b", "c"], columns=2),
-    "metric against a setting": lambda: plots.metric_against(
+    "confusion matrix": lambda: figures.confusion_matrix(_studies(0)),
+    "reliability diagram": lambda: figures.reliability_diagram(evaluation.reliability_curve(_studies(0))),
+    "kappa on MURA": lambda: figures.kappa_comparison(_kappa_table("mura"), data_source="mura"),
+    "kappa on synthetic data": lambda: figures.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic"),
+    "image grid": lambda: figures.image_grid([np.full((8, 8), 100, np.uint8)] * 3, ["a", "b", "c"], columns=2),
+    "metric against a setting": lambda: figures.metric_against(
         pd.DataFrame(
             {
                 "size": [16, 32, 64] * 3,
@@ -147,7 +148,7 @@ def test_the_legend_check_catches_a_legend_on_data():
 @pytest.mark.parametrize("data_source", ["mura", "synthetic"])
 def test_a_kappa_of_zero_or_missing_stays_visible(data_source):
     table = _kappa_table(data_source)
-    fig = plots.kappa_comparison(table, data_source=data_source)
+    fig = figures.kappa_comparison(table, data_source=data_source)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     ours = table.columns[-1][1]
@@ -178,21 +179,21 @@ def test_a_kappa_of_zero_or_missing_stays_visible(data_source):
 
 
 def test_synthetic_kappas_are_not_drawn_among_the_radiologists():
-    fig = plots.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic")
+    fig = figures.kappa_comparison(_kappa_table("synthetic"), data_source="synthetic")
     assert len(fig.axes) == 2
     published, ours = fig.axes
     assert "Rajpurkar" in published.get_title() and "synthetic" in ours.get_title()
     assert all("radiologist" not in label for label in ours.get_legend_handles_labels()[1])
     assert all("this" not in label for label in published.get_legend_handles_labels()[1])
     plt.close(fig)
-    fig = plots.kappa_comparison(_kappa_table("mura"), data_source="mura")
+    fig = figures.kappa_comparison(_kappa_table("mura"), data_source="mura")
     assert len(fig.axes) == 1
     plt.close(fig)
 
 
 def test_resize_policies_show_the_original_and_each_policy():
     image = np.tile(np.arange(40, dtype=np.uint8)[None, :] * 5, (20, 1))  # 20 high, 40 wide
-    fig = plots.resize_policies(image, 16)
+    fig = figures.resize_policies(image, 16)
     try:
         shown = [ax for ax in fig.axes if ax.images]
         assert [ax.get_title() for ax in shown] == ["original 40x20", "pad, 16x16", "stretch, 16x16", "crop, 16x16"]
@@ -207,7 +208,7 @@ def test_resize_policies_show_the_original_and_each_policy():
 def test_augmented_copies_show_the_input_and_each_copy():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (24, 24), dtype=np.uint8)
-    fig = plots.augmented_copies(image, 16, seed=1, samples=3)
+    fig = figures.augmented_copies(image, 16, seed=1, samples=3)
     try:
         shown = [ax for ax in fig.axes if ax.images]
         assert [ax.get_title() for ax in shown] == ["input", "augmented 1", "augmented 2", "augmented 3"]
@@ -230,7 +231,7 @@ def test_grad_cam_grid_puts_each_map_under_its_view():
     )
     pixels = np.stack([np.full((8, 8, 1), 50.0), np.full((8, 8, 1), 200.0)])
     maps = np.stack([np.eye(8), np.ones((8, 8))])
-    fig = plots.grad_cam_grid(views, pixels, maps)
+    fig = figures.grad_cam_grid(views, pixels, maps)
     try:
         *panels, bar = fig.axes
         assert len(panels) == 4 and not any(ax.axison for ax in panels)
@@ -246,7 +247,7 @@ def test_grad_cam_grid_puts_each_map_under_its_view():
         np.testing.assert_array_equal(bottom[1].images[0].get_array(), pixels[1, ..., 0])
     finally:
         plt.close(fig)
-    empty = plots.grad_cam_grid(views.iloc[0:0], pixels[:0], maps[:0])
+    empty = figures.grad_cam_grid(views.iloc[0:0], pixels[:0], maps[:0])
     assert len(empty.axes) == 3  # one blank column and the colour bar: the figure still draws
     plt.close(empty)
 
@@ -260,7 +261,7 @@ def test_learning_curves_draw_each_subset_as_the_legend_says():
     line style of their legend entry, the smoothed series is the smoothed column (not the raw
     one), and the axes are labelled in words."""
     history = _history(0, study=True)
-    fig = plots.learning_curves({"baseline": history}, metrics=("loss", "auc", "study_auroc"))
+    fig = figures.learning_curves({"baseline": history}, metrics=("loss", "auc", "study_auroc"))
     try:
         legend = {text.get_text(): handle for text, handle in zip(fig.legends[0].texts, fig.legends[0].legend_handles)}
         assert list(legend) == ["training", "validation", "validation, smoothed"]
@@ -282,7 +283,7 @@ def test_learning_curves_draw_each_subset_as_the_legend_says():
 
 def test_learning_curves_of_several_runs_are_small_multiples_with_a_range_robust_to_a_spike():
     histories = {f"variant {i}": _history(i, spike=i == 3) for i in range(5)}
-    fig = plots.learning_curves(histories, metrics=("loss",))
+    fig = figures.learning_curves(histories, metrics=("loss",))
     try:
         assert [ax.get_title() for ax in fig.axes] == list(histories)  # one panel per run
         assert len({ax.get_ylim() for ax in fig.axes}) == 1  # one y-range for all of them
@@ -296,7 +297,7 @@ def test_learning_curves_of_several_runs_are_small_multiples_with_a_range_robust
         assert triangles[0].get_xdata()[0] == 3  # epoch 3 (the third, counted from 1)
     finally:
         plt.close(fig)
-    calm = plots.learning_curves({f"variant {i}": _history(i) for i in range(5)}, metrics=("loss",))
+    calm = figures.learning_curves({f"variant {i}": _history(i) for i in range(5)}, metrics=("loss",))
     try:
         values = np.concatenate([line.get_ydata() for ax in calm.axes for line in ax.get_lines()])
         low, high = calm.axes[0].get_ylim()
@@ -307,8 +308,8 @@ def test_learning_curves_of_several_runs_are_small_multiples_with_a_range_robust
 
 
 def test_robust_limits_cut_only_a_far_spike():
-    assert plots.robust_limits([0.3, 0.4, 0.5, 0.6])[2] is False
-    low, high, cut = plots.robust_limits([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.62, 0.64, 0.66] * 3 + [20.0])
+    assert figures.robust_limits([0.3, 0.4, 0.5, 0.6])[2] is False
+    low, high, cut = figures.robust_limits([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.62, 0.64, 0.66] * 3 + [20.0])
     assert cut and 0.66 <= high < 1 and low < 0.3
 
 
@@ -320,7 +321,7 @@ def test_kappa_panels_share_one_scale_name_study_types_in_words_and_show_this_bu
     kappa["kappa_low"], kappa["kappa_high"] = kappa["kappa"] - 0.3, np.minimum(kappa["kappa"] + 0.2, 1.0)
     kappa.loc["XR_HAND", ["kappa_low", "kappa_high"]] = np.nan  # no interval: no error bar, no failure
     table = evaluation.kappa_beside_paper(kappa, label="baseline", data_source=data_source)
-    fig = plots.kappa_comparison(table, data_source=data_source, intervals=kappa)
+    fig = figures.kappa_comparison(table, data_source=data_source, intervals=kappa)
     try:
         assert len({ax.get_ylim() for ax in fig.axes}) == 1  # both panels on one scale
         low, high = fig.axes[0].get_ylim()

@@ -10,7 +10,7 @@ folder holds:
   weights are included (``--with-weights``), else in ``records/`` (a record: without weights a
   rebuild trains the runs again);
 - the source the build ran: the chapters, ``params/``, ``_config.yml``, ``_toc.yml``, the
-  bibliography, the ``mura_lib`` package and the project's files (``pyproject.toml``, README,
+  bibliography, the ``mura_lib`` and ``mura_thesis`` packages and the project's files (``pyproject.toml``, README,
   Makefile, ``environment.yml``, licence and citation files);
 - ``requirements.lock.txt``: every package of the environment that built it, at its exact version;
 - ``ARCHIVE.md``: what is inside and how to rebuild from it; ``SHA256SUMS``: a checksum of every
@@ -80,14 +80,16 @@ def _walk(folder: Path):
             yield path
 
 
-def _package_folder() -> Path:
+def _package_folders() -> list[Path]:
+    """The library and the book's package, as installed (an editable install: the checkout)."""
     import mura_lib
+    import mura_thesis
 
-    return Path(mura_lib.__file__).parent
+    return [Path(mura_lib.__file__).parent, Path(mura_thesis.__file__).parent]
 
 
 def source_files(root: Path) -> dict[str, Path]:
-    """``{path in the archive: file}``: the book's files, the ``mura_lib`` package, and the
+    """``{path in the archive: file}``: the book's files, the two packages, and the
     project's files from the project root or, where it lacks them, beside the package."""
     files: dict[str, Path] = {}
     for name in BOOK_FILES:
@@ -96,10 +98,11 @@ def source_files(root: Path) -> dict[str, Path]:
             files.update({path.relative_to(root).as_posix(): path for path in _walk(source)})
         elif source.is_file():
             files[name] = source
-    package = _package_folder()
-    files.update({f"mura_lib/{path.relative_to(package).as_posix()}": path for path in _walk(package)})
+    packages = _package_folders()
+    for package in packages:
+        files.update({f"{package.name}/{path.relative_to(package).as_posix()}": path for path in _walk(package)})
     for name in PROJECT_FILES:
-        for folder in (root, package.parent):
+        for folder in (root, packages[0].parent):
             if (folder / name).is_file():
                 files[name] = folder / name
                 break
@@ -176,7 +179,7 @@ Written {dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")} by `mu
 - `{"runs" if with_weights else "records"}/KEY/`: each run of the experiment plan: `config.json`,
   `history.csv` (one row per epoch), `predictions.csv` (every image's probability), `metrics.json`,
   `environment.json` (packages, device, numerics){", `model.weights.h5`" if with_weights else ""}.
-- The source that built it (`chapters/`, `params/`, `mura_lib/`, `_config.yml`, `pyproject.toml`, ...),
+- The source that built it (`chapters/`, `params/`, `mura_lib/`, `mura_thesis/`, `_config.yml`, `pyproject.toml`, ...),
   `requirements.lock.txt` (the exact package versions) and `SHA256SUMS` (check with `sha256sum -c SHA256SUMS`).
 
 There are no MURA images or MURA CSV files in this archive: the data folder is never archived,

@@ -21,8 +21,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ..config import IMAGE_MODELS
-from ..dataset import MISSING_POLICIES, PATIENT_OVERLAP_POLICIES
+from mura_lib.config import IMAGE_MODELS
+from mura_lib.dataset import MISSING_POLICIES, PATIENT_OVERLAP_POLICIES
 
 
 class ParameterError(ValueError):
@@ -46,7 +46,7 @@ def _int(minimum=None, maximum=None, *, zero: str | None = None) -> dict:
 # The ab-initio CNN's four 2x2 pooling blocks need at least 16 pixels; a smaller size would pass
 # here and fail every run later.
 IMAGE_SIZE = _int(16, 1024)
-# Limits of the experiment settings (mura_lib.plan.PlanSettings) and of the chapters' own
+# Limits of the experiment settings (mura_thesis.plan.PlanSettings) and of the chapters' own
 # parameters (JSON Schema).  Chapter parameters not listed here are checked against the type of
 # their default value only.
 RULES: dict[str, dict] = {
@@ -122,8 +122,8 @@ def _rules() -> dict[str, dict]:
 
 
 def settings_properties() -> dict[str, dict]:
-    """The schema of every experiment setting (the fields of mura_lib.plan.PlanSettings)."""
-    from ..plan import PlanSettings
+    """The schema of every experiment setting (the fields of mura_thesis.plan.PlanSettings)."""
+    from .plan import PlanSettings
 
     defaults = PlanSettings().to_dict()
     return {name: parameter_schema(name, defaults[name]) for name in PlanSettings.fields()}

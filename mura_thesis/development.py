@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .dataset import STUDY_TYPES
+from mura_lib.dataset import STUDY_TYPES
 
 
 def environment_table(environment: dict | None = None, precision: str | None = None) -> pd.DataFrame:
@@ -20,7 +20,7 @@ def environment_table(environment: dict | None = None, precision: str | None = N
 
     ``environment`` defaults to :func:`mura_lib.device.environment`, ``precision`` to the precision
     that ``"auto"`` resolves to on this machine."""
-    from . import device
+    from mura_lib import device
 
     environment = device.environment() if environment is None else environment
     precision = device.resolve_precision("auto") if precision is None else precision
@@ -37,7 +37,7 @@ def environment_table(environment: dict | None = None, precision: str | None = N
 def example_image(dataset, seed: int, *, excluded=()) -> np.ndarray:
     """One radiograph of ``dataset``, drawn with ``seed`` from those not in ``excluded`` (the relative
     paths the preprocessing cache left out), decoded to 8-bit greyscale at its stored size."""
-    from .preprocess import load_grayscale
+    from mura_lib.preprocess import load_grayscale
 
     images = dataset.images.loc[~dataset.images["relpath"].isin(list(excluded))]
     return load_grayscale(images.sample(1, random_state=seed).iloc[0]["path"])
@@ -68,8 +68,9 @@ def model_facts(model, config) -> dict:
     """The numbers the chapter quotes about the ab-initio network, by name: its settings, its
     parameter counts and those of the optimiser, read after compiling ``model`` as training
     compiles it (:func:`mura_lib.training.compile_model`)."""
+    from mura_lib.training import compile_model
+
     from .tables import plural
-    from .training import compile_model
 
     compile_model(model, config)
     return {
@@ -97,7 +98,7 @@ def loss_weights(train: pd.DataFrame) -> pd.DataFrame:
     """Training images per study type and class and the paper's loss weights
     (:func:`mura_lib.inputs.paper_sample_weights`): one row per study type (short name), columns
     normal/abnormal images and normal/abnormal weight."""
-    from .inputs import paper_sample_weights
+    from mura_lib.inputs import paper_sample_weights
 
     weights = train.assign(weight=paper_sample_weights(train))
     table = (
@@ -116,7 +117,7 @@ def loss_weights(train: pd.DataFrame) -> pd.DataFrame:
 def training_loss_weights(dataset, config, cache_dir) -> pd.DataFrame:
     """:func:`loss_weights` of the training subset that ``config`` splits off ``dataset``
     (:func:`mura_lib.inputs.prepare_data`, the images cached in ``cache_dir``)."""
-    from .inputs import prepare_for
+    from mura_lib.inputs import prepare_for
 
     prepared = prepare_for(dataset, config, cache_dir=cache_dir)
     return loss_weights(prepared.subset("train"))
@@ -146,7 +147,7 @@ def compare_rules(predictions: pd.DataFrame, *, n_resamples: int, seed: int, sub
     """The aggregation rules (:data:`mura_lib.evaluation.AGGREGATIONS`) on the image predictions of
     ``subset`` (the validation subset: a rule is a modelling choice, never made on the test
     studies), each against the paper's mean with a paired bootstrap interval."""
-    from . import evaluation
+    from mura_lib import evaluation
 
     images = predictions.loc[predictions["subset"] == subset]
     if images.empty:

@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-from mura_lib import architectures
+from mura_thesis import architecture_tables
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tiny():
 
 
 def test_stage_table_groups_layers_by_stage(tiny):
-    table = architectures.stage_table(tiny)
+    table = architecture_tables.stage_table(tiny)
     assert table.index.name == "stage"
     assert list(table.index) == ["input", "block1", "block2", "head"]
     assert table["layers"].tolist() == [1, 2, 1, 1]
@@ -28,7 +28,7 @@ def test_stage_table_groups_layers_by_stage(tiny):
 
 
 def test_summary_table_names_and_sizes(tiny):
-    table = architectures.summary_table({"vgg16": tiny, "unnamed": tiny})
+    table = architecture_tables.summary_table({"vgg16": tiny, "unnamed": tiny})
     assert list(table.index) == ["VGG16", "unnamed"]
     assert table.loc["VGG16"].to_dict() == {
         "layers": 5,
@@ -41,7 +41,7 @@ def test_summary_table_names_and_sizes(tiny):
 def test_layer_type_table_counts_layer_classes(tiny):
     inputs = keras.Input((4,), name="input_layer")
     dense = keras.Model(inputs, keras.layers.Dense(1, name="top")(inputs))
-    table = architectures.layer_type_table({"resnet50": tiny, "vgg16": dense})
+    table = architecture_tables.layer_type_table({"resnet50": tiny, "vgg16": dense})
     assert table["VGG16"].to_dict() == {
         "Conv2D": 0,
         "Dense": 1,
@@ -60,6 +60,6 @@ def test_layer_type_table_counts_layer_classes(tiny):
 
 
 def test_layer_table_lists_every_layer(tiny):
-    table = architectures.layer_table(tiny)
+    table = architecture_tables.layer_table(tiny)
     assert list(table.index) == [layer.name for layer in tiny.layers]
     assert table.loc["block2_conv1"].to_dict() == {"type": "Conv2D", "output shape": "4 x 4 x 8", "parameters": 296}

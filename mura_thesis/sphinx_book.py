@@ -7,7 +7,7 @@
   ``thesis_appendix_caption`` ("Appendices") are numbered A, B, ... instead of continuing the
   chapter numbers: "Appendix A", sections "A.1", figures "Fig. A.1".
 - **MathJax is served from the book.**  The MathJax 3 files that ``mathjax_path`` names are
-  shipped in ``mura_lib/book/static/mathjax`` and copied into the book's ``_static`` folder, so that
+  shipped in ``mura_thesis/static/mathjax`` and copied into the book's ``_static`` folder, so that
   equations render without a network connection.
 """
 

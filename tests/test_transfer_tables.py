@@ -1,4 +1,4 @@
-"""The pretrained-models chapter's tables (mura_lib.pretraining), from stand-in runs."""
+"""The pretrained-models chapter's tables (mura_thesis.transfer_tables), from stand-in runs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from mura_lib import pretraining
 from mura_lib.config import ExperimentConfig
-from mura_lib.plan import PlanSettings
+from mura_thesis import transfer_tables
+from mura_thesis.plan import PlanSettings
 
 TINY = dict(image_size=16, depth=2, width=4, epochs=3, batch_size=8, seed=0)
 
@@ -41,7 +41,7 @@ def test_results_table_counts_parameters_from_the_architecture():
             ExperimentConfig(**TINY), {"auroc": 0.5, "kappa": 0.0}, epochs=2, hit_cap=False, constant="all 0.5"
         ),
     }
-    table = pretraining.results_table(runs)
+    table = transfer_tables.results_table(runs)
     assert table.index.name == "Model" and list(table.index) == ["baseline", "collapsed"]
     assert list(table.columns) == [
         "AUROC",
@@ -75,18 +75,18 @@ def test_source_table_lists_the_source_runs_or_says_there_are_none():
             ExperimentConfig(**TINY), {"accuracy": 0.4, "auroc": 0.7}, epochs=1, hit_cap=True, train_images=306
         ),
     }
-    data = pretraining.source_table(sources, "source").data
+    data = transfer_tables.source_table(sources, "source").data
     assert list(data["Backbone"]) == list(sources)
     assert data["Macro AUROC"].tolist() == [0.8, 0.7]  # the macro AUROC, else the run's AUROC
     assert data["Study-type accuracy"].tolist() == [0.6, 0.4] and data["Training images"].tolist() == [306, 306]
-    html = pretraining.source_table({}, "ImageNet").to_html()
+    html = transfer_tables.source_table({}, "ImageNet").to_html()
     assert "no source task in this build: the backbones start from ImageNet weights" in html
 
 
 def test_paired_comparisons_are_in_the_chapter_order():
     groups = {"transfer": {"a": "t1", "b": "t2"}, "transfer modes": {"c": "m1"}, "architecture": {"d": "r1"}}
     plan = SimpleNamespace(comparisons=lambda group: groups.get(group, {}))
-    assert pretraining.paired_comparisons(plan) == ["t1", "t2", "m1", "r1"]
+    assert transfer_tables.paired_comparisons(plan) == ["t1", "t2", "m1", "r1"]
 
 
 @pytest.mark.parametrize("missing", ["transfer modes", "architecture"])
@@ -94,4 +94,4 @@ def test_paired_comparisons_skip_an_empty_group(missing):
     groups = {"transfer": {"a": "t1"}, "transfer modes": {"c": "m1"}, "architecture": {"d": "r1"}}
     groups[missing] = {}
     plan = SimpleNamespace(comparisons=lambda group: groups[group])
-    assert len(pretraining.paired_comparisons(plan)) == 2
+    assert len(transfer_tables.paired_comparisons(plan)) == 2

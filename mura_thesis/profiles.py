@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..plan import ExperimentPlan, PlanSettings, settings_from_parameters
+from .plan import ExperimentPlan, PlanSettings, settings_from_parameters
 from .project import BuildError
 
 
@@ -48,7 +48,7 @@ def resolve_data(
 ) -> tuple[str, Path]:
     """``(source, MURA-v1.1 folder)`` for a build, generating synthetic data when needed
     (with ``generate=False`` the folder is returned even if it does not exist yet)."""
-    from ..dataset import DATA_ENV_VAR, resolve_data_root
+    from mura_lib.dataset import DATA_ENV_VAR, resolve_data_root
 
     if data or profile.data["source"] == "mura":
         path = data or profile.data.get("path") or os.environ.get(DATA_ENV_VAR)
@@ -58,13 +58,13 @@ def resolve_data(
                 f"(make book PROFILE={profile.name} DATA=...) or set ${DATA_ENV_VAR}."
             )
         return "mura", resolve_data_root(path)
-    from ..synthetic import generate_synthetic_mura
+    from mura_lib.synthetic import generate_synthetic_mura
 
     keys = ("scale", "valid_scale", "image_size", "seed")
     spec = {k: profile.data[k] for k in keys if profile.data.get(k) is not None}
     folder = root / "data" / "synthetic" / "-".join(f"{k}{v}" for k, v in sorted(spec.items()))
     if not generate:
-        from ..dataset import DATASET_DIRNAME
+        from mura_lib.dataset import DATASET_DIRNAME
 
         return "synthetic", folder / DATASET_DIRNAME
     # The folder belongs to the build: a dataset from older generator code is replaced.

@@ -184,7 +184,7 @@ def status_page(
 ) -> str:
     """The book's status page: every chapter with its execution time, cache state and outcome,
     and ``reference`` (Markdown: how the build's verdicts compare with the profile's reference
-    build, :func:`mura_lib.book.manifest.reference_section`) at the end.
+    build, :func:`mura_thesis.manifest.reference_section`) at the end.
 
     Its sentences are derived from the same records as its table (the total is the sum of the
     table's seconds), never from the profile's description of what it aims at.
@@ -247,7 +247,7 @@ class PassageError(ValueError):
 
 
 def glued_values(notebook: nbformat.NotebookNode) -> dict[str, str]:
-    """The plain text of every value a chapter glued (``mura_lib.book.glue``), by name."""
+    """The plain text of every value a chapter glued (``mura_thesis.glue``), by name."""
     values = {}
     for cell in notebook.cells:
         for output in cell.get("outputs", []):

@@ -34,7 +34,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from ..files import atomic_write_text
+from mura_lib.files import atomic_write_text
+
 from .build import Builder
 from .frontmatter import GENERATED_TAGS
 from .project import BuildError, toc_entries
