@@ -1,10 +1,14 @@
 """The thesis' front matter that the build computes: the word count of the prose.
 
 The count covers the body of the thesis (the chapters of the first numbered part of
-``_toc.yml``), read from the markdown cells of the executed chapters.  Code, mathematics,
-directive options, citations, HTML comments and the run-configuration and provenance boxes
-are not prose and are not counted; a cross-reference or a glued value counts as one word.
-The staged book gets the count as the MyST substitution ``word_count``.
+``_toc.yml``, chapters 1-8 with their sections), read from the markdown cells of the executed
+chapters after the passages are chosen.  It counts the running text: headings, paragraphs, list
+items, footnotes and the text of notes (admonitions).  It leaves out code, mathematics (with the
+labels of equations), tables (list tables, pipe tables and glued tables), the captions of figures
+and tables, citations, directive options, target labels, HTML comments and the run-configuration
+and provenance boxes; a cross-reference or a glued value counts as one word.  The declaration
+(``chapters/declaration.md``) says the same.  The staged book gets the count as the MyST
+substitution ``word_count``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,9 @@ import yaml
 
 # Cells the build adds to every executed chapter (see presentation.py): not part of the text.
 GENERATED_TAGS = {"run-configuration", "provenance"}
-# Fenced blocks whose body is prose (captions and table cells); every other fence is code or maths.
+# Fenced blocks whose body is running text; every other fence (code, maths, figures and tables
+# with their captions) is left out.
 PROSE_DIRECTIVES = {
-    "glue:figure",
-    "figure",
-    "list-table",
-    "table",
     "admonition",
     "note",
     "tip",
@@ -37,10 +38,13 @@ PROSE_DIRECTIVES = {
 _FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})\s*(?P<info>[^\n]*)$")
 _ROLE = re.compile(r"\{(?P<role>[\w:.-]+)\}`[^`]*`")
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
-_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
+_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$(?:[ \t]*\([\w:.-]+\))?", re.S)  # with its label
 _INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)[^$\n]+?(?<!\s)\$")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_FOOTNOTE_MARK = re.compile(r"\[\^[^\]\s]+\]:?")
+_TARGET = re.compile(r"^\s*\([\w:.-]+\)=\s*$", re.M)
+_PIPE_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$", re.M)
 _WORD = re.compile(r"[^\W_]+(?:[-'’.,][^\W_]+)*")
 
 
@@ -63,8 +67,8 @@ def _strip_fences(markdown: str) -> str:
             directive = re.match(r"\{([\w:.-]+)\}\s*(.*)", info)
             prose = bool(directive) and directive.group(1) in PROSE_DIRECTIVES
             stack.append((match["fence"], prose))
-            if prose and directive.group(1) not in ("glue:figure", "figure"):
-                kept.append(directive.group(2))  # a table's caption or an admonition's title
+            if prose:
+                kept.append(directive.group(2))  # an admonition's title
             continue
         if stack and not stack[-1][1]:
             continue
@@ -78,6 +82,9 @@ def count_words(markdown: str) -> int:
     """The number of words of prose in MyST markdown (see the module docstring for what counts)."""
     text = _COMMENT.sub(" ", markdown)
     text = _strip_fences(text)
+    text = _TARGET.sub(" ", text)
+    text = _PIPE_TABLE_ROW.sub(" ", text)
+    text = _FOOTNOTE_MARK.sub(" ", text)
     text = _DISPLAY_MATH.sub(" ", text)
     text = _INLINE_MATH.sub(" ", text)
     text = _ROLE.sub(lambda m: " " if m["role"].startswith("cite") else " X ", text)
