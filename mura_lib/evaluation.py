@@ -292,7 +292,7 @@ def _verdict(low: float, high: float) -> str:
         return "higher"
     if high < 0:
         return "lower"
-    return "no detectable difference"
+    return "undetermined"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,7 +319,7 @@ class Comparison:
     @property
     def verdict(self) -> str:
         """``higher`` or ``lower`` when the AUROC difference's interval excludes 0, else
-        ``no detectable difference``."""
+        ``undetermined`` (the word comparisons of configurations use too)."""
         return _verdict(self.auroc_low, self.auroc_high)
 
     @property
@@ -332,12 +332,12 @@ class Comparison:
 
     def sentence(self, metric: str = "auroc") -> str:
         """A clause for the text, e.g. ``AUROC 0.812 vs 0.790, difference +0.022 (95% paired
-        interval −0.004 to +0.047, DeLong p = 0.09): no detectable difference``."""
+        interval −0.004 to +0.047, DeLong p = 0.09): undetermined``."""
         if metric not in ("auroc", "kappa"):
             raise ValueError(f"metric must be 'auroc' or 'kappa', got {metric!r}")
         value = {key: getattr(self, f"{metric}_{key}") for key in ("a", "b", "diff", "low", "high")}
         verdict = self.verdict if metric == "auroc" else self.kappa_verdict
-        if verdict != "no detectable difference":
+        if verdict != "undetermined":
             verdict = f"{self.name_a} {verdict}"
         label = "AUROC" if metric == "auroc" else "Cohen's kappa"
         p = self.delong_p

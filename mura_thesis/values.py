@@ -251,7 +251,7 @@ def seed_values(summary: dict, pairs: dict) -> dict:
     paired comparisons of single seeds against the first (``pairs``, how many of them
     ``detected`` a difference, ``pairs-detected``: ``none``, ``some`` or ``all``, and the
     differences, ``pair-diffs``)."""
-    detected = sum(c.verdict != "no detectable difference" for c in pairs.values())
+    detected = sum(c.verdict != "undetermined" for c in pairs.values())
     share = "none" if detected == 0 else "all" if detected == len(pairs) else "some"
     return {
         "seeds": summary["n"],
@@ -335,8 +335,7 @@ def source_learned(sources: dict, classes: int = 7, level: float = 0.05) -> str:
 
 def verdict_lists(comparisons, name=None, *, differences: bool = False) -> dict:
     """The A arms of ``comparisons`` by verdict, as word lists: ``higher``, ``lower`` and
-    ``undetermined`` (a single-run comparison's "no detectable difference" counts as
-    undetermined), ``none`` when empty, each with ``any-…`` (``yes``/``no``).  ``name`` names an
+    ``undetermined``, ``none`` when empty, each with ``any-…`` (``yes``/``no``).  ``name`` names an
     arm (its ``name_a`` by default); with ``differences`` each name is followed by the mean
     difference in AUROC and its 95% interval: ``3 blocks (−0.073; −0.181 to +0.028)``."""
     lists = {"higher": [], "lower": [], "undetermined": []}
@@ -491,10 +490,6 @@ def conspicuity_values(table, gap: dict | None) -> dict:
     return values
 
 
-def _paired_verdict(comparison) -> str:
-    return "undetermined" if comparison.verdict == "no detectable difference" else comparison.verdict
-
-
 def shortcut_values(evidence) -> dict:
     """The evidence on shortcuts (:class:`mura_lib.analysis.ShortcutEvidence`) as values.
 
@@ -554,7 +549,7 @@ def shortcut_values(evidence) -> dict:
             "mk-flipped-share": f"{100 * summary['flipped_share']:.1f}%",
             "mk-noise": "zero" if noise == 0 else "rounding" if np.isfinite(noise) else "none",
             "mk-noise-value": f"{noise:.1e}" if np.isfinite(noise) else "n/a",
-            "mk-verdict": _paired_verdict(comparison),
+            "mk-verdict": comparison.verdict,
             "mk-diff": signed(comparison.auroc_diff),
             "mk-low": signed(comparison.auroc_low),
             "mk-high": signed(comparison.auroc_high),

@@ -43,13 +43,13 @@ def same():
 
 
 def test_verdict_lists_read_single_run_and_configuration_comparisons(better, same):
-    """The lists the chapters glue: a single-run comparison's "no detectable difference" counts as
-    undetermined, and each name can carry its difference and interval."""
+    """The lists the chapters glue, from comparisons of runs and of configurations alike (both
+    say "undetermined"); each name can carry its difference and interval."""
     from mura_thesis import values
 
     paired_better = compare_paired(_studies(0.5), _studies(0.05), n_resamples=300, seed=0, name_a="the max", name_b="B")
     paired_same = compare_paired(_studies(0.2), _studies(0.2), n_resamples=300, seed=0, name_a="the vote", name_b="D")
-    assert paired_better.verdict == "higher" and paired_same.verdict == "no detectable difference"
+    assert paired_better.verdict == "higher" and paired_same.verdict == "undetermined"
     rules = values.verdict_lists([paired_better, paired_same], lambda c: c.name_a.removeprefix("the "))
     assert rules == {
         "higher": "max",

@@ -482,3 +482,11 @@ def test_status_page_checks_the_verdicts_against_the_reference(tmp_path):
     kept.write_text("{")
     broken = manifest.reference_section(this, "demo", kept, root=tmp_path)
     assert "could not be read" in broken and "not valid JSON" in broken
+
+
+def test_the_old_verdict_word_of_two_runs_reads_as_undetermined():
+    from mura_thesis.manifest import verdict_status
+
+    assert verdict_status("no detectable difference", "undetermined") == "agree"
+    assert verdict_status("no detectable difference", "higher") == "one undetermined"
+    assert verdict_status("higher", "lower") == "flip"

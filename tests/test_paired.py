@@ -223,11 +223,11 @@ def _comparison(low, high, kappa_low=-0.01, kappa_high=0.05, p=0.09, **names):
 def test_verdicts_follow_the_intervals():
     assert _comparison(0.004, 0.047).verdict == "higher"
     assert _comparison(-0.047, -0.004).verdict == "lower"
-    assert _comparison(-0.004, 0.047).verdict == "no detectable difference"
-    assert _comparison(0.0, 0.047).verdict == "no detectable difference"
+    assert _comparison(-0.004, 0.047).verdict == "undetermined"
+    assert _comparison(0.0, 0.047).verdict == "undetermined"
     assert _comparison(0.01, 0.02, kappa_low=0.01, kappa_high=0.1).kappa_verdict == "higher"
     assert _comparison(0.01, 0.02, kappa_low=-0.1, kappa_high=-0.01).kappa_verdict == "lower"
-    assert _comparison(0.01, 0.02).kappa_verdict == "no detectable difference"
+    assert _comparison(0.01, 0.02).kappa_verdict == "undetermined"
     with pytest.raises(AttributeError):
         _comparison(0.01, 0.02).auroc_low = 0.5  # frozen
 
@@ -235,7 +235,7 @@ def test_verdicts_follow_the_intervals():
 def test_sentences_read_plainly_with_minus_signs():
     assert _comparison(-0.004, 0.047).sentence() == (
         "AUROC 0.812 vs 0.790, difference +0.022 (95% paired interval \u22120.004 to +0.047, DeLong p = 0.09): "
-        "no detectable difference"
+        "undetermined"
     )
     named = _comparison(0.004, 0.047, p=0.0004, name_a="DenseNet-169", name_b="ResNet-50")
     assert named.sentence().endswith("DeLong p < 0.001): DenseNet-169 higher")
@@ -267,7 +267,7 @@ def test_comparison_table_is_readable():
     assert first["Comparison"] == "DenseNet-169 vs ResNet-50"
     # the interval is held together by non-breaking spaces: a narrow cell breaks only before it
     assert first["AUROC difference (95% interval)"] == "+0.022 (\u22120.004\u00a0to\u00a0+0.047)"
-    assert list(table["Verdict (AUROC)"]) == ["no detectable difference", "higher"]
+    assert list(table["Verdict (AUROC)"]) == ["undetermined", "higher"]
     assert list(table["Verdict (kappa)"]) == [c.kappa_verdict for c in comparisons]
     details = evaluation.comparison_details(comparisons)
     assert list(details.columns) == ["Comparison", "Studies", "DeLong p", "Kappa difference (95% interval)"]

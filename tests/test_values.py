@@ -190,7 +190,7 @@ def test_findings_of_a_build_without_comparisons():
 def test_seed_values():
     summary = {"n": 3, "mean": 0.78, "sd": 0.01, "sd_low": 0.005, "sd_high": 0.06}
     pairs = {
-        "seed 1 vs seed 0": SimpleNamespace(verdict="no detectable difference", auroc_diff=-0.001),
+        "seed 1 vs seed 0": SimpleNamespace(verdict="undetermined", auroc_diff=-0.001),
         "seed 2 vs seed 0": SimpleNamespace(verdict="higher", auroc_diff=0.02),
     }
     seeds = values.seed_values(summary, pairs)
