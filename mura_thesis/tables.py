@@ -153,7 +153,7 @@ def _merge_intervals(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
         if high not in frame:
             continue
         text = [
-            "n/a" if pd.isna(lo) or pd.isna(hi) else f"{lo:.{digits}f} to {hi:.{digits}f}"
+            "n/a" if pd.isna(lo) or pd.isna(hi) else f"{plain(lo, digits)} to {plain(hi, digits)}"
             for lo, hi in zip(frame[column], frame[high])
         ]
         position = merged.columns.get_loc(column)
@@ -192,7 +192,7 @@ def format_table(
         if _is_count(column, values):
             formats[column] = lambda v: "n/a" if pd.isna(v) else f"{int(v):,}"
         elif pd.api.types.is_float_dtype(values):
-            formats[column] = lambda v, d=digits: "n/a" if pd.isna(v) else f"{v:.{d}f}"
+            formats[column] = lambda v, d=digits: "n/a" if pd.isna(v) else plain(v, d)
     lookup = {**{k.lower(): v for k, v in (words or {}).items()}}
 
     def header(name):

@@ -442,3 +442,11 @@ def test_times_in_seconds_are_rounded_for_reading():
     from mura_thesis.tables import seconds_text
 
     assert [seconds_text(v) for v in (0.04, 9.96, 10.4, 1234.5, float("nan"))] == ["0.0", "10", "10", "1,234", "n/a"]
+
+
+def test_tables_print_negative_numbers_with_a_true_minus():
+    from mura_thesis.tables import format_table
+
+    frame = pd.DataFrame({"auroc": [0.5, -0.25], "auroc_low": [-0.1, -0.5], "auroc_high": [0.2, 0.0]})
+    html = format_table(frame, index=False).to_html()
+    assert "\u22120.250" in html and "\u22120.100 to 0.200" in html and "-0.25" not in html
