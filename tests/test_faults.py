@@ -77,6 +77,7 @@ print("RUN", run.key, flush=True)
 """
 
 
+@pytest.mark.slow  # starts processes that train or run kernels: the end-to-end tier
 def test_two_processes_training_one_run_key_take_turns(synthetic_root, tmp_path):
     store, cache = tmp_path / "runs", tmp_path / "cache"
     build_cache(load_mura(synthetic_root), 16, cache_dir=cache, progress=False)  # both start training at once
@@ -822,6 +823,7 @@ def chapter_plan(project: Path, name: str, body: str) -> ChapterPlan:
     return ChapterPlan(entry=f"chapters/{name}", source=source, parameters={}, parts={})
 
 
+@pytest.mark.slow  # starts processes that train or run kernels: the end-to-end tier
 def test_kernel_death_and_expected_errors_end_in_one_message(tmp_path, capfd):
     project = small_project(tmp_path / "thesis")
     builder = Builder(project, load_profile(project, "smoke"))

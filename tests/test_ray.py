@@ -23,6 +23,9 @@ from mura_thesis.executors import train_runs
 
 from .conftest import REPO
 
+# Worker processes and Ray clusters start in every test here: the end-to-end tier (make test-e2e).
+pytestmark = pytest.mark.slow
+
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="the ray executor needs Ray: pip install -e '.[cluster]'"
 )
