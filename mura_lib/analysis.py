@@ -273,6 +273,29 @@ def conspicuity_gap(
     }
 
 
+def conspicuity_gaps(
+    studies: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    *,
+    findings=SUBTLE_FINDINGS,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict | None:
+    """:func:`conspicuity_gap` within each finding of ``findings``, by name: each finding's thirds
+    are cut at its own quantiles, since the findings' conspicuity scales differ (a faint lesion and
+    a faint fracture are not equally faint).  A finding with too few studies to cut maps to None;
+    None on real MURA."""
+    if truth is None:
+        return None
+    return {
+        finding: conspicuity_gap(
+            studies, truth, findings=(finding,), n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
+        for finding in findings
+    }
+
+
 # --- reliance on hardware and casts --------------------------------------------------------------
 
 

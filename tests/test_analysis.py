@@ -109,6 +109,12 @@ def test_finding_values_sort_findings_by_their_intervals():
     assert glued["findings-detected"] == "hardware (AUROC 0.970; 0.930 to 0.990)"
     assert glued["findings-undecided"] == "fractures (AUROC 0.550; 0.450 to 0.660)"
     assert glued["findings-too-few"] == "lesions" and glued["findings-any-below"] == "no"
+    assert (glued["fracture"], glued["fracture-auroc"], glued["fracture-interval"]) == (
+        "undecided",
+        "0.550",
+        "0.450 to 0.660",
+    )
+    assert glued["hardware"] == "detected" and glued["lesion"] == "too-few" and glued["cast"] == "absent"
     assert glued["sensitivity"] == "spread"
     assert (glued["sensitivity-subtle"], glued["sensitivity-conspicuous"]) == ("0.00 to 0.20", "0.90")
 
@@ -210,11 +216,50 @@ def test_conspicuity_gap_judges_the_thirds_by_the_interval_of_their_difference(t
     pooled = table.set_index(analysis.CONSPICUITY)[analysis.AUROC]
     assert gap["gap"] == pytest.approx(pooled["high"] - pooled["low"], abs=1e-12)
     assert gap["low"] <= gap["gap"] <= gap["high"]
-    glued = values.conspicuity_values(table, gap)
-    expected = "higher" if gap["low"] > 0 else "lower" if gap["high"] < 0 else "undetermined"
-    assert glued["gap-verdict"] == expected and glued["low"] == values.plain(pooled["low"])
-    assert values.conspicuity_values(table, None)["gap-verdict"] == "absent"
     assert analysis.conspicuity_gap(studies, None) is None
+
+
+def test_conspicuity_is_cut_into_thirds_within_each_finding(truth):
+    """A score that rises with conspicuity within one finding only is seen in that finding's thirds;
+    the others show no gap."""
+    studies = fabricated(truth, seed=3)
+    lesions = (truth["finding"] == "lesion").to_numpy()
+    studies.loc[lesions, "probability"] = truth.loc[lesions, "conspicuity"].to_numpy()
+    other = (truth["finding"].isin(["fracture", "degenerative"])).to_numpy()
+    studies.loc[other, "probability"] = 0.6
+    table = analysis.detection_by_conspicuity(studies, truth, per_finding=True, n_resamples=200, seed=0)
+    gaps = analysis.conspicuity_gaps(studies, truth, n_resamples=300, seed=0)
+    assert set(gaps) == set(analysis.SUBTLE_FINDINGS)
+    for finding, gap in gaps.items():
+        rows = table.loc[table[analysis.FINDING] == finding].set_index(analysis.CONSPICUITY)[analysis.AUROC]
+        if gap is None:
+            assert rows.empty or len(rows) == 3
+            continue
+        assert gap["gap"] == pytest.approx(rows["high"] - rows["low"], abs=1e-12)
+        alone = analysis.conspicuity_gap(studies, truth, findings=(finding,), n_resamples=300, seed=0)
+        assert alone == gap
+    assert gaps["lesion"]["gap"] > 0 and gaps["fracture"]["gap"] == 0
+    glued = values.conspicuity_values(table, gaps)
+    assert glued["conspicuity"] == "measured"
+    if gaps["lesion"]["low"] > 0:
+        assert glued["higher"].startswith("lesions (+") and glued["any-higher"] == "yes"
+    assert "fractures (+0.000" in glued["undetermined"] and glued["any-lower"] == "no"
+    assert values.conspicuity_values(None, None)["conspicuity"] == "absent"
+    assert analysis.conspicuity_gaps(studies, None) is None
+
+
+def test_conspicuity_values_sort_findings_by_the_interval_of_their_gap():
+    table = pd.DataFrame({analysis.FINDING: ["lesion"]})
+    gaps = {
+        "fracture": {"gap": 0.02, "low": -0.1, "high": 0.14},
+        "lesion": {"gap": 0.3, "low": 0.1, "high": 0.5},
+        "degenerative": None,
+    }
+    glued = values.conspicuity_values(table, gaps)
+    assert glued["higher"] == "lesions (+0.300; +0.100 to +0.500)" and glued["any-higher"] == "yes"
+    assert glued["undetermined"] == "fractures (+0.020; −0.100 to +0.140)"
+    assert glued["uncut"] == "degenerative change" and glued["any-lower"] == "no" and glued["lower"] == "none"
+    assert values.conspicuity_values(table.iloc[0:0], {"lesion": None})["conspicuity"] == "too-few"
 
 
 def test_detection_table_always_has_a_row_to_caption(truth):
