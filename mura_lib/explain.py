@@ -330,3 +330,18 @@ def localisation_table(summary: pd.DataFrame | None) -> pd.DataFrame:
             "95% interval": [f"{signed(lo)} to {signed(hi)}" for lo, hi in zip(summary["low"], summary["high"])],
         }
     )
+
+
+def input_boxes(relpaths, truth: pd.DataFrame | None, size: int, policy: str) -> list:
+    """The finding's box of each image ``relpaths`` in the input's pixels (:func:`box_in_input`), or
+    None for an image without one (and for every image where ``truth`` is None, as on real MURA)."""
+    if truth is None:
+        return [None for _ in relpaths]
+    rows = truth.set_index("relpath")
+    corners = ["finding_left", "finding_top", "finding_right", "finding_bottom"]
+    boxes = []
+    for relpath in relpaths:
+        row = rows.loc[relpath]
+        present = pd.notna(row[corners]).all()
+        boxes.append(box_in_input(row[corners], row["height"], row["width"], size, policy) if present else None)
+    return boxes

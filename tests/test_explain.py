@@ -131,6 +131,7 @@ def test_finding_localisation_scores_each_boxed_test_view(dataset, synthetic_roo
     test_views = set(run.predictions["relpath"])
     boxed = truth.loc[truth["relpath"].isin(test_views) & truth["finding_x0"].notna()]
     assert sorted(table["relpath"]) == sorted(boxed["relpath"]) and len(table) > 5
+    no_finding = truth.loc[truth["finding"] == "", "relpath"].iloc[0]
     assert ((table["x0"] < table["x1"]) & (table["y0"] < table["y1"])).all()
     assert table["area"].between(0, 1).all() and table["share"].dropna().between(0, 1).all()
     # The same maps, computed at once, give the same shares (the batches change nothing).
@@ -143,6 +144,32 @@ def test_finding_localisation_scores_each_boxed_test_view(dataset, synthetic_roo
     np.testing.assert_allclose(summary["excess"], summary["share"] - summary["area"], atol=1e-12)
     shown = explain.localisation_table(summary)
     assert list(shown["Finding"]) == list(summary["finding"])
+    boxes = explain.input_boxes([table["relpath"].iloc[0], no_finding], truth, config.image_size, config.policy)
+    assert boxes[0] == pytest.approx(tuple(table.loc[0, ["x0", "y0", "x1", "y1"]])) and boxes[1] is None
+    assert explain.input_boxes([no_finding], None, 16, "pad") == [None]
     assert explain.finding_localisation(run, dataset, None, cache_dir=tmp_path) is None
     assert explain.localisation_summary(None) is None
     assert "not recorded" in explain.localisation_table(None)["Finding"].iloc[0]
+
+
+def test_localisation_values_sort_findings_by_their_interval():
+    from mura_lib.book import values
+
+    summary = pd.DataFrame(
+        {
+            "finding": ["fracture", "hardware", "cast", "lesion"],
+            "images": [10, 12, 9, 1],
+            "share": [0.05, 0.4, 0.5, 0.2],
+            "area": [0.06, 0.08, 0.45, 0.1],
+            "excess": [-0.01, 0.32, 0.05, 0.1],
+            "low": [-0.04, 0.2, -0.02, np.nan],
+            "high": [0.02, 0.44, 0.12, np.nan],
+        }
+    )
+    glued = values.localisation_values(summary)
+    assert glued["loc"] == "measured" and glued["views"] == 32
+    assert glued["inside"] == "hardware (0.400 against 0.080)" and glued["any-inside"] == "yes"
+    assert glued["undetermined"] == "fractures (0.050 against 0.060) and casts (0.500 against 0.450)"
+    assert glued["too-few"] == "lesions" and glued["any-outside"] == "no"
+    assert values.localisation_values(None)["loc"] == "absent"
+    assert values.localisation_values(summary.iloc[0:0])["loc"] == "empty"

@@ -491,6 +491,32 @@ def conspicuity_values(table, gaps: dict | None) -> dict:
     return values
 
 
+def localisation_values(summary) -> dict:
+    """Grad-CAM against the finding's box (:func:`mura_lib.explain.localisation_summary`): ``loc``
+    (``measured``, ``empty`` when no test view shows a boxed finding, ``absent`` without ground
+    truth), ``views``, and the findings whose maps put more of their mass inside the box than a
+    uniform map would (``inside``: the interval of the mean difference above 0), less (``outside``)
+    or neither detectably (``undetermined``), each named with the two shares (``hardware (0.412
+    against 0.080)``), those with too few views for an interval (``too-few``), each with ``any-…``."""
+    from ..analysis import FINDING_NAMES
+
+    values = {"loc": ABSENT if summary is None else "empty" if summary.empty else "measured", "views": 0}
+    groups = {"inside": [], "outside": [], "undetermined": [], "too-few": []}
+    if values["loc"] == "measured":
+        values["views"] = int(summary["images"].sum())
+        for _, row in summary.iterrows():
+            name = FINDING_NAMES.get(row["finding"], row["finding"])
+            if not np.isfinite(row["low"]):
+                groups["too-few"].append(name)
+                continue
+            group = "inside" if row["low"] > 0 else "outside" if row["high"] < 0 else "undetermined"
+            groups[group].append(f"{name} ({plain(row['share'])} against {plain(row['area'])})")
+    for group, names in groups.items():
+        values[group] = join_words(names) or "none"
+        values[f"any-{group}"] = "yes" if names else "no"
+    return values
+
+
 def _paired_verdict(comparison) -> str:
     return "undetermined" if comparison.verdict == "no detectable difference" else comparison.verdict
 
