@@ -272,24 +272,25 @@ def localisation_summary(
     table: pd.DataFrame | None, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> pd.DataFrame | None:
     """:func:`finding_localisation` by finding (in the order of the generator's findings): the views
-    whose map has mass (``images``), the mean share of the map inside the box (``share``), the mean
-    share of the input the box covers (``area``, a uniform map's share), and the mean of their
-    difference per view (``excess``) with a percentile bootstrap interval over views (``low``,
-    ``high``; NaN with fewer than two views).  None where ``table`` is None."""
+    scored (``views``) and those whose map has mass (``images``; a map that is zero everywhere has
+    no share), the mean share of the map inside the box (``share``), the mean share of the input the
+    box covers (``area``, a uniform map's share), and the mean of their difference per view
+    (``excess``) with a percentile bootstrap interval over views (``low``, ``high``; NaN with fewer
+    than two views with mass), over the views with mass.  None where ``table`` is None."""
     from .evaluation import percentile_bootstrap
     from .synthetic.findings import FINDINGS
 
     if table is None:
         return None
     rows = []
-    scored = table.dropna(subset=["share"])
     for finding in FINDINGS:
-        part = scored.loc[scored["finding"] == finding]
-        if part.empty:
+        views = int((table["finding"] == finding).sum())
+        part = table.loc[table["finding"] == finding].dropna(subset=["share"])
+        if not views:
             continue
         excess = (part["share"] - part["area"]).to_numpy()
         low = high = float("nan")
-        if len(excess) >= 2 and np.ptp(excess) > 0:
+        if len(excess) >= 2 and np.ptp(excess) > 0:  # NaN where nothing varies to resample
             low, high = percentile_bootstrap(
                 (excess,),
                 lambda x, axis=-1: np.mean(x, axis=axis),
@@ -301,15 +302,16 @@ def localisation_summary(
         rows.append(
             {
                 "finding": finding,
+                "views": views,
                 "images": len(part),
-                "share": float(part["share"].mean()),
-                "area": float(part["area"].mean()),
-                "excess": float(excess.mean()),
+                "share": float(part["share"].mean()) if len(part) else float("nan"),
+                "area": float(part["area"].mean()) if len(part) else float("nan"),
+                "excess": float(excess.mean()) if len(part) else float("nan"),
                 "low": float(low),
                 "high": float(high),
             }
         )
-    return pd.DataFrame(rows, columns=["finding", "images", "share", "area", "excess", "low", "high"])
+    return pd.DataFrame(rows, columns=["finding", "views", "images", "share", "area", "excess", "low", "high"])
 
 
 def localisation_table(summary: pd.DataFrame | None) -> pd.DataFrame:
@@ -323,7 +325,8 @@ def localisation_table(summary: pd.DataFrame | None) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Finding": summary["finding"],
-            "Views": summary["images"],
+            "Views": summary["views"],
+            "Maps with mass": summary["images"],
             "Map's share inside the box": [plain(v) for v in summary["share"]],
             "Box's share of the image": [plain(v) for v in summary["area"]],
             "Difference": [signed(v) for v in summary["excess"]],

@@ -140,7 +140,9 @@ def test_finding_localisation_scores_each_boxed_test_view(dataset, synthetic_roo
     shares, _ = explain.box_mass_share(maps, table[["x0", "y0", "x1", "y1"]].to_numpy())
     np.testing.assert_allclose(table["share"], shares, rtol=1e-5)
     summary = explain.localisation_summary(table, n_resamples=200)
-    assert summary["images"].sum() == table["share"].notna().sum()
+    assert summary["images"].sum() == table["share"].notna().sum() and summary["views"].sum() == len(table)
+    flat = explain.localisation_summary(table.assign(share=np.nan), n_resamples=50)
+    assert (flat["images"] == 0).all() and flat["share"].isna().all() and (flat["views"] > 0).all()
     np.testing.assert_allclose(summary["excess"], summary["share"] - summary["area"], atol=1e-12)
     shown = explain.localisation_table(summary)
     assert list(shown["Finding"]) == list(summary["finding"])
@@ -158,6 +160,7 @@ def test_localisation_values_sort_findings_by_their_interval():
     summary = pd.DataFrame(
         {
             "finding": ["fracture", "hardware", "cast", "lesion"],
+            "views": [10, 12, 9, 1],
             "images": [10, 12, 9, 1],
             "share": [0.05, 0.4, 0.5, 0.2],
             "area": [0.06, 0.08, 0.45, 0.1],
@@ -173,3 +176,5 @@ def test_localisation_values_sort_findings_by_their_interval():
     assert glued["too-few"] == "lesions" and glued["any-outside"] == "no"
     assert values.localisation_values(None)["loc"] == "absent"
     assert values.localisation_values(summary.iloc[0:0])["loc"] == "empty"
+    flat = summary.assign(images=0)
+    assert values.localisation_values(flat)["loc"] == "flat" and values.localisation_values(flat)["views"] == 32

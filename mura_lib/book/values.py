@@ -493,17 +493,20 @@ def conspicuity_values(table, gaps: dict | None) -> dict:
 
 def localisation_values(summary) -> dict:
     """Grad-CAM against the finding's box (:func:`mura_lib.explain.localisation_summary`): ``loc``
-    (``measured``, ``empty`` when no test view shows a boxed finding, ``absent`` without ground
-    truth), ``views``, and the findings whose maps put more of their mass inside the box than a
+    (``measured``, ``flat`` when every map is zero everywhere, ``empty`` when no test view shows a
+    boxed finding, ``absent`` without ground truth), ``views`` (scored), and the findings whose maps put more of their mass inside the box than a
     uniform map would (``inside``: the interval of the mean difference above 0), less (``outside``)
     or neither detectably (``undetermined``), each named with the two shares (``hardware (0.412
     against 0.080)``), those with too few views for an interval (``too-few``), each with ``any-…``."""
     from ..analysis import FINDING_NAMES
 
     values = {"loc": ABSENT if summary is None else "empty" if summary.empty else "measured", "views": 0}
+    if values["loc"] == "measured" and summary["images"].sum() == 0:
+        values["loc"] = "flat"  # every map is zero everywhere: nothing to score
     groups = {"inside": [], "outside": [], "undetermined": [], "too-few": []}
+    if values["loc"] in ("measured", "flat"):
+        values["views"] = int(summary["views"].sum())
     if values["loc"] == "measured":
-        values["views"] = int(summary["images"].sum())
         for _, row in summary.iterrows():
             name = FINDING_NAMES.get(row["finding"], row["finding"])
             if not np.isfinite(row["low"]):
