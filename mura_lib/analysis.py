@@ -32,8 +32,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mura_thesis.tables import join_words, plain, signed
-
 from .evaluation import percentile_bootstrap
 from .files import short_hash
 from .synthetic.findings import FINDINGS
@@ -50,7 +48,7 @@ CONSPICUOUS_FINDINGS = ("hardware", "cast")
 CONSPICUITY_LEVELS = ("low", "medium", "high")
 THRESHOLD = 0.5
 
-# Column headers of the detection tables (numbers; :func:`readable` joins the interval).
+# Column headers of the detection tables (numbers; mura_thesis.finding_tables joins the interval).
 FINDING = "Finding"
 STUDIES = "Abnormal studies"
 AUROC = "AUROC against normal studies"
@@ -183,7 +181,7 @@ def detection_by_conspicuity(
     groups = (
         [(f, abnormal.loc[abnormal["finding"] == f]) for f in findings]
         if per_finding
-        else [(join_words(list(findings)), abnormal)]
+        else [(", ".join(findings), abnormal)]
     )
     rows = []
     for name, group in groups:
@@ -203,37 +201,6 @@ def detection_by_conspicuity(
                 }
             )
     return pd.DataFrame(rows, columns=[FINDING, CONSPICUITY, CONSPICUITY_RANGE, STUDIES, AUROC, LOW, HIGH, SENSITIVITY])
-
-
-def readable(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """A detection table for reading: the interval as one column ``0.612 to 0.801``, rates rounded."""
-    shown = table.drop(columns=[LOW, HIGH]).copy()
-    shown[AUROC] = [plain(v, digits) for v in table[AUROC]]
-    shown.insert(
-        shown.columns.get_loc(AUROC) + 1,
-        INTERVAL,
-        [f"{plain(low, digits)} to {plain(high, digits)}" for low, high in zip(table[LOW], table[HIGH])],
-    )
-    shown[SENSITIVITY] = [plain(v, 2) for v in table[SENSITIVITY]]
-    return shown
-
-
-def detection_table(table: pd.DataFrame | None, drop: str | None = None):
-    """A detection table (of :func:`detection_by_finding` or :func:`detection_by_conspicuity`) as
-    a table for reading, without ``drop``'s column.  Where there is nothing to show (real MURA
-    records no findings, or no test study has a subtle finding) it is one row saying so, so that
-    the captioned table in the chapter always has content."""
-    from mura_thesis.tables import format_table
-
-    if table is None:
-        shown = pd.DataFrame({FINDING: ["not recorded: real MURA labels a study only normal or abnormal"]})
-    elif table.empty:
-        shown = pd.DataFrame({FINDING: ["no abnormal test study has a finding of this kind"]})
-    else:
-        shown = readable(table)
-        if drop is not None:
-            shown = shown.drop(columns=drop)
-    return format_table(shown, index=False)
 
 
 def conspicuity_gap(
@@ -271,6 +238,29 @@ def conspicuity_gap(
         "low": float(gap_low),
         "high": float(gap_high),
         "confidence": confidence,
+    }
+
+
+def conspicuity_gaps(
+    studies: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    *,
+    findings=SUBTLE_FINDINGS,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict | None:
+    """:func:`conspicuity_gap` within each finding of ``findings``, by name: each finding's thirds
+    are cut at its own quantiles, since the findings' conspicuity scales differ (a faint lesion and
+    a faint fracture are not equally faint).  A finding with too few studies to cut maps to None;
+    None on real MURA."""
+    if truth is None:
+        return None
+    return {
+        finding: conspicuity_gap(
+            studies, truth, findings=(finding,), n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
+        for finding in findings
     }
 
 
@@ -324,33 +314,6 @@ def shortcut_reliance(
     else:
         result["gap_low"] = result["gap_high"] = float("nan")
     return result
-
-
-def shortcut_table(result: dict) -> pd.DataFrame:
-    """:func:`shortcut_reliance` for reading: one row per group of abnormal studies and the gap."""
-    percent = f"{result['confidence'] * 100:.4g}% interval"
-    return pd.DataFrame(
-        [
-            {
-                "Abnormal studies": "with hardware or a cast",
-                "Studies": result["with"],
-                AUROC: plain(result["auroc_with"]),
-                percent: f"{plain(result['low_with'])} to {plain(result['high_with'])}",
-            },
-            {
-                "Abnormal studies": "without hardware or a cast",
-                "Studies": result["without"],
-                AUROC: plain(result["auroc_without"]),
-                percent: f"{plain(result['low_without'])} to {plain(result['high_without'])}",
-            },
-            {
-                "Abnormal studies": "difference (with minus without)",
-                "Studies": result["with"] + result["without"],
-                AUROC: signed(result["gap"]),
-                percent: f"{signed(result['gap_low'])} to {signed(result['gap_high'])}",
-            },
-        ]
-    )
 
 
 # --- lead markers removed ------------------------------------------------------------------------
@@ -547,9 +510,7 @@ def marker_masking(
     return comparison, summary, changes
 
 
-# --- the evidence on shortcuts, for the page that reports it -------------------------------------
-
-OMITTED = "*Omitted: real MURA records no hardware, casts or markers, and its markers cannot be removed.*"
+# --- the evidence on shortcuts ----------------------------------------------------------------------
 
 
 @dataclass
@@ -563,33 +524,6 @@ class ShortcutEvidence:
     summary: dict | None = None
     changes: pd.DataFrame | None = None
     shown: pd.DataFrame | None = None
-
-    def _omitted(self):
-        from IPython.display import Markdown
-
-        return Markdown(OMITTED)
-
-    def shortcut_table(self):
-        """:func:`shortcut_table` formatted for the page, or a note saying why it is omitted."""
-        from mura_thesis.tables import format_table
-
-        return self._omitted() if self.shortcut is None else format_table(shortcut_table(self.shortcut), index=False)
-
-    def marker_table(self, details: bool = False):
-        """The paired comparison with the markers removed, formatted (verdicts first; ``details``:
-        studies, DeLong's p and the kappa difference), or a note saying why it is omitted."""
-        from mura_thesis.tables import format_table
-
-        from .evaluation import comparison_details, comparison_table
-
-        table = comparison_details if details else comparison_table
-        return self._omitted() if self.comparison is None else format_table(table([self.comparison]), index=False)
-
-    def marker_figure(self):
-        """:func:`mura_thesis.figures.probability_changes` of the markers removed, or a note saying why it is omitted."""
-        from mura_thesis.figures import probability_changes
-
-        return self._omitted() if self.changes is None else probability_changes(self.changes)
 
 
 def shortcut_evidence(

@@ -440,10 +440,12 @@ def augmented_copies(image: np.ndarray, size: int, seed: int, samples: int) -> p
 GRAD_CAM_COLOURS = "jet"
 
 
-def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> plt.Figure:
+def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray, boxes=None) -> plt.Figure:
     """Grad-CAM maps over their images, one column per view: on top the image (``pixels``, 0-255)
     titled with the view's ``group``, study type, study label and study ``probability``; below the
-    same image under its map (``maps``, 0-1), with a colour bar that reads the map's scale."""
+    same image under its map (``maps``, 0-1), with a colour bar that reads the map's scale.
+    ``boxes``: per view, the finding's box in the input's pixels (``(x0, y0, x1, y1)``, see
+    :func:`mura_lib.explain.box_in_input`) or None, drawn as a white dashed outline on both rows."""
     columns = max(len(views), 1)
     fig, axes = plt.subplots(2, columns, figsize=(columns * 1.5 + 0.9, 3.8), squeeze=False, layout="constrained")
     for ax in axes.ravel():
@@ -458,6 +460,15 @@ def grad_cam_grid(views: pd.DataFrame, pixels: np.ndarray, maps: np.ndarray) -> 
         )
         axes[1, i].imshow(pixels[i, ..., 0], cmap="gray", vmin=0, vmax=255)
         axes[1, i].imshow(maps[i], cmap=GRAD_CAM_COLOURS, alpha=0.45, vmin=0, vmax=1)
+        box = None if boxes is None else boxes[i]
+        if box is not None:
+            x0, y0, x1, y1 = box
+            for ax in axes[:, i]:
+                # Pixel i covers i - 0.5 to i + 0.5 in imshow's coordinates.
+                outline = matplotlib.patches.Rectangle(
+                    (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1.0, linestyle="--"
+                )
+                ax.add_patch(outline)
     scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=GRAD_CAM_COLOURS)
     bar = fig.colorbar(scale, ax=list(axes[1]), fraction=0.05, pad=0.02, shrink=0.9)
     bar.set_label("Grad-CAM, as a share\nof the map's peak", fontsize="small")

@@ -425,7 +425,9 @@ def finding_values(table) -> dict:
     with its AUROC and interval (``fractures (AUROC 0.812; 0.760 to 0.861)``), those with too few
     studies for an interval (``too-few``), each with ``any-…``; and the sensitivity at 0.5
     (``sensitivity``: ``same`` on every finding, ``spread`` between the subtle and the
-    conspicuous findings, or ``absent``)."""
+    conspicuous findings, or ``absent``); and for each finding by name (``fracture``, ...) where it
+    falls (``detected``, ``undecided``, ``below``, ``too-few``, or ``absent`` when no test study
+    shows it or there is no truth), with ``…-auroc`` and ``…-interval``."""
     from mura_lib.analysis import (
         AUROC,
         CONSPICUOUS_FINDINGS,
@@ -438,18 +440,24 @@ def finding_values(table) -> dict:
     )
 
     values = {"findings": ABSENT if table is None else "empty" if table.empty else "measured"}
+    for finding in FINDING_NAMES:
+        values |= {finding: ABSENT, f"{finding}-auroc": "n/a", f"{finding}-interval": "n/a"}
     groups = {"detected": [], "undecided": [], "below": [], "too-few": []}
     sensitivity = {"sensitivity": ABSENT, "sensitivity-all": "n/a", "sensitivity-subtle": "n/a"}
     sensitivity["sensitivity-conspicuous"] = "n/a"
     if values["findings"] == "measured":
         for _, row in table.iterrows():
             name = FINDING_NAMES.get(row[FINDING], row[FINDING])
+            values[f"{row[FINDING]}-auroc"] = plain(row[AUROC])
             if not np.isfinite(row[LOW]):
                 groups["too-few"].append(name)
+                values[row[FINDING]] = "too-few"
                 continue
             named = f"{name} (AUROC {plain(row[AUROC])}; {_interval(row[LOW], row[HIGH])})"
             group = "detected" if row[LOW] > 0.5 else "below" if row[HIGH] < 0.5 else "undecided"
             groups[group].append(named)
+            values[row[FINDING]] = group
+            values[f"{row[FINDING]}-interval"] = _interval(row[LOW], row[HIGH])
         subtle = table.loc[table[FINDING].isin(SUBTLE_FINDINGS), SENSITIVITY]
         conspicuous = table.loc[table[FINDING].isin(CONSPICUOUS_FINDINGS), SENSITIVITY]
         if len(subtle) and len(conspicuous):
@@ -466,27 +474,58 @@ def finding_values(table) -> dict:
     return values | sensitivity
 
 
-def conspicuity_values(table, gap: dict | None) -> dict:
-    """Detection by conspicuity third of the subtle findings
-    (:func:`mura_lib.analysis.detection_by_conspicuity`, :func:`mura_lib.analysis.conspicuity_gap`):
-    ``conspicuity`` (``measured``, ``too-few`` or ``absent``), the AUROC and interval of the least
-    (``low-…``) and the most conspicuous third (``high-…``), and the verdict on their difference
-    (``gap-verdict``: ``higher`` when the most conspicuous third scores higher, ``lower``,
-    ``undetermined``, or ``absent`` without an interval) with ``gap``, ``gap-low``, ``gap-high``."""
-    from mura_lib.analysis import AUROC, CONSPICUITY, FINDING, HIGH, LOW
+def conspicuity_values(table, gaps: dict | None) -> dict:
+    """Detection by conspicuity third within each subtle finding
+    (:func:`mura_lib.analysis.detection_by_conspicuity` with ``per_finding``,
+    :func:`mura_lib.analysis.conspicuity_gaps`): ``conspicuity`` (``measured``, ``too-few`` when no
+    finding has enough studies to cut, or ``absent``), and the findings whose most conspicuous
+    third scores a higher AUROC than the least conspicuous one (``higher``: the interval of the
+    difference above 0), a lower one (``lower``) or an undetermined one (``undetermined``), each
+    named with the difference and its interval (``lesions (+0.210; +0.050 to +0.370)``), those too
+    few to cut (``uncut``), each with ``any-…``."""
+    from mura_lib.analysis import FINDING_NAMES
 
-    values = {"conspicuity": ABSENT if table is None else "too-few" if table.empty else "measured"}
-    values |= {key: "n/a" for key in ("low", "low-interval", "high", "high-interval", "gap", "gap-low", "gap-high")}
-    values["gap-verdict"] = ABSENT
-    if values["conspicuity"] == "measured":
-        pooled = table.loc[table[FINDING] == table[FINDING].iloc[0]].set_index(CONSPICUITY)
-        for level in ("low", "high"):
-            row = pooled.loc[level]
-            values[level] = plain(row[AUROC])
-            values[f"{level}-interval"] = _interval(row[LOW], row[HIGH])
-    if gap is not None:
-        values |= {"gap": signed(gap["gap"]), "gap-low": signed(gap["low"]), "gap-high": signed(gap["high"])}
-        values["gap-verdict"] = "higher" if gap["low"] > 0 else "lower" if gap["high"] < 0 else "undetermined"
+    values = {"conspicuity": ABSENT if table is None or gaps is None else "too-few" if table.empty else "measured"}
+    groups = {"higher": [], "lower": [], "undetermined": [], "uncut": []}
+    for finding, gap in (gaps or {}).items():
+        name = FINDING_NAMES.get(finding, finding)
+        if gap is None or not np.isfinite(gap["low"]):
+            groups["uncut"].append(name)
+            continue
+        verdict = "higher" if gap["low"] > 0 else "lower" if gap["high"] < 0 else "undetermined"
+        groups[verdict].append(f"{name} ({signed(gap['gap'])}; {signed(gap['low'])} to {signed(gap['high'])})")
+    for group, names in groups.items():
+        values[group] = join_words(names) or "none"
+        values[f"any-{group}"] = "yes" if names and values["conspicuity"] == "measured" else "no"
+    return values
+
+
+def localisation_values(summary) -> dict:
+    """Grad-CAM against the finding's box (:func:`mura_lib.explain.localisation_summary`): ``loc``
+    (``measured``, ``flat`` when every map is zero everywhere, ``empty`` when no test view shows a
+    boxed finding, ``absent`` without ground truth), ``views`` (scored), and the findings whose maps put more of their mass inside the box than a
+    uniform map would (``inside``: the interval of the mean difference above 0), less (``outside``)
+    or neither detectably (``undetermined``), each named with the two shares (``hardware (0.412
+    against 0.080)``), those with too few views for an interval (``too-few``), each with ``any-…``."""
+    from mura_lib.analysis import FINDING_NAMES
+
+    values = {"loc": ABSENT if summary is None else "empty" if summary.empty else "measured", "views": 0}
+    if values["loc"] == "measured" and summary["images"].sum() == 0:
+        values["loc"] = "flat"  # every map is zero everywhere: nothing to score
+    groups = {"inside": [], "outside": [], "undetermined": [], "too-few": []}
+    if values["loc"] in ("measured", "flat"):
+        values["views"] = int(summary["views"].sum())
+    if values["loc"] == "measured":
+        for _, row in summary.iterrows():
+            name = FINDING_NAMES.get(row["finding"], row["finding"])
+            if not np.isfinite(row["low"]):
+                groups["too-few"].append(name)
+                continue
+            group = "inside" if row["low"] > 0 else "outside" if row["high"] < 0 else "undetermined"
+            groups[group].append(f"{name} ({plain(row['share'])} against {plain(row['area'])})")
+    for group, names in groups.items():
+        values[group] = join_words(names) or "none"
+        values[f"any-{group}"] = "yes" if names else "no"
     return values
 
 

@@ -10,7 +10,7 @@ from mura_lib.preprocess import build_cache
 from mura_lib.runs import RunStore
 from mura_lib.synthetic import image_truth, study_truth
 from mura_lib.training import run_experiment
-from mura_thesis import values
+from mura_thesis import finding_tables, values
 
 TINY = dict(image_size=32, depth=2, width=8, epochs=2, batch_size=16, seed=1)
 
@@ -44,7 +44,7 @@ def test_per_finding_auroc_matches_scikit_learn(truth):
         assert row[analysis.STUDIES] == len(abnormal)
         assert row[analysis.SENSITIVITY] == pytest.approx((abnormal > 0.5).mean())
         assert row[analysis.LOW] <= row[analysis.AUROC] <= row[analysis.HIGH]
-    shown = analysis.readable(table)
+    shown = finding_tables.readable(table)
     assert list(shown.columns) == [
         "Finding",
         "Abnormal studies",
@@ -109,6 +109,12 @@ def test_finding_values_sort_findings_by_their_intervals():
     assert glued["findings-detected"] == "hardware (AUROC 0.970; 0.930 to 0.990)"
     assert glued["findings-undecided"] == "fractures (AUROC 0.550; 0.450 to 0.660)"
     assert glued["findings-too-few"] == "lesions" and glued["findings-any-below"] == "no"
+    assert (glued["fracture"], glued["fracture-auroc"], glued["fracture-interval"]) == (
+        "undecided",
+        "0.550",
+        "0.450 to 0.660",
+    )
+    assert glued["hardware"] == "detected" and glued["lesion"] == "too-few" and glued["cast"] == "absent"
     assert glued["sensitivity"] == "spread"
     assert (glued["sensitivity-subtle"], glued["sensitivity-conspicuous"]) == ("0.00 to 0.20", "0.90")
 
@@ -210,30 +216,69 @@ def test_conspicuity_gap_judges_the_thirds_by_the_interval_of_their_difference(t
     pooled = table.set_index(analysis.CONSPICUITY)[analysis.AUROC]
     assert gap["gap"] == pytest.approx(pooled["high"] - pooled["low"], abs=1e-12)
     assert gap["low"] <= gap["gap"] <= gap["high"]
-    glued = values.conspicuity_values(table, gap)
-    expected = "higher" if gap["low"] > 0 else "lower" if gap["high"] < 0 else "undetermined"
-    assert glued["gap-verdict"] == expected and glued["low"] == values.plain(pooled["low"])
-    assert values.conspicuity_values(table, None)["gap-verdict"] == "absent"
     assert analysis.conspicuity_gap(studies, None) is None
+
+
+def test_conspicuity_is_cut_into_thirds_within_each_finding(truth):
+    """A score that rises with conspicuity within one finding only is seen in that finding's thirds;
+    the others show no gap."""
+    studies = fabricated(truth, seed=3)
+    lesions = (truth["finding"] == "lesion").to_numpy()
+    studies.loc[lesions, "probability"] = truth.loc[lesions, "conspicuity"].to_numpy()
+    other = (truth["finding"].isin(["fracture", "degenerative"])).to_numpy()
+    studies.loc[other, "probability"] = 0.6
+    table = analysis.detection_by_conspicuity(studies, truth, per_finding=True, n_resamples=200, seed=0)
+    gaps = analysis.conspicuity_gaps(studies, truth, n_resamples=300, seed=0)
+    assert set(gaps) == set(analysis.SUBTLE_FINDINGS)
+    for finding, gap in gaps.items():
+        rows = table.loc[table[analysis.FINDING] == finding].set_index(analysis.CONSPICUITY)[analysis.AUROC]
+        if gap is None:
+            assert rows.empty or len(rows) == 3
+            continue
+        assert gap["gap"] == pytest.approx(rows["high"] - rows["low"], abs=1e-12)
+        alone = analysis.conspicuity_gap(studies, truth, findings=(finding,), n_resamples=300, seed=0)
+        assert alone == gap
+    assert gaps["lesion"]["gap"] > 0 and gaps["fracture"]["gap"] == 0
+    glued = values.conspicuity_values(table, gaps)
+    assert glued["conspicuity"] == "measured"
+    if gaps["lesion"]["low"] > 0:
+        assert glued["higher"].startswith("lesions (+") and glued["any-higher"] == "yes"
+    assert "fractures (+0.000" in glued["undetermined"] and glued["any-lower"] == "no"
+    assert values.conspicuity_values(None, None)["conspicuity"] == "absent"
+    assert analysis.conspicuity_gaps(studies, None) is None
+
+
+def test_conspicuity_values_sort_findings_by_the_interval_of_their_gap():
+    table = pd.DataFrame({analysis.FINDING: ["lesion"]})
+    gaps = {
+        "fracture": {"gap": 0.02, "low": -0.1, "high": 0.14},
+        "lesion": {"gap": 0.3, "low": 0.1, "high": 0.5},
+        "degenerative": None,
+    }
+    glued = values.conspicuity_values(table, gaps)
+    assert glued["higher"] == "lesions (+0.300; +0.100 to +0.500)" and glued["any-higher"] == "yes"
+    assert glued["undetermined"] == "fractures (+0.020; −0.100 to +0.140)"
+    assert glued["uncut"] == "degenerative change" and glued["any-lower"] == "no" and glued["lower"] == "none"
+    assert values.conspicuity_values(table.iloc[0:0], {"lesion": None})["conspicuity"] == "too-few"
 
 
 def test_detection_table_always_has_a_row_to_caption(truth):
     studies = fabricated(truth)
     table = analysis.detection_by_finding(studies, truth, n_resamples=50, seed=0)
-    html = analysis.detection_table(table).to_html()
+    html = finding_tables.detection_table(table).to_html()
     for finding in table[analysis.FINDING]:
         assert f">{finding}<" in html
-    assert "not recorded" in analysis.detection_table(None).to_html()
-    empty = analysis.detection_table(table.iloc[0:0], drop=analysis.FINDING).to_html()
+    assert "not recorded" in finding_tables.detection_table(None).to_html()
+    empty = finding_tables.detection_table(table.iloc[0:0], drop=analysis.FINDING).to_html()
     assert "no abnormal test study" in empty
 
 
 def test_conspicuity_table_for_reading_drops_the_finding_column(truth):
     studies = fabricated(truth)
     table = analysis.detection_by_conspicuity(studies, truth, n_resamples=50, seed=0)
-    html = analysis.detection_table(table, drop=analysis.FINDING).to_html()
+    html = finding_tables.detection_table(table, drop=analysis.FINDING).to_html()
     assert "Conspicuity range" in html and ">Finding<" not in html
-    assert "not recorded" in analysis.detection_table(None).to_html()
+    assert "not recorded" in finding_tables.detection_table(None).to_html()
 
 
 def test_shortcut_evidence_gathers_both_measurements_for_the_page(synthetic_root, tiny_run, tmp_path):
@@ -261,11 +306,11 @@ def test_shortcut_evidence_gathers_both_measurements_for_the_page(synthetic_root
     glued = values.shortcut_values(evidence)
     assert glued["sc"] == glued["mk"] == "measured" and glued["shown-views"] == 4
     assert glued["sc-with"] == direct["with"] and glued["sc-gap"] == values.signed(direct["gap"])
-    table = evidence.shortcut_table()
+    table = finding_tables.shortcut_table(evidence)
     assert isinstance(table, Styler) and table.data["Studies"].tolist()[:2] == [direct["with"], direct["without"]]
-    markers = evidence.marker_table()
+    markers = finding_tables.marker_table(evidence)
     assert isinstance(markers, Styler) and "markers removed" in markers.to_html()
-    figure = evidence.marker_figure()
+    figure = finding_tables.marker_figure(evidence)
     assert isinstance(figure, Figure) and len(figure.axes) == 2
 
 
@@ -279,5 +324,9 @@ def test_shortcut_evidence_without_ground_truth_omits_the_tables(mura_copy, tiny
     evidence = analysis.shortcut_evidence(run, mura_copy, views=["x"], n_resamples=200, seed=0)
     assert evidence.shortcut is None and evidence.comparison is None and evidence.shown is None
     assert values.shortcut_values(evidence)["sc"] == values.shortcut_values(evidence)["mk"] == "absent"
-    for shown in (evidence.shortcut_table(), evidence.marker_table(), evidence.marker_figure()):
-        assert isinstance(shown, Markdown) and shown.data == analysis.OMITTED
+    for shown in (
+        finding_tables.shortcut_table(evidence),
+        finding_tables.marker_table(evidence),
+        finding_tables.marker_figure(evidence),
+    ):
+        assert isinstance(shown, Markdown) and shown.data == finding_tables.OMITTED

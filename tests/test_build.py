@@ -299,25 +299,34 @@ def test_changed_data_marks_every_notebook_chapter_stale(smoke_book):
     assert "would re-run" not in status
 
 
-def test_changed_library_source_marks_every_notebook_chapter_stale(smoke_book, tmp_path):
+def test_an_edited_module_marks_stale_only_the_chapters_that_run_it(smoke_book, tmp_path):
     project, _ = smoke_book
-    # A private copy of the library, found first on the path, stands in for an edited one.
+    # Private copies of the packages, found first on the path, stand in for edited ones.
     library = tmp_path / "lib"
-    shutil.copytree(REPO / "mura_lib", library / "mura_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("mura_lib", "mura_thesis"):
+        shutil.copytree(REPO / package, library / package, ignore=shutil.ignore_patterns("__pycache__"))
     environment = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(library)}
 
-    def status():
+    def stale():
         result = subprocess.run(
             [*CLI, "status", "--profile", "smoke"], cwd=project, capture_output=True, text=True, env=environment
         )
         assert result.returncode == 0, result.stderr
-        return [line for line in result.stdout.splitlines() if line.startswith("  ")]
+        lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+        assert lines
+        return {line.split()[0].rstrip(":") for line in lines if "library changed" in line}
 
-    assert status() and not any("would re-run" in line for line in status())
-    plots = library / "mura_lib" / "plots.py"
-    plots.write_text(plots.read_text() + "\n# an edit\n")
-    lines = status()
-    assert all("library changed" in line for line in lines)
+    assert stale() == set()
+    # The Background chapter's own module: that chapter alone.
+    background = library / "mura_thesis" / "background.py"
+    background.write_text(background.read_text() + "\n# an edit\n")
+    assert stale() == {"02_background"}
+    # The values the text quotes: the chapters that quote them, not the Data or Ethics chapters.
+    quoted = library / "mura_thesis" / "values.py"
+    quoted.write_text(quoted.read_text() + "\n# an edit\n")
+    reached = stale()
+    assert {"02_background", "05_1_baseline", "05_3_regularisation", "06_conclusions"} <= reached
+    assert not reached & {"03_data", "07_ethics"}
 
 
 def _page_text(project: Path, page: str) -> str:

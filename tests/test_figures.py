@@ -338,3 +338,24 @@ def test_kappa_panels_share_one_scale_name_study_types_in_words_and_show_this_bu
         assert lows == sorted(round(v, 6) for v in kappa["kappa_low"].dropna())
     finally:
         plt.close(fig)
+
+
+def test_grad_cam_grid_outlines_the_finding_where_a_view_has_one():
+    views = pd.DataFrame(
+        {
+            "group": ["correct", "failed"],
+            "study_type": ["XR_HAND", "XR_ELBOW"],
+            "label": [1, 0],
+            "probability": [0.9, 0.8],
+        }
+    )
+    pixels = np.zeros((2, 8, 8, 1))
+    fig = figures.grad_cam_grid(views, pixels, np.ones((2, 8, 8)), boxes=[(1.0, 2.0, 5.0, 7.5), None])
+    try:
+        top, bottom = fig.axes[:2], fig.axes[2:4]
+        for ax in (top[0], bottom[0]):
+            (outline,) = ax.patches
+            assert outline.get_xy() == (0.5, 1.5) and (outline.get_width(), outline.get_height()) == (4.0, 5.5)
+        assert not top[1].patches and not bottom[1].patches
+    finally:
+        plt.close(fig)

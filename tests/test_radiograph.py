@@ -152,3 +152,62 @@ def test_film_without_markers_differs_only_in_the_marker_box(size):
         changed[y0:y1, x0:x1] = False
         assert not changed.any(), seed
     assert with_marker >= 8  # most films carry a marker
+
+
+@pytest.mark.parametrize("finding", FINDINGS)
+def test_finding_box_covers_everything_the_finding_draws(finding):
+    """The film drawn with and without the finding (the same random state) differs, in every layer
+    the exposure reads, only inside the recorded box widened by nothing but the detector blur; and
+    it does differ inside it.  The pixels are those of the film as drawn."""
+    import copy
+
+    from mura_lib.synthetic.radiograph import _LAYERS, _compose
+
+    boxed = 0
+    for seed in range(8):
+        study_type, view, size = STUDY_TYPES[seed % 7], seed % 3 + 1, (64, 128)[seed % 2]
+        pixels, info = _with_info(study_type, finding, seed, size=size, view=view)
+        assert np.array_equal(pixels, draw(study_type, finding, view=view, size=size, seed=seed))
+        rng = np.random.default_rng(seed)
+        bare_rng = copy.deepcopy(rng)
+        film = _compose(study_type, finding, view, size, rng)[1]
+        bare = _compose(study_type, None, view, size, bare_rng)[1]
+        changed = np.zeros(pixels.shape, dtype=bool)
+        for layer in _LAYERS:
+            changed |= getattr(film, layer) != getattr(bare, layer)
+        if info["finding_box"] is None:  # degenerative change without a joint in the field
+            assert finding == "degenerative" and not changed.any()
+            continue
+        boxed += 1
+        x0, y0, x1, y1 = info["finding_box"]
+        assert 0 <= x0 < x1 <= pixels.shape[1] and 0 <= y0 < y1 <= pixels.shape[0]
+        assert changed[y0:y1, x0:x1].any()
+        changed[y0:y1, x0:x1] = False
+        assert not changed.any(), (seed, info["finding_box"])
+    assert boxed >= 6
+
+
+def test_finding_box_is_tight_for_small_findings_and_absent_without_one():
+    """A lesion's or a screw's box is a small part of the film; a normal film has none."""
+    assert _with_info("XR_WRIST", None, 0)[1]["finding_box"] is None
+    for finding in ("lesion", "hardware"):
+        shares = []
+        for seed in range(6):
+            pixels, info = _with_info(STUDY_TYPES[seed], finding, seed, size=128)
+            x0, y0, x1, y1 = info["finding_box"]
+            shares.append((x1 - x0) * (y1 - y0) / pixels.size)
+        assert np.median(shares) < 0.15, (finding, shares)
+
+
+def test_hardware_changes_pixels_only_inside_its_box():
+    """Metal burns out after the tone curve is set, so the grey levels themselves change only in the box
+    (up to the noise's dependence on the level, a few grey levels)."""
+    for seed in range(6):
+        study_type = ("XR_WRIST", "XR_FOREARM", "XR_HUMERUS")[seed % 3]
+        pixels, info = _with_info(study_type, "hardware", seed, size=128)
+        bare = draw(study_type, None, view=1, size=128, seed=seed)
+        difference = np.abs(pixels.astype(int) - bare.astype(int))
+        x0, y0, x1, y1 = info["finding_box"]
+        assert difference[y0:y1, x0:x1].max() > 100
+        difference[y0:y1, x0:x1] = 0
+        assert difference.max() <= 4, seed

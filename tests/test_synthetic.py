@@ -155,6 +155,21 @@ def test_image_truth_covers_every_image_consistently(synthetic_root):
         with Image.open(row.path) as handle:
             width, height = handle.size
         assert 0 <= row.marker_x0 < row.marker_x1 <= width and 0 <= row.marker_y0 < row.marker_y1 <= height
+    # Every view that shows a finding has its box (degenerative change with no joint in the field
+    # aside), in pixels of the stored image and as fractions of its sides; other views have none.
+    boxes = merged[["finding_x0", "finding_y0", "finding_x1", "finding_y1"]]
+    fractions = merged[["finding_left", "finding_top", "finding_right", "finding_bottom"]]
+    assert boxes.loc[~shown].isna().all().all() and fractions.loc[~shown].isna().all().all()
+    boxed = boxes.notna().all(axis=1)
+    assert boxed[shown & (merged["finding"] != "degenerative")].all() and boxed[shown].mean() > 0.95
+    assert (merged.loc[boxed, "finding_x0"] < merged.loc[boxed, "finding_x1"]).all()
+    assert (merged.loc[boxed, "finding_y0"] < merged.loc[boxed, "finding_y1"]).all()
+    assert fractions.loc[boxed].ge(0).all().all() and fractions.loc[boxed].le(1).all().all()
+    for row in merged.loc[boxed].head(20).itertuples():
+        with Image.open(row.path) as handle:
+            assert handle.size == (row.width, row.height)
+        assert row.finding_right == pytest.approx(row.finding_x1 / row.width)
+        assert row.finding_bottom == pytest.approx(row.finding_y1 / row.height)
 
 
 def test_study_truth_has_one_row_per_study(synthetic_root, mura_copy):

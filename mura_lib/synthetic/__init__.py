@@ -22,6 +22,8 @@ specification: change any of them and the data are generated again.
 
 from .findings import FINDING_STRENGTH, FINDINGS
 from .generator import (
+    FINDING_BOX_COLUMNS,
+    FINDING_FRACTION_COLUMNS,
     MARKER_BOX_COLUMNS,
     MURA_IMAGE_COUNTS,
     MURA_PATIENTS,
@@ -48,6 +50,8 @@ from .radiograph import draw_radiograph
 __all__ = [
     "FINDINGS",
     "FINDING_STRENGTH",
+    "FINDING_BOX_COLUMNS",
+    "FINDING_FRACTION_COLUMNS",
     "MARKER_BOX_COLUMNS",
     "MURA_IMAGE_COUNTS",
     "MURA_PATIENTS",

@@ -570,4 +570,5 @@ def _detector(rng, film: _Film, field: _Field, size):
             out = out * mask + np.float32(outside) * (1.0 - mask)
         return (_c01(out) * 255.0 + 0.5).astype(np.uint8)
 
+    develop.radius = int(_BLUR_TRUNCATE * blur + 0.5)  # how far the blur carries a pixel (SciPy's kernel)
     return develop

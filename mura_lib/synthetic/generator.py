@@ -93,6 +93,10 @@ REPEAT_SAME_TYPE_SHARE = 523 / 2273
 TRUTH_FILENAME = "synthetic_truth.csv"
 SPEC_FILENAME = "SYNTHETIC.json"
 MARKER_BOX_COLUMNS = ["marker_x0", "marker_y0", "marker_x1", "marker_y1"]
+FINDING_BOX_COLUMNS = ["finding_x0", "finding_y0", "finding_x1", "finding_y1"]
+# The finding's box as fractions of the stored image's width and height (left, top, right,
+# bottom), which any resizing maps as it maps the image: computed when the truth is read.
+FINDING_FRACTION_COLUMNS = ["finding_left", "finding_top", "finding_right", "finding_bottom"]
 
 SIDECAR_BYTES = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 66
 
@@ -282,6 +286,7 @@ def _draw(study_type: str, finding: str, view: int, image_seed: int, size: int, 
 def _render(task: tuple) -> tuple[str, bytes, dict]:
     relpath, study_type, finding, view, rgb, image_seed, image_size = task
     pixels, info = _draw(study_type, finding, view, image_seed, image_size)
+    info["height"], info["width"] = pixels.shape
     image = Image.fromarray(pixels, mode="L")
     if rgb:
         image = image.convert("RGB")
@@ -412,6 +417,8 @@ def _truth_table(images: pd.DataFrame, drawn: dict[str, dict]) -> pd.DataFrame:
     info = pd.DataFrame([drawn[r] for r in images["relpath"]], index=images.index)
     boxes = [box if box is not None else (None,) * 4 for box in info["marker_box"]]
     boxes = pd.DataFrame(boxes, columns=MARKER_BOX_COLUMNS, index=images.index).astype("Int64")
+    finding_boxes = [box if box is not None else (None,) * 4 for box in info["finding_box"]]
+    finding_boxes = pd.DataFrame(finding_boxes, columns=FINDING_BOX_COLUMNS, index=images.index).astype("Int64")
     truth = pd.concat(
         [
             images[["relpath", "study_type", "label", "view"]],
@@ -419,6 +426,8 @@ def _truth_table(images: pd.DataFrame, drawn: dict[str, dict]) -> pd.DataFrame:
             images[["finding"]],
             info[["conspicuity", "hardware", "cast", "marker"]],
             boxes,
+            finding_boxes,
+            info[["width", "height"]],
             images[["image_seed", "rgb"]],
         ],
         axis=1,
@@ -455,22 +464,30 @@ def image_truth(root: str | os.PathLike) -> pd.DataFrame | None:
     :func:`mura_lib.synthetic.radiograph.draw_radiograph`), ``hardware`` and ``cast`` (booleans),
     ``marker`` (a burnt-in lead marker shows) with its box ``marker_x0``, ``marker_y0``,
     ``marker_x1``, ``marker_y1`` (pixels of the stored image, ends exclusive; missing without a
-    marker), and what redraws the image: ``image_seed`` and ``rgb`` (stored as RGB).
+    marker), the finding's box ``finding_x0``, ``finding_y0``, ``finding_x1``, ``finding_y1``
+    (pixels of the stored image, ends exclusive; missing without a finding, see
+    :func:`mura_lib.synthetic.radiograph.draw_radiograph`), the same box as fractions of the
+    image's ``width`` and ``height`` (``finding_left``, ``finding_top``, ``finding_right``,
+    ``finding_bottom``), and what redraws the image: ``image_seed`` and ``rgb`` (stored as RGB).
     """
     path = _truth_path(root)
     if not path.exists():
         return None
     # Only the numbers may be missing; an empty finding is the empty string.
-    missing_numbers = {column: [""] for column in ["conspicuity", *MARKER_BOX_COLUMNS]}
+    missing_numbers = {column: [""] for column in ["conspicuity", *MARKER_BOX_COLUMNS, *FINDING_BOX_COLUMNS]}
     truth = pd.read_csv(path, keep_default_na=False, na_values=missing_numbers)
-    missing = {"relpath", "finding", "conspicuity", "hardware", "cast", "marker", "image_seed"} - set(truth.columns)
+    required = {"relpath", "finding", "conspicuity", "hardware", "cast", "marker", "image_seed", "width", "height"}
+    missing = (required | set(FINDING_BOX_COLUMNS)) - set(truth.columns)
     if missing:
         raise ValueError(
             f"{path}: columns {sorted(missing)} are missing; it was written by an older generator. "
             "Delete the dataset folder and generate it again."
         )
-    for column in MARKER_BOX_COLUMNS:
+    for column in MARKER_BOX_COLUMNS + FINDING_BOX_COLUMNS:
         truth[column] = truth[column].astype("Int64")
+    for fraction, column in zip(FINDING_FRACTION_COLUMNS, FINDING_BOX_COLUMNS):
+        side = truth["width"] if column[-2] == "x" else truth["height"]
+        truth[fraction] = truth[column].astype("float64") / side
     return truth
 
 

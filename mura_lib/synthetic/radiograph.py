@@ -32,6 +32,7 @@ The difficulty of the findings is set by :data:`.findings.FINDING_STRENGTH`, cal
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -91,7 +92,15 @@ def draw_radiograph(
     - ``marker``: whether a burnt-in lead marker shows on the returned pixels, and
       ``marker_box``: the box of the pixels it changes, ``(x0, y0, x1, y1)`` with exclusive
       ends (None without a marker): the letters and the detector blur's fringe around them.
-      The film with ``markers=False`` differs from this one exactly within this box.
+      The film with ``markers=False`` differs from this one exactly within this box;
+    - ``finding_box``: where the finding is, ``(x0, y0, x1, y1)`` with exclusive ends (None without
+      a finding, or when it changed nothing, as degenerative change with no joint in the field):
+      the box of the pixels where the film's attenuation, metal or cast differs from the same film
+      drawn without the finding (the fracture line or lesion with its soft-tissue swelling, the
+      narrowed joint with its osteophytes, the hardware, the cast), widened by the detector blur.
+      The exposure's tone curve is set from the whole film, so outside the box the grey levels
+      of the film without the finding may differ slightly; the structures themselves differ only
+      inside it.
     """
     if finding is not None and finding not in FINDINGS:
         raise ValueError(f"finding must be one of {FINDINGS} or None, got {finding!r}")
@@ -101,6 +110,77 @@ def draw_radiograph(
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
 
+    # The same film without its finding, drawn from a copy of the generator's state, locates it.
+    bare_rng = copy.deepcopy(rng) if return_info and finding is not None else None
+    kind, film, field, tex = _compose(study_type, finding, view, size, rng)
+    strengths = film.strengths
+
+    # Exposure: attenuation to film density.
+    img = _expose(rng, film, tex, cast=finding == "cast")
+
+    # Lead markers are burnt in before the detector blur.
+    fx0, fy0 = field.poly.min(axis=0)
+    fx1, fy1 = field.poly.max(axis=0)
+    bare = None  # the film without its marker, kept to locate the marker in the written image
+    if rng.random() < 0.85:
+        before = img.copy() if markers and return_info else None
+        if _draw_markers(rng, img, (fx0, fx1, fy0, fy1), size, rng.uniform(0.78, 0.95), paint=markers):
+            bare = before
+
+    # The detector's random numbers are drawn first, so that a film can be developed twice (with
+    # and without its marker).
+    develop = _detector(rng, film, field, size)
+
+    pixels = develop(img)
+    if not return_info:
+        return pixels
+    marker_box = None
+    if bare is not None:
+        changed = develop(bare) != pixels
+        if changed.any():
+            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+            marker_box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    finding_box = None
+    if bare_rng is not None:
+        bare_film = _compose(study_type, None, view, size, bare_rng)[1]
+        finding_box = _changed_box(film, bare_film, develop.radius)
+    info = {
+        "projection": kind,
+        "finding": finding,
+        "conspicuity": float(np.mean(strengths)) if strengths else (0.0 if finding else math.nan),
+        "hardware": finding == "hardware",
+        "cast": finding == "cast",
+        "marker": marker_box is not None,
+        "marker_box": marker_box,
+        "finding_box": finding_box,
+    }
+    return pixels, info
+
+
+# The film's layers that a finding can change (attenuation paths, metal and cast).
+_LAYERS = ("soft", "extra", "cort", "marrow", "metal", "casting")
+
+
+def _changed_box(film: _Film, bare: _Film, radius: int) -> tuple[int, int, int, int] | None:
+    """The box ``(x0, y0, x1, y1)``, ends exclusive, of the pixels where ``film`` and ``bare`` differ
+    in any layer, widened by the detector blur's ``radius`` and clipped to the film; None if none do."""
+    changed = np.zeros((film.h, film.w), dtype=bool)
+    for layer in _LAYERS:
+        changed |= getattr(film, layer) != getattr(bare, layer)
+    if not changed.any():
+        return None
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    return (
+        max(int(cols[0]) - radius, 0),
+        max(int(rows[0]) - radius, 0),
+        min(int(cols[-1]) + 1 + radius, film.w),
+        min(int(rows[-1]) + 1 + radius, film.h),
+    )
+
+
+def _compose(study_type: str, finding: str | None, view: int, size: int, rng: np.random.Generator):
+    """The film before exposure: ``(projection, film, field, tex)``, the finding drawn into it (its
+    strengths in ``film.strengths``)."""
     kind = _view_kind(view, rng)
     young = rng.random() < 0.15
     limb = _build_limb(rng, kind, study_type, young)
@@ -202,38 +282,5 @@ def draw_radiograph(
             nrm = _unit(np.array([-(t.q1 - t.q0)[1], (t.q1 - t.q0)[0]]))
             film.metal_strip(p - nrm * t.r0 * 2.2, p + nrm * t.r0 * 2.2, max(t.r0 * 0.25, 0.7))
 
-    # Exposure: attenuation to film density.
-    img = _expose(rng, film, tex, cast=finding == "cast")
-
-    # Lead markers are burnt in before the detector blur.
-    fx0, fy0 = field.poly.min(axis=0)
-    fx1, fy1 = field.poly.max(axis=0)
-    bare = None  # the film without its marker, kept to locate the marker in the written image
-    if rng.random() < 0.85:
-        before = img.copy() if markers and return_info else None
-        if _draw_markers(rng, img, (fx0, fx1, fy0, fy1), size, rng.uniform(0.78, 0.95), paint=markers):
-            bare = before
-
-    # The detector's random numbers are drawn first, so that a film can be developed twice (with
-    # and without its marker).
-    develop = _detector(rng, film, field, size)
-
-    pixels = develop(img)
-    if not return_info:
-        return pixels
-    marker_box = None
-    if bare is not None:
-        changed = develop(bare) != pixels
-        if changed.any():
-            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
-            marker_box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-    info = {
-        "projection": kind,
-        "finding": finding,
-        "conspicuity": float(np.mean(strengths)) if strengths else (0.0 if finding else math.nan),
-        "hardware": finding == "hardware",
-        "cast": finding == "cast",
-        "marker": marker_box is not None,
-        "marker_box": marker_box,
-    }
-    return pixels, info
+    film.strengths = strengths
+    return kind, film, field, tex
