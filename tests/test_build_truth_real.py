@@ -86,7 +86,7 @@ OMITTED = {
 }
 # A count of one with a plural noun ("the 1 studies").
 COUNT_ONE_PLURAL = re.compile(
-    r"(?<![\d.,\u2212-])\b1 (studies|images|views|epochs|seeds|patients|runs|networks|findings|"
+    r"(?<![\d.,\u2212-])(?<!and )(?<!to )(?<!or )\b1 (studies|images|views|epochs|seeds|patients|runs|networks|findings|"
     r"comparisons|configurations|types|pixels|folds|times|files|layers)\b"
 )
 
