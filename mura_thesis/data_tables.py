@@ -185,8 +185,13 @@ def image_sizes(dataset: MuraDataset, sample: int, seed: int = 0, *, excluded=()
 def size_facts(sizes: pd.DataFrame) -> dict:
     """What the chapter says of the sampled image sizes (``sizes`` from :func:`image_sizes`)."""
     modes = sizes["mode"].value_counts()
+    one_size = len(sizes) > 0 and sizes["width"].nunique() == 1 and sizes["height"].nunique() == 1
     return {
         "size-sample": len(sizes),
+        # "yes" when every sampled image has the same width and height (then those two).
+        "size-one": "yes" if one_size else "no",
+        "size-width": int(sizes["width"].median()),
+        "size-height": int(sizes["height"].median()),
         "size-longest-median": float(sizes["longest"].median()),
         "size-longest-max": int(sizes["longest"].max()),
         "size-shortest-min": int(sizes["shortest"].min()),

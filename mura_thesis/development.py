@@ -89,7 +89,10 @@ def model_facts(model, config) -> dict:
         "stop-patience": config.early_stopping_patience,
         "epochs": plural(config.epochs, "epoch"),
         "validation-fraction": config.validation_fraction,
-        "min-epochs": config.min_epochs,
+        "min-epochs": plural(config.min_epochs, "epoch"),
+        # How long the plateau rules train on after their learning-rate cut before they stop.
+        "stop-after-cut": plural(max(config.early_stopping_patience - config.lr_patience, 0), "epoch"),
+        "stop-after-cut-any": "yes" if config.early_stopping_patience > config.lr_patience else "no",
         "smoothing": config.smoothing,
     }
 

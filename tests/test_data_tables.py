@@ -123,6 +123,7 @@ def test_image_sizes_facts_and_figure(dataset):
     image_size = dataset_spec(dataset.root)["image_size"]
     assert facts["size-longest-max"] == facts["size-longest-median"] == image_size
     assert facts["size-shortest-min"] <= facts["size-shortest-max"] <= image_size
+    assert facts["size-one"] == "no"  # the generator keeps each radiograph's aspect ratio
     # The generator records which images it stored as RGB; the rest are greyscale.
     every = data_tables.size_facts(data_tables.image_sizes(dataset, sample=10**6))
     assert every["size-sample"] == len(dataset.images)
@@ -279,3 +280,12 @@ def test_synthetic_facts(synthetic_root):
     assert facts.items() >= data_tables.marker_facts(image_truth(synthetic_root)).items()
     assert facts.items() >= data_tables.split_facts(truth, dataset_spec(synthetic_root)).items()
     assert data_tables.synthetic_facts(synthetic_root, "mura") == {"synthetic": "no"}
+
+
+def test_size_facts_say_when_every_image_has_one_size():
+    sizes = pd.DataFrame({"width": [64, 64], "height": [64, 64], "mode": ["L", "L"]})
+    sizes["longest"], sizes["shortest"] = 64, 64
+    facts = data_tables.size_facts(sizes)
+    assert (facts["size-one"], facts["size-width"], facts["size-height"]) == ("yes", 64, 64)
+    sizes.loc[1, "height"] = 60
+    assert data_tables.size_facts(sizes)["size-one"] == "no"

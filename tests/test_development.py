@@ -72,6 +72,13 @@ def test_model_facts_read_the_settings_and_the_compiled_optimiser():
     assert facts["lr"] == 3e-4 and facts["depth"] == 2 and facts["width"] == 4 and facts["image-size"] == 16
     assert facts["epochs"] == "1 epoch"
     assert facts["parameters"] == model.count_params()
+    # The plateau rules' patiences, in words that agree with their counts.
+    plateau = ExperimentConfig(**TINY, min_epochs=1, lr_patience=2, early_stopping_patience=3)
+    words = development.model_facts(build_model(plateau), plateau)
+    assert (words["min-epochs"], words["stop-after-cut"], words["stop-after-cut-any"]) == ("1 epoch", "1 epoch", "yes")
+    even = ExperimentConfig(**TINY, lr_patience=1, early_stopping_patience=1)
+    words = development.model_facts(build_model(even), even)
+    assert (words["stop-after-cut"], words["stop-after-cut-any"]) == ("0 epochs", "no")
     assert facts["trainable"] < facts["parameters"]
     assert model.optimizer is not None
 
