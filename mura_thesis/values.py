@@ -19,17 +19,9 @@ from mura_lib.evaluation import COLLAPSED_MARGIN, FAR_FROM_PREVALENCE, calls_aga
 from .tables import join_words, plain, plural, signed  # noqa: F401 (plain: for the chapters)
 
 ABSENT = "absent"
+
+
 # How a chapter names the data it was built on.
-DATA_WORDS = {"mura": "real MURA-v1.1 radiographs", "synthetic": "synthetic radiographs"}
-
-
-def data_words(data_source: str) -> str:
-    """``"real MURA-v1.1 radiographs"`` or ``"synthetic radiographs"``."""
-    if data_source not in DATA_WORDS:
-        raise ValueError(f"data_source must be 'synthetic' or 'mura', got {data_source!r}")
-    return DATA_WORDS[data_source]
-
-
 def headline_values(headline) -> dict:
     """The overall row of a metrics table as glue values: AUROC and kappa with their intervals
     and the number of studies."""

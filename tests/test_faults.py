@@ -597,7 +597,7 @@ def test_switched_off_experiments_have_no_arms_and_their_chapters_say_so(monkeyp
     with pytest.raises(KeyError, match="no group 'regularisaton'"):
         plan.group("regularisaton")
     # What the chapters glue when the experiment is off: the set-up values and the switch.
-    glued = {"reg-data": "synthetic radiographs", "reg-profile": "smoke", "reg-size": "32", "reg-seeds": "2"}
+    glued = {"reg-source": "synthetic", "reg-profile": "smoke", "reg-size": "32", "reg-seeds": "2"}
     text = staged_text("05_3_regularisation", glued | {"reg-trained": "no"})
     assert "switches the experiment off" in text and "`regularisation: false`" in text
     assert set(_REFERENCE.findall(text)) <= set(glued), set(_REFERENCE.findall(text)) - set(glued)

@@ -251,13 +251,10 @@ def test_a_source_run_at_chance_did_not_learn():
     assert values.source_learned({}) == "absent"
 
 
-def test_headline_values_and_data_words():
+def test_headline_values():
     headline = {"auroc": 0.8, "auroc_low": 0.7, "auroc_high": 0.9, "kappa": 0.5, "kappa_low": 0.4,
                 "kappa_high": 0.6, "studies": 121.0}  # fmt: skip
     glued = values.headline_values(headline)
     assert glued == {"auroc": 0.8, "auroc-low": 0.7, "auroc-high": 0.9, "kappa": 0.5, "kappa-low": 0.4,
                       "kappa-high": 0.6, "studies": 121}  # fmt: skip
     assert isinstance(glued["studies"], int)
-    assert values.data_words("mura") == "real MURA-v1.1 radiographs"
-    with pytest.raises(ValueError, match="synthetic"):
-        values.data_words("imagenet")
