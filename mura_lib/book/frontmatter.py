@@ -2,7 +2,7 @@
 
 The count covers the body of the thesis (the chapters of the first numbered part of
 ``_toc.yml``), read from the markdown cells of the executed chapters.  Code, mathematics,
-directive options, citations, HTML comments and the run-configuration and provenance boxes
+directive options, citations, HTML comments and the provenance boxes
 are not prose and are not counted; a cross-reference or a glued value counts as one word.
 The staged book gets the count as the MyST substitution ``word_count``.
 """
@@ -16,7 +16,7 @@ import nbformat
 import yaml
 
 # Cells the build adds to every executed chapter (see presentation.py): not part of the text.
-GENERATED_TAGS = {"run-configuration", "provenance"}
+GENERATED_TAGS = {"provenance"}
 # Fenced blocks whose body is prose (captions and table cells); every other fence is code or maths.
 PROSE_DIRECTIVES = {
     "glue:figure",
