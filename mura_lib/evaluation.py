@@ -862,7 +862,9 @@ def score_submission(submission: str | os.PathLike, labeled_studies: str | os.Pa
 
 def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3):
     """A metrics table for reading (a styled table): each metric as ``estimate (low to high)``,
-    its 95% bootstrap interval in brackets, with word headers (``tables.format_table``)."""
+    its 95% bootstrap interval in brackets and held together by non-breaking spaces (a narrow
+    screen wraps a cell between the estimate and its interval, never inside the interval), with
+    word headers (``tables.format_table``)."""
     from .tables import column_words, format_table
 
     shown = pd.DataFrame(index=table.index)
@@ -874,11 +876,12 @@ def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity"
         shown[f"{column_words(metric)} (95% interval)"] = [
             "n/a"
             if np.isnan(value)
-            else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
+            else f"{value:.{digits}f}"
+            + ("" if np.isnan(low) else f" ({low:.{digits}f}\u00a0to\u00a0{high:.{digits}f})")
             for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
         ]
     shown.index = pd.Index([study_type_name(name) for name in shown.index], name="study type")
-    return format_table(shown, digits=digits)
+    return format_table(shown, digits=digits, wrap=True)
 
 
 PUBLISHED_GROUP = "MURA hidden test set (Rajpurkar et al., 2017)"

@@ -74,6 +74,8 @@ def test_metrics_table_for_reading_has_word_headers():
     assert _headers(html)[:3] == ["Study type", "Studies", "AUROC (95% interval)"]
     assert "auroc" not in " ".join(_headers(html))
     assert ">hand<" in html and "XR_" not in html  # study types named as a reader names them
+    # A narrow screen wraps a cell before its interval, never inside it.
+    assert "thesis-wrap" in html and re.search(r"\d \(\d\.\d+\u00a0to\u00a0\d\.\d+\)", html)
 
 
 @pytest.mark.parametrize("data_source", ["mura", "synthetic"])
