@@ -409,8 +409,8 @@ def test_text_holds_for_the_build_it_sits_in(smoke_book):
 
 def test_every_figure_and_table_has_a_numbered_caption(smoke_book):
     """Every image and every table in a chapter sits in a figure or table with a caption that
-    is numbered ("Fig. N" / "Table N"); only the run-configuration and provenance boxes are
-    exempt (they are the page's metadata, not its content)."""
+    is numbered ("Fig. N" / "Table N"); only the provenance box is
+    exempt (it is the page's metadata, not its content)."""
     from bs4 import BeautifulSoup
 
     project, _ = smoke_book

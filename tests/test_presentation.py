@@ -1,5 +1,5 @@
 """How results are presented: tables for reading, the kappa comparison's column groups, the
-run-configuration and provenance boxes, the status page, and the book's Sphinx extension."""
+provenance box, the status page, and the book's Sphinx extension."""
 
 from __future__ import annotations
 
