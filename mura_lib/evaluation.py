@@ -860,27 +860,6 @@ def score_submission(submission: str | os.PathLike, labeled_studies: str | os.Pa
     return pd.DataFrame(rows).set_index("study_type")
 
 
-def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3):
-    """A metrics table for reading (a styled table): each metric as ``estimate (low to high)``,
-    its 95% bootstrap interval in brackets, with word headers (``tables.format_table``)."""
-    from mura_thesis.tables import column_words, format_table
-
-    shown = pd.DataFrame(index=table.index)
-    if "studies" in table:
-        shown["studies"] = table["studies"]
-    for metric in metrics:
-        if metric not in table:
-            continue
-        shown[f"{column_words(metric)} (95% interval)"] = [
-            "n/a"
-            if np.isnan(value)
-            else f"{value:.{digits}f}" + ("" if np.isnan(low) else f" ({low:.{digits}f} to {high:.{digits}f})")
-            for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
-        ]
-    shown.index = pd.Index([study_type_name(name) for name in shown.index], name="study type")
-    return format_table(shown, digits=digits)
-
-
 PUBLISHED_GROUP = "MURA hidden test set (Rajpurkar et al., 2017)"
 DATA_GROUPS = {
     "mura": "this build: MURA-v1.1 validation split",

@@ -14,7 +14,7 @@ A build (``mura-thesis build``) goes through these steps:
 3. Gather the build's results (the comparisons and metrics each chapter read, the values it
    glued) into a manifest (:mod:`mura_thesis.manifest`).
 4. Stage the chapters: each chapter's current text with the outputs of its execution (so a
-   prose edit shows without executing anything), presented (run-configuration box on top,
+   prose edit shows without executing anything), presented (parameter cells hidden, a
    provenance box at the end), with the book's configuration and a generated status page
    (which checks the verdicts against the profile's reference build, if one is kept), run
    ``jupyter-book build -W -n --keep-going``, and only if that is clean publish the HTML to
@@ -642,7 +642,9 @@ class Builder:
         except PassageError as error:
             raise BuildError(f"Chapter {name} ({entry}.md): {error}") from None
         record = json.loads((self.state_dir / f"{name}.json").read_text())
-        return nbformat.writes(present(notebook, record, data_source=self.data[0])).encode()
+        # The provenance box names the settings changed from the profile's.
+        defaults = self.plan(entry, {}).parameters
+        return nbformat.writes(present(notebook, record, data_source=self.data[0], defaults=defaults)).encode()
 
     def render(self, staging: Path) -> Path:
         """Run jupyter-book; publish to ``_build/html`` only if the build is clean."""
@@ -932,7 +934,7 @@ def run_single_chapter(
         what = changed or "the profile's settings"
         builder.say(f"Executing {plan.name} with {what} ...")
         record = builder.execute(plan, output)
-        present_notebook(output, record, data_source=builder.data[0])
+        present_notebook(output, record, data_source=builder.data[0], defaults=builder.plan(entries[0], {}).parameters)
         builder.say(f"Done in {record['seconds']:.1f}s. Executed notebook: {output}")
         summary = builder.exclusion_summary()
         if summary:

@@ -5,8 +5,8 @@ The count covers the body of the thesis (the chapters of the first numbered part
 chapters after the passages are chosen.  It counts the running text: headings, paragraphs, list
 items, footnotes and the text of notes (admonitions).  It leaves out code, mathematics (with the
 labels of equations), tables (list tables, pipe tables and glued tables), the captions of figures
-and tables, citations, directive options, target labels, HTML comments and the run-configuration
-and provenance boxes; a cross-reference or a glued value counts as one word.  The declaration
+and tables, citations, directive options, target labels, HTML comments and the provenance
+box; a cross-reference or a glued value counts as one word.  The declaration
 (``chapters/declaration.md``) says the same.  The staged book gets the count as the MyST
 substitution ``word_count``.
 """
@@ -20,7 +20,7 @@ import nbformat
 import yaml
 
 # Cells the build adds to every executed chapter (see presentation.py): not part of the text.
-GENERATED_TAGS = {"run-configuration", "provenance"}
+GENERATED_TAGS = {"provenance"}
 # Fenced blocks whose body is running text; every other fence (code, maths, figures and tables
 # with their captions) is left out.
 PROSE_DIRECTIVES = {

@@ -9,8 +9,8 @@ a printed thesis:
   own page; contents, list of figures and list of tables; numbered chapters; lettered
   appendices (the build's status page, with the provenance of every chapter, is one of
   them); the references last;
-- no code: every code cell keeps its displayed outputs only, and the run-configuration and
-  provenance boxes are left out;
+- no code: every code cell keeps its displayed outputs only, and the provenance boxes are
+  left out;
 - tables glued from pandas become LaTeX tables (in the list of tables) in a smaller font;
   figures use the vector PDF that every chapter stores beside the PNG.
 
@@ -437,6 +437,95 @@ def pdf_config(config: dict) -> dict:
     return config
 
 
+# --- short captions for the lists of figures and tables ------------------------------------------
+
+# The caption commands Sphinx writes: figures, longtables, and tabular(y) tables.
+CAPTION = re.compile(r"\\(?:caption|sphinxcaption|sphinxfigcaption)(?=\{)")
+# A first sentence longer than this (characters of text) is cut (see short_caption).
+SHORT_CAPTION_CHARACTERS = 110
+# No cut at a comma or parenthesis leaves fewer characters than this.
+SHORT_CAPTION_MINIMUM = 40
+
+
+def _argument(tex: str, start: int) -> int:
+    """The index just past the brace group that opens at ``tex[start]``."""
+    depth = 0
+    for index in range(start, len(tex)):
+        char = tex[index]
+        if char == "{" and tex[index - 1] != "\\":
+            depth += 1
+        elif char == "}" and tex[index - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    raise ValueError(f"unbalanced braces in a caption at character {start}")
+
+
+def _top_level(tex: str):
+    """The indices of ``tex``'s characters outside any brace group, a command's bracket or a
+    parenthesis (``\\(`` and ``\\)`` of inline mathematics included); an opening parenthesis
+    outside them counts as outside."""
+    depth = 0
+    for index, char in enumerate(tex):
+        escaped = index > 0 and tex[index - 1] == "\\"
+        if char in "{[(" and not (escaped and char != "("):
+            if depth == 0 and char == "(" and not escaped:
+                yield index
+            depth += 1
+        elif char in "}])" and not (escaped and char != ")"):
+            depth = max(depth - 1, 0)  # a stray ")" (a list's "1)") does not hide the rest
+        elif depth == 0:
+            yield index
+
+
+def _text_length(tex: str) -> int:
+    """Roughly how many characters ``tex`` prints: commands and braces not counted."""
+    return len(re.sub(r"\\[a-zA-Z@]+\*?(\[[^\]]*\])?|[{}]", "", tex))
+
+
+def short_caption(caption: str, limit: int = SHORT_CAPTION_CHARACTERS) -> str:
+    """The entry for the list of figures or tables: the caption's first sentence.  A sentence
+    longer than ``limit`` characters is cut before its first colon or semicolon, then, while
+    still too long, before its first comma, then before its first parenthesis, each leaving at
+    least :data:`SHORT_CAPTION_MINIMUM` characters.  Only a stop outside braces, brackets and
+    parentheses counts, so that a cut never breaks a command's argument or an aside."""
+    caption = re.sub(r"\\strut\s*$", "", caption.strip()).strip()
+    cut = len(caption)
+    for index in _top_level(caption):
+        if caption[index] == "." and re.match(r"\s+[A-Z\\(]", caption[index + 1 :]):
+            cut = index + 1
+            break
+    sentence = caption[:cut].strip()
+    for stops, minimum in ((":;", 10), (",", SHORT_CAPTION_MINIMUM), ("(", SHORT_CAPTION_MINIMUM)):
+        if _text_length(sentence) <= limit:
+            break
+        for index in _top_level(sentence):
+            if sentence[index] in stops and _text_length(sentence[:index]) >= minimum:
+                sentence = sentence[:index].strip()
+                break
+    return sentence
+
+
+def shorten_captions(tex: str) -> str:
+    r"""Give every caption in ``tex`` without an optional short caption one (:func:`short_caption`):
+    ``\caption{Long. More.}`` becomes ``\caption[{Long.}]{Long. More.}``, so that the lists of
+    figures and tables hold one short line per entry and the page keeps the whole caption."""
+    parts, position = [], 0
+    for match in CAPTION.finditer(tex):
+        if match.start() < position:
+            continue  # a caption inside another one's argument
+        end = _argument(tex, match.end())
+        caption = tex[match.end() + 1 : end - 1]
+        short = short_caption(caption)
+        parts.append(tex[position : match.end()])
+        if short != re.sub(r"\\strut\s*$", "", caption.strip()).strip():
+            parts.append(f"[{{{short}}}]")
+        parts.append(tex[match.end() : end])
+        position = end
+    parts.append(tex[position:])
+    return "".join(parts)
+
+
 # --- staging and rendering -----------------------------------------------------------------------
 
 
@@ -508,6 +597,8 @@ def render_pdf(target: Path, published: Path, *, say=print) -> Path:
     # jupyterBook.cls loads bbm (Debian's texlive-fonts-extra, over a gigabyte) for \mathbbm
     # only; this stand-in maps it to unicode-math's \mathbb.
     (latex_dir / "bbm.sty").write_text(BBM_STANDIN)
+    source = latex_dir / f"{TARGET_NAME}.tex"
+    source.write_text(shorten_captions(source.read_text()))
     say("Typesetting with XeLaTeX (latexmk) ...")
     result = subprocess.run(
         ["latexmk", "-pdfxe", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", f"{TARGET_NAME}.tex"],

@@ -1,12 +1,12 @@
 """How executed chapters are presented: the chapter's current text merged with the outputs of
-its last execution, the passages chosen by what the build found, a run-configuration box
-instead of raw parameter cells, a provenance box at the end of every chapter, and the
-generated status page."""
+its last execution, the passages chosen by what the build found, the parameter cells hidden, a
+provenance box at the end of every chapter, and the generated status page."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import nbformat
@@ -17,32 +17,39 @@ SOURCE_LABELS = {
 }
 
 
-def _format_value(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return f"`{text}`"
+# Where a build puts its data, runs and caches: not settings of the thesis.
+PLACES = ("data_root", "runs_dir", "cache_dir")
 
 
-def run_configuration_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
-    rows = "\n".join(
-        f"| `{name}` | {_format_value(value)} |"
-        for name, value in record["parameters"].items()
-        if name not in ("data_root", "runs_dir", "cache_dir")
-    )
-    text = (
-        ":::{admonition} Run configuration\n"
-        ":class: note dropdown\n\n"
-        f"This page was executed with the **{record['profile']}** profile on "
-        f"{SOURCE_LABELS.get(data_source, data_source)}. Its parameters:\n\n"
-        "| parameter | value |\n|---|---|\n"
-        f"{rows}\n\n"
-        "Re-run it with other values with `mura-thesis run "
-        f"{record['chapter']} -p NAME VALUE`.\n"
-        ":::\n"
-    )
-    return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["run-configuration"]})
+def _flat(parameters: dict) -> dict:
+    """A chapter's parameters with its experiment settings (``settings``) taken out of their
+    dictionary, without the places (:data:`PLACES`)."""
+    flat = {k: v for k, v in parameters.items() if k != "settings" and k not in PLACES}
+    return flat | (parameters.get("settings") or {})
 
 
-def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
+def changed_settings(parameters: dict, defaults: dict) -> dict:
+    """The settings in ``parameters`` (a chapter's, as executed) whose value differs from
+    ``defaults`` (the parameters the profile alone gives the chapter), in ``parameters``' order."""
+    base = _flat(defaults)
+    return {k: v for k, v in _flat(parameters).items() if k not in base or base[k] != v}
+
+
+def rerun_command(chapter: str, profile: str, changed: dict, data_source: str) -> str:
+    """The command that executes ``chapter`` again with the same settings."""
+    words = ["mura-thesis", "run", chapter, "--profile", profile]
+    if data_source == "mura":
+        words += ["--data", "/path/to/MURA-v1.1"]
+    for name, value in changed.items():
+        words += ["-p", name, shlex.quote(value if isinstance(value, str) else json.dumps(value))]
+    return " ".join(words)
+
+
+def provenance_cell(record: dict, data_source: str, defaults: dict | None = None) -> nbformat.NotebookNode:
+    """The provenance box at the end of a chapter: the profile and the settings changed from it
+    (``defaults``: the parameters the profile alone gives the chapter; ``None``: not known), the
+    command that re-runs the chapter, the runs it read, and when, from which commit and with
+    which software and device it was executed."""
     environment = record["environment"]
     versions = environment["versions"]
     framework = ", ".join(
@@ -50,27 +57,19 @@ def provenance_cell(record: dict, data_source: str) -> nbformat.NotebookNode:
         for name in ("tensorflow", "tensorflow-cpu", "jax", "torch", "keras")
         if name in versions
     )
-    # The experiment settings (``settings``) hold the seeds of a results chapter.
-    flat = {k: v for k, v in record["parameters"].items() if k != "settings"}
-    flat |= record["parameters"].get("settings") or {}
-    seeds = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in flat.items() if "seed" in k) or "none"
-    parameters = ", ".join(
-        f"`{k}={json.dumps(v)}`"
-        for k, v in record["parameters"].items()
-        if k not in ("data_root", "runs_dir", "cache_dir")
-    )
+    changed = changed_settings(record["parameters"], defaults if defaults is not None else record["parameters"])
+    listed = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in changed.items()) or "none"
     runs = ", ".join(f"{name} `{key}`" for name, key in record.get("runs", []))
+    settings = f"; settings changed from it: {listed}" if defaults is not None else ""
     text = (
         ":::{admonition} Provenance\n"
         ":class: tip\n\n"
-        f"- **Commit:** `{record['commit']}`\n"
-        f"- **Profile:** `{record['profile']}`, on {SOURCE_LABELS.get(data_source, data_source)}\n"
-        f"- **Parameters:** {parameters}\n"
-        f"- **Seeds:** {seeds}\n"
+        f"- **Profile:** `{record['profile']}`, on {SOURCE_LABELS.get(data_source, data_source)}{settings}\n"
+        f"- **Re-run:** `{rerun_command(record['chapter'], record['profile'], changed, data_source)}`\n"
         + (f"- **Runs read** (keys in the run store, `mura-thesis runs KEY`): {runs}\n" if runs else "")
-        + f"- **Executed:** {record['started']} to {record['finished']} ({format_duration(record['seconds'])})\n"
-        f"- **Software:** Python {versions['python']}, {framework} (backend `{environment['backend']}`)\n"
-        f"- **Device:** {environment['device']}\n"
+        + f"- **Executed:** {record['started']} to {record['finished']} ({format_duration(record['seconds'])}), "
+        f"commit `{record['commit']}`; Python {versions['python']}, {framework} (backend "
+        f"`{environment['backend']}`), {environment['device']}\n"
         ":::\n"
     )
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]})
@@ -134,37 +133,24 @@ def merge_outputs(text: nbformat.NotebookNode, executed: nbformat.NotebookNode) 
     return merged
 
 
-def present(notebook: nbformat.NotebookNode, record: dict, *, data_source: str) -> nbformat.NotebookNode:
+def present(
+    notebook: nbformat.NotebookNode, record: dict, *, data_source: str, defaults: dict | None = None
+) -> nbformat.NotebookNode:
     """Hide the parameter cells; on a page that computes something (``computes_something``),
-    add the run-configuration box under the title and the provenance box at the end."""
-    boxes = computes_something(notebook)
-    title_index = None
-    for index, cell in enumerate(notebook.cells):
+    add the provenance box at the end (:func:`provenance_cell`, with ``defaults``)."""
+    for cell in notebook.cells:
         tags = set(cell.metadata.get("tags", []))
         if tags & PARAMETER_TAGS:
             cell.metadata["tags"] = sorted(tags | {"remove-cell"})
-        if title_index is None and cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
-            title_index = index
-    if not boxes:
-        return notebook
-    position = 0 if title_index is None else title_index + 1
-    # The box goes right after the title (a title cell with more text gets split first).
-    if title_index is not None:
-        title_cell = notebook.cells[title_index]
-        first_line, _, rest = title_cell.source.lstrip().partition("\n")
-        if rest.strip():
-            title_cell.source = first_line
-            notebook.cells.insert(title_index + 1, nbformat.v4.new_markdown_cell(rest))
-            position = title_index + 1
-    notebook.cells.insert(position, run_configuration_cell(record, data_source))
-    notebook.cells.append(provenance_cell(record, data_source))
+    if computes_something(notebook):
+        notebook.cells.append(provenance_cell(record, data_source, defaults))
     return notebook
 
 
-def present_notebook(path: Path, record: dict, *, data_source: str) -> None:
+def present_notebook(path: Path, record: dict, *, data_source: str, defaults: dict | None = None) -> None:
     """:func:`present` applied to the notebook file at ``path``, in place."""
     notebook = nbformat.read(path, as_version=4)
-    nbformat.write(present(notebook, record, data_source=data_source), path)
+    nbformat.write(present(notebook, record, data_source=data_source, defaults=defaults), path)
 
 
 def format_duration(seconds: float) -> str:

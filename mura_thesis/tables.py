@@ -251,3 +251,27 @@ def runs_table(runs: dict, *, index: str = "Run", by=None, time: bool = False) -
         rows.append(row)
     table = pd.DataFrame(rows).set_index(index)
     return table.sort_index() if by else table
+
+
+def with_intervals(table: pd.DataFrame, metrics=("auroc", "kappa", "sensitivity", "specificity"), digits: int = 3):
+    """A metrics table for reading (a styled table): each metric as ``estimate (low to high)``,
+    its 95% bootstrap interval in brackets and held together by non-breaking spaces (a narrow
+    screen wraps a cell between the estimate and its interval, never inside the interval), with
+    word headers (:func:`format_table`)."""
+    shown = pd.DataFrame(index=table.index)
+    if "studies" in table:
+        shown["studies"] = table["studies"]
+    for metric in metrics:
+        if metric not in table:
+            continue
+        shown[f"{column_words(metric)} (95% interval)"] = [
+            "n/a"
+            if np.isnan(value)
+            else plain(value, digits)
+            + ("" if np.isnan(low) else f" ({plain(low, digits)}\u00a0to\u00a0{plain(high, digits)})")
+            for value, low, high in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
+        ]
+    from mura_lib.evaluation import study_type_name
+
+    shown.index = pd.Index([study_type_name(name) for name in shown.index], name="study type")
+    return format_table(shown, digits=digits, wrap=True)

@@ -96,20 +96,6 @@ def how_training_ended(runs: dict) -> dict:
     }
 
 
-def collapsed(runs: dict, threshold: float = 0.5, margin: float = 0.05) -> dict:
-    """Runs whose test predictions collapsed: the same probability for every study, or (nearly)
-    every study called one way at ``threshold`` (fewer than ``margin`` of them the other way),
-    which makes kappa measure calibration rather than ranking.  ``collapsed``: their names
-    (``none``); ``any-collapsed``: ``yes``/``no``."""
-    names = []
-    for label, run in runs.items():
-        probability = run.study_predictions("test")["probability"].to_numpy(dtype=float)
-        abnormal = float((probability > threshold).mean())
-        if probability.max() - probability.min() < 1e-6 or not margin <= abnormal <= 1 - margin:
-            names.append(label)
-    return {"collapsed": join_words(names) or "none", "any-collapsed": "yes" if names else "no"}
-
-
 def operating_values(point: dict, calibration: dict) -> dict:
     """What the text quotes about one run's operating point and calibration, from
     :func:`mura_lib.evaluation.operating_point` and :func:`mura_lib.evaluation.calibration`:
@@ -279,7 +265,8 @@ def transfer_values(plan, runs: dict, sources: dict) -> dict:
     weights (``transfer-higher`` etc., :func:`findings`' names), fine-tuned against frozen by
     backbone (``modes-…``), each backbone from random weights against the baseline CNN
     (``architecture-…``; ``architecture-other-size``: ``yes`` when the backbones trained at
-    another input size than the baseline and so are not compared with it), how training ended and which predictions collapsed (of ``runs``), and
+    another input size than the baseline and so are not compared with it), how training ended and which runs' calls are far from the prevalence or collapsed (of ``runs``,
+    :func:`call_flags`), and
     the source runs' study-type accuracy on their own test split (``source-accuracy``: one value,
     or the lowest ``to`` the highest) and whether every source run beat chance
     (``source-learned``, :func:`source_learned`)."""
@@ -290,7 +277,7 @@ def transfer_values(plan, runs: dict, sources: dict) -> dict:
     values |= _lists("modes", modes, lambda c: c.name_a.partition(f" {pretraining}, ")[0])
     architecture = plan.comparisons("architecture").values()
     values |= _lists("architecture", architecture, lambda c: c.name_a.removesuffix(" random init"))
-    values |= how_training_ended(runs) | collapsed(runs)
+    values |= how_training_ended(runs) | call_flags(runs)
     settings = plan.settings
     other_size = settings.backbone_size != settings.image_size
     values["architecture-other-size"] = (

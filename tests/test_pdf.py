@@ -98,7 +98,6 @@ def test_word_count_skips_generated_boxes(tmp_path):
         cells=[
             nbformat.v4.new_markdown_cell("# Title here"),
             nbformat.v4.new_code_cell("print('not counted')"),
-            nbformat.v4.new_markdown_cell("Run configuration words", metadata={"tags": ["run-configuration"]}),
             nbformat.v4.new_markdown_cell("Provenance words", metadata={"tags": ["provenance"]}),
         ]
     )
@@ -155,6 +154,38 @@ def test_wide_tables_get_the_smaller_font():
     assert pdf.printable_table(wide).startswith(
         "```{raw} latex\n\\thesiswidetables\n```"
     ) and wide in pdf.printable_table(wide)
+
+
+def test_lists_of_figures_and_tables_get_short_captions():
+    reference = r"\hyperref[\detokenize{tab-a}]{\sphinxcrossref{Table 5.1}}"
+    tex = "\n".join(
+        [
+            r"\caption{Learning curves of \sphinxstyleemphasis{the baseline}. The dotted line is smoothed.}\label{f}",
+            r"\sphinxcaption{Details of " + reference + r": the studies, seeds and p-values of every comparison, "
+            r"and the kappa difference with its 95\% paired bootstrap interval in each chapter.}\label{t}",
+            r"\caption{One sentence only.\strut}\label{l}",
+            r"\caption[{Given}]{Given. Kept as it is.}",
+        ]
+    )
+    lines = pdf.shorten_captions(tex).splitlines()
+    assert lines[0].startswith(r"\caption[{Learning curves of \sphinxstyleemphasis{the baseline}.}]{Learning")
+    assert lines[0].endswith(r"The dotted line is smoothed.}\label{f}")  # the page keeps the whole caption
+    # A long first sentence stops at its colon; a colon inside a command's argument does not count.
+    assert lines[1].startswith(r"\sphinxcaption[{Details of " + reference + "}]{Details of ")
+    assert lines[2] == r"\caption{One sentence only.\strut}\label{l}"
+    assert lines[3] == r"\caption[{Given}]{Given. Kept as it is.}"
+    assert (
+        pdf.short_caption("The share of 0.5 e.g. at 0.5, in 5.1. Then more.") == "The share of 0.5 e.g. at 0.5, in 5.1."
+    )
+    assert pdf.short_caption("Activation functions. (a) The rectified linear unit.") == "Activation functions."
+    # Too long: cut at a colon, then at a comma, then before an aside (never inside one).
+    words = " and".join([" words"] * 12)
+    assert pdf.short_caption(f"Metrics of the baseline on the test subset, for images{words}; kappa at 0.5.") == (
+        "Metrics of the baseline on the test subset"
+    )
+    assert pdf.short_caption(
+        r"Maps of the network for correct and wrong test studies (top: \(p\), a; bottom" + words + ")."
+    ) == ("Maps of the network for correct and wrong test studies")
 
 
 def test_glued_table_directive_in_printable_notebook():
@@ -322,6 +353,37 @@ def check_thesis_pdf(path, project) -> None:
     # The PDF numbers its chapters' figures and tables as the HTML does (a table lost in the PDF
     # would shift every later number). The build-status appendix is numbered only in the PDF.
     assert _caption_numbers(flat) == _html_caption_numbers(project)
+    # The lists of figures and tables hold short captions, not whole ones.
+    entries = _list_entries(_pdftext(path))
+    assert _caption_numbers(flat) <= set(entries), _caption_numbers(flat) - set(entries)
+    long = {number: entry for number, entry in entries.items() if len(entry) > LIST_ENTRY_CHARACTERS}
+    assert not long, long
+
+
+# The longest entry in the lists of figures and tables: two lines at most.
+LIST_ENTRY_CHARACTERS = 160
+
+
+def _list_entries(text: str) -> dict:
+    """The entries of the lists of figures and tables (``pdftotext -layout``), by ``("Figure",
+    "2.1")`` or ``("Table", "2.1")``: each entry's text, its lines joined, without the dot leader
+    and the page number."""
+    lists = text[text.index("List of Figures") : re.search(r"Chapter 1\s", text).start()]
+    entries, number, kind = {}, None, "Figure"
+    for line in lists.splitlines():
+        if line.strip() == "List of Tables":
+            kind = "Table"
+        start = re.match(r"\s*((?:\d+|[A-Z])\.\d+)\s+(\S.*)", line)
+        if start:
+            number, line = (kind, start.group(1)), start.group(2)
+            entries[number] = ""
+        elif number is None:
+            continue
+        entries[number] = " ".join(f"{entries[number]} {line.strip()}".split())
+        if re.search(r"\s\d+$", line):  # the page number ends the entry
+            entries[number] = re.sub(r"(\s*\.)*\s+\d+$", "", entries[number])
+            number = None
+    return entries
 
 
 def _caption_numbers(flat: str) -> set:

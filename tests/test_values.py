@@ -70,12 +70,6 @@ def test_how_training_ended():
     assert values.how_training_ended({"a": _run("plateau")})["ended"] == "plateau"
 
 
-def test_collapsed_flags_one_probability_and_one_sided_calls():
-    runs = {"fine": _run(), "flat": _run(probabilities=(0.4, 0.4)), "all abnormal": _run(probabilities=(0.6, 0.9))}
-    assert values.collapsed(runs) == {"collapsed": "flat and all abnormal", "any-collapsed": "yes"}
-    assert values.collapsed({"fine": _run()}) == {"collapsed": "none", "any-collapsed": "no"}
-
-
 def test_call_flags_name_runs_far_from_the_prevalence_and_collapsed_ones():
     runs = {
         0: _run(probabilities=(0.2, 0.8)),  # half called abnormal, prevalence a half
@@ -83,11 +77,12 @@ def test_call_flags_name_runs_far_from_the_prevalence_and_collapsed_ones():
         2: SimpleNamespace(
             study_predictions=lambda subset: pd.DataFrame({"label": [0, 1] * 5, "probability": [0.2] * 2 + [0.7] * 8})
         ),  # 80% called abnormal: 30 points from the prevalence
+        3: _run(probabilities=(0.4, 0.4)),  # one probability for every study: collapsed
     }
     glued = values.call_flags(runs, name=lambda seed: f"seed {seed}")
     assert glued["far"] == "seed 2" and glued["any-far"] == "yes"
-    assert glued["collapsed"] == "seed 1" and glued["any-collapsed"] == "yes"
-    assert glued["far-points"] == 15 and glued["called-range"] == "50% to 100%"
+    assert glued["collapsed"] == "seed 1 and seed 3" and glued["any-collapsed"] == "yes"
+    assert glued["far-points"] == 15 and glued["called-range"] == "0% to 100%"
     assert values.call_flags({0: _run(), 1: _run()})["called-range"] == "50%"
     assert values.call_flags({0: _run()})["any-far"] == "no"
 
