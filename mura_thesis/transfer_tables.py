@@ -13,7 +13,9 @@ def results_table(runs: dict) -> pd.DataFrame:
     """One row per run (``{label: Run}``, indexed by ``Model``): test AUROC and Cohen's kappa, the
     number of parameters and of those trained (from the architecture its configuration builds, no
     trained weights needed), the epochs trained, how training ended (budget, plateau or cap), and
-    whether its test predictions are constant."""
+    the flag on its calls at 0.5 (``far`` from the prevalence, ``collapsed`` or ``none``: the rule
+    the chapters' text applies, :func:`mura_lib.evaluation.calls_against_prevalence`)."""
+    from mura_lib.evaluation import calls_against_prevalence
     from mura_lib.models import build_model
 
     from .development import trainable_parameters
@@ -23,7 +25,7 @@ def results_table(runs: dict) -> pd.DataFrame:
     table = runs_table(runs, index="Model").drop(columns="Epoch kept")
     table.insert(2, "Parameters", [model.count_params() for model in models])
     table.insert(3, "Trained parameters", [trainable_parameters(model) for model in models])
-    table["Constant predictions"] = ["yes" if run.constant_note() else "no" for run in runs.values()]
+    table["Calls at 0.5"] = [calls_against_prevalence(run.study_predictions("test"))["flag"] for run in runs.values()]
     return table
 
 

@@ -17,14 +17,16 @@ TINY = dict(image_size=16, depth=2, width=4, epochs=3, batch_size=8, seed=0)
 class StandInRun:
     """What the tables read of a stored run, without training one."""
 
-    def __init__(self, config, metrics, epochs, hit_cap, constant=None, train_images=100):
-        self.config, self.metrics, self.hit_cap, self._constant = config, metrics, hit_cap, constant
+    def __init__(self, config, metrics, epochs, hit_cap, probabilities=(0.2, 0.8, 0.3, 0.7), train_images=100):
+        self.config, self.metrics, self.hit_cap = config, metrics, hit_cap
         self.history = pd.DataFrame({"epoch": range(epochs)})
         self.training = {"best_epoch": epochs}
         self.info = {"data": {"train_images": train_images}}
+        self._studies = pd.DataFrame({"label": [0, 1, 0, 1], "probability": list(probabilities)})
 
-    def constant_note(self):
-        return self._constant
+    def study_predictions(self, subset):
+        assert subset == "test"
+        return self._studies
 
 
 def test_input_size_and_epoch_cap_fall_back_to_the_baseline():
@@ -38,7 +40,7 @@ def test_results_table_counts_parameters_from_the_architecture():
     runs = {
         "baseline": StandInRun(ExperimentConfig(**TINY), {"auroc": 0.71, "kappa": 0.2}, epochs=3, hit_cap=True),
         "collapsed": StandInRun(
-            ExperimentConfig(**TINY), {"auroc": 0.5, "kappa": 0.0}, epochs=2, hit_cap=False, constant="all 0.5"
+            ExperimentConfig(**TINY), {"auroc": 0.5, "kappa": 0.0}, epochs=2, hit_cap=False, probabilities=(0.5,) * 4
         ),
     }
     table = transfer_tables.results_table(runs)
@@ -50,20 +52,20 @@ def test_results_table_counts_parameters_from_the_architecture():
         "Trained parameters",
         "Epochs",
         "Ended",
-        "Constant predictions",
+        "Calls at 0.5",
     ]
     # conv 3x3x1x4 and 3x3x4x8 without bias, batch norm 4 numbers per channel, head 8 + 1; the
     # running means and variances (2 per channel) are not trained.
     total = 3 * 3 * 1 * 4 + 4 * 4 + 3 * 3 * 4 * 8 + 4 * 8 + 8 + 1
     assert table["Parameters"].tolist() == [total, total]
     assert table["Trained parameters"].tolist() == [total - 2 * (4 + 8)] * 2
-    assert table.loc["baseline", ["AUROC", "Epochs", "Ended", "Constant predictions"]].tolist() == [
+    assert table.loc["baseline", ["AUROC", "Epochs", "Ended", "Calls at 0.5"]].tolist() == [
         0.71,
         3,
         "cap",
-        "no",
+        "none",
     ]
-    assert table.loc["collapsed", ["Ended", "Constant predictions"]].tolist() == ["plateau", "yes"]
+    assert table.loc["collapsed", ["Ended", "Calls at 0.5"]].tolist() == ["plateau", "collapsed"]
 
 
 def test_source_table_lists_the_source_runs_or_says_there_are_none():
