@@ -32,6 +32,8 @@ from . import figures
 
 TYPE_NAMES = {t: t.removeprefix("XR_").lower() for t in STUDY_TYPES}
 LABEL_NAMES = {0: "normal", 1: "abnormal"}
+# The splits as the thesis names them: MURA's ``valid`` split is this thesis' test set.
+SPLIT_NAMES = {"train": "training", "valid": "test"}
 ASSUMED_AUROC = 0.85  # the AUROC at which the split-size reasoning quotes confidence intervals
 
 
@@ -131,6 +133,7 @@ def counts_table(dataset: MuraDataset) -> pd.DataFrame:
     counts = pd.concat({"studies": study_counts, "images": image_counts}, axis=1)
     counts.loc["total"] = counts.sum()
     counts.columns.names = ["", "split", "label"]
+    counts = counts.rename(columns=SPLIT_NAMES, level="split")
     return counts
 
 
@@ -142,7 +145,7 @@ def counts_figure(dataset: MuraDataset) -> plt.Figure:
         part = studies.loc[studies["split"] == split]
         order = sorted(TYPE_NAMES.values())
         sns.countplot(part, y="type", hue="label", hue_order=list(LABEL_NAMES.values()), order=order, ax=ax)
-        ax.set_title(f"{split} split")
+        ax.set_title(f"{SPLIT_NAMES[split]} split")
         ax.set_xlabel("studies")
         ax.set_ylabel("")
         handles, labels = ax.get_legend_handles_labels()
@@ -156,7 +159,8 @@ def counts_figure(dataset: MuraDataset) -> plt.Figure:
 def views_table(dataset: MuraDataset) -> pd.DataFrame:
     """Studies by number of views (rows), split and label (columns)."""
     studies = dataset.studies
-    return studies.assign(label=studies["label"].map(LABEL_NAMES)).pivot_table(
+    named = studies.assign(label=studies["label"].map(LABEL_NAMES), split=studies["split"].map(SPLIT_NAMES))
+    return named.pivot_table(
         index="views", columns=["split", "label"], values="study_path", aggfunc="count", fill_value=0
     )
 
@@ -220,7 +224,8 @@ def _per_patient(dataset: MuraDataset) -> pd.DataFrame:
 
 def patients_table(dataset: MuraDataset) -> pd.DataFrame:
     """Patients by the number of studies they contribute (rows), per split (columns)."""
-    table = _per_patient(dataset).pivot_table(
+    patients = _per_patient(dataset)
+    table = patients.assign(split=patients["split"].map(SPLIT_NAMES)).pivot_table(
         index="studies", columns="split", values="types", aggfunc="count", fill_value=0
     )
     table.index.name = "studies per patient"

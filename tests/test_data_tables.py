@@ -59,15 +59,15 @@ def test_counts_table_counts_studies_and_images_per_type_split_and_label(dataset
     assert table.loc["total", "studies"].sum() == len(labels)
     assert table.loc["total", "images"].sum() == len(dataset.images)
     hand = [p for p, label in labels.items() if p.startswith("train/XR_HAND/") and label == 1]
-    assert table.loc["hand", ("studies", "train", "abnormal")] == len(hand)
+    assert table.loc["hand", ("studies", "training", "abnormal")] == len(hand)
     hand_images = dataset.images["relpath"].str.startswith("train/XR_HAND/") & dataset.images["study_path"].isin(hand)
-    assert table.loc["hand", ("images", "train", "abnormal")] == hand_images.sum()
+    assert table.loc["hand", ("images", "training", "abnormal")] == hand_images.sum()
 
 
 def test_counts_figure_has_one_panel_per_split_with_bars_per_type(dataset):
     fig = data_tables.counts_figure(dataset)
     axes = fig.get_axes()
-    assert [ax.get_title() for ax in axes] == ["train split", "valid split"]
+    assert [ax.get_title() for ax in axes] == ["training split", "test split"]
     assert [t.get_text() for t in axes[0].get_yticklabels()] == sorted(data_tables.TYPE_NAMES.values())
     # One legend for the figure, below the panels, none over the bars.
     assert axes[0].get_legend() is None and axes[1].get_legend() is None
@@ -169,7 +169,7 @@ def test_patients_table_and_facts_on_a_hand_built_dataset():
     table = data_tables.patients_table(dataset)
     assert table.index.name == "studies per patient"
     # p1 has 3 studies (its first split is train), p2 has 2 (train), p3 has 1 (valid).
-    assert table.to_dict() == {"train": {1: 0, 2: 1, 3: 1}, "valid": {1: 1, 2: 0, 3: 0}}
+    assert table.to_dict() == {"training": {1: 0, 2: 1, 3: 1}, "test": {1: 1, 2: 0, 3: 0}}
     facts = data_tables.patient_facts(dataset)
     assert facts == {"multi-study": 2, "multi-type": 1, "multi-type-share": pytest.approx(1 / 3), "both-splits": 1}
     assert data_tables.exclusion_facts(dataset) == {"excluded": 0, "excluded-reasons": "none", "quirks": "none"}
