@@ -345,7 +345,7 @@ def check_thesis_pdf(path, project) -> None:
     assert "Rajpurkar" in bibliography and title_start.lower() in bibliography.lower(), (
         title_start
     )  # the style lowercases titles
-    for noise in ("Run configuration", "from mura_lib", "book.setup_notebook", "glue("):
+    for noise in ("Run configuration", "from mura_lib", "import mura_thesis", "book.setup_notebook", "glue("):
         assert noise not in flat, noise
     # No MyST leaks into the text (a directive that failed to parse prints as it was written).
     for leak in ("{glue", "```{", "~~~{", ":name:", ":header-rows:", "{numref}", "{cite}"):
