@@ -34,6 +34,13 @@ TYPE_NAMES = {t: t.removeprefix("XR_").lower() for t in STUDY_TYPES}
 LABEL_NAMES = {0: "normal", 1: "abnormal"}
 # The splits as the thesis names them: MURA's ``valid`` split is this thesis' test set.
 SPLIT_NAMES = {"train": "training", "valid": "test"}
+
+
+def _split_names(splits: pd.Series) -> pd.Series:
+    """The splits named as the thesis names them, in reading order (training first)."""
+    return pd.Categorical(splits.map(SPLIT_NAMES), categories=list(SPLIT_NAMES.values()), ordered=True)
+
+
 ASSUMED_AUROC = 0.85  # the AUROC at which the split-size reasoning quotes confidence intervals
 
 
@@ -159,9 +166,9 @@ def counts_figure(dataset: MuraDataset) -> plt.Figure:
 def views_table(dataset: MuraDataset) -> pd.DataFrame:
     """Studies by number of views (rows), split and label (columns)."""
     studies = dataset.studies
-    named = studies.assign(label=studies["label"].map(LABEL_NAMES), split=studies["split"].map(SPLIT_NAMES))
+    named = studies.assign(label=studies["label"].map(LABEL_NAMES), split=_split_names(studies["split"]))
     return named.pivot_table(
-        index="views", columns=["split", "label"], values="study_path", aggfunc="count", fill_value=0
+        index="views", columns=["split", "label"], values="study_path", aggfunc="count", fill_value=0, observed=False
     )
 
 
@@ -225,8 +232,8 @@ def _per_patient(dataset: MuraDataset) -> pd.DataFrame:
 def patients_table(dataset: MuraDataset) -> pd.DataFrame:
     """Patients by the number of studies they contribute (rows), per split (columns)."""
     patients = _per_patient(dataset)
-    table = patients.assign(split=patients["split"].map(SPLIT_NAMES)).pivot_table(
-        index="studies", columns="split", values="types", aggfunc="count", fill_value=0
+    table = patients.assign(split=_split_names(patients["split"])).pivot_table(
+        index="studies", columns="split", values="types", aggfunc="count", fill_value=0, observed=False
     )
     table.index.name = "studies per patient"
     return table
