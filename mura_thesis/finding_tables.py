@@ -107,7 +107,11 @@ def marker_table(evidence: ShortcutEvidence, details: bool = False):
     from mura_lib.evaluation import comparison_details, comparison_table
 
     table = comparison_details if details else comparison_table
-    return _omitted() if evidence.comparison is None else format_table(table([evidence.comparison]), index=False)
+    return (
+        _omitted()
+        if evidence.comparison is None
+        else format_table(table([evidence.comparison]), index=False, wrap=True)
+    )
 
 
 def marker_figure(evidence: ShortcutEvidence):

@@ -176,3 +176,39 @@ def test_equations_render_offline_with_the_books_mathjax(smoke_book, browser):
     )
     errors = browser.execute_script("return document.querySelectorAll('mjx-merror, .MathJax_Error').length;")
     assert errors == 0, f"{errors} equations on {page.name} failed to typeset"
+
+
+VERDICT_HEADERS_SHOWN = """
+const figure = document.getElementById(arguments[0]);
+const table = figure.querySelector('table');
+let box = table;
+for (let node = table; node && node !== figure; node = node.parentElement) {
+  const overflow = getComputedStyle(node).overflowX;
+  if (overflow === 'auto' || overflow === 'scroll') { box = node; break; }
+}
+const right = box.getBoundingClientRect().right;
+return Array.from(table.querySelectorAll('th'))
+  .filter(th => th.textContent.trim().startsWith('Verdict'))
+  .map(th => [th.textContent.trim(), th.getBoundingClientRect().right <= right + 1]);
+"""
+
+
+@pytest.mark.parametrize(
+    "page, table",
+    [
+        ("05_2_image_size", "tab-size-paired"),
+        ("05_3_regularisation", "tab-reg-paired"),
+        ("05_4_pretrained", "tab-pre-paired"),
+    ],
+)
+def test_a_phone_shows_every_verdict_of_a_comparison_table(smoke_book, browser, page, table):
+    """At 390 px a comparison table shows both verdicts beside the comparison, unscrolled."""
+    project, _ = smoke_book
+    browser.set_window_size(390, 1600)
+    try:
+        _open(browser, project / "_build" / "html" / "chapters" / f"{page}.html")
+        shown = browser.execute_script(VERDICT_HEADERS_SHOWN, table)
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert [name for name, _ in shown] == ["Verdict (AUROC)", "Verdict (kappa)"], shown
+    assert all(visible for _, visible in shown), shown
