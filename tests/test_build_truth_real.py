@@ -82,7 +82,13 @@ FALSE_ON_REAL = {
 # Tables and figures that need the generator's ground truth: left out with their captions.
 OMITTED = {
     "05_1_baseline": ["tab-baseline-findings", "tab-baseline-conspicuity"],
-    "08_extensions": ["tab-ext-shortcuts", "tab-ext-markers", "tab-ext-markers-details", "fig-ext-markers"],
+    "08_extensions": [
+        "tab-ext-localisation",
+        "tab-ext-shortcuts",
+        "tab-ext-markers",
+        "tab-ext-markers-details",
+        "fig-ext-markers",
+    ],
 }
 # A count of one with a plural noun ("the 1 studies").
 COUNT_ONE_PLURAL = re.compile(
