@@ -290,6 +290,7 @@ class ExperimentPlan:
                 "seeds",
                 _seed_name(seed),
                 "baseline",
+                labels=(_seed_name(seed), _seed_name(s.seed)),  # every seed's run is labelled "baseline"
                 level="run",
             )
         for size in sorted({int(x) for x in s.image_sizes}):

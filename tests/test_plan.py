@@ -237,3 +237,9 @@ def test_arm_table_lists_what_each_arm_changes_and_its_seeds():
     }
     source = plan.arm_table("source")
     assert source.iloc[1]["data"] == "source corpus" and source.iloc[1]["seeds"] == "0"
+
+
+def test_seed_comparisons_name_the_seeds_not_their_arm():
+    plan = _plan("demo")
+    seeds = {name: c for name, c in plan.comparisons_planned.items() if c.group == "seeds"}
+    assert seeds and all(plan._names(c) == tuple(name.split(" vs ")) for name, c in seeds.items())
