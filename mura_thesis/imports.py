@@ -8,6 +8,7 @@ that editing a module re-executes only the chapters that reach it.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGES = ("mura_lib", "mura_thesis")
@@ -61,13 +62,28 @@ def graph(*, parents: bool = False, root: Path = ROOT, packages=PACKAGES) -> dic
 
     With ``parents``, importing ``a.b.c`` also counts as importing the packages ``a`` and
     ``a.b``, whose ``__init__`` files Python runs first: what runs, rather than what a module names.
+    The source is parsed once per process for as long as no file changes (every chapter's key
+    reads the same graph).
     """
     known = modules(root, packages)
+    files = tuple((name, str(path), *_stamp(path)) for name, path in known.items())
+    return {name: set(targets) for name, targets in _parsed(files, parents).items()}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_mtime_ns, status.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(files: tuple, parents: bool) -> dict[str, frozenset]:
+    """The graph of ``files`` (``(module, path, mtime, size)`` each), keyed by their stamps."""
+    known = {name: Path(path) for name, path, *_ in files}
     edges = {}
     for name, path in known.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
         found = imported(ast.parse(path.read_text()), package, known)
-        edges[name] = (_with_parents(found) if parents else found) - {name}
+        edges[name] = frozenset((_with_parents(found) if parents else found) - {name})
     return edges
 
 
